@@ -1,0 +1,116 @@
+# pbt -- Population Based Training for Lua 5.4 with a C core.
+#
+#   make            build build/pbt/core.so (the Lua module) and build/libpbt.a
+#   make test       install missing Debian packages (as root), build, run the
+#                   C test program and the whole busted suite
+#   make check      the same suite under -fsanitize=address,undefined
+#   make valgrind   the same suite under valgrind memcheck
+#   make rock-check install with luarocks into a temporary tree and load it
+#   make bench      benchmarks (bench/)
+#   make install    used by luarocks (INST_LIBDIR, INST_LUADIR, INST_BINDIR)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
+LUA        ?= lua5.4
+BUSTED     ?= $(LUA) /usr/bin/busted --ignore-lua
+LUA_INCDIR ?= /usr/include/lua5.4
+CC         ?= cc
+CFLAGS     ?= -O3
+LIBFLAG    ?= -shared
+BUILD      ?= build
+
+WARN    = -std=c11 -Wall -Wextra -pedantic -Wmissing-prototypes -Wstrict-prototypes
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Icsrc
+LIBS    = -lopenblas -lz -lm
+
+CORE_SRC = $(wildcard csrc/pbt_*.c)
+BIND_SRC = $(wildcard csrc/lpbt_*.c)
+HEADERS  = $(wildcard csrc/*.h)
+CORE_OBJ = $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+BIND_OBJ = $(BIND_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+
+MODULE = $(BUILD)/pbt/core.so
+LIBPBT = $(BUILD)/libpbt.a
+CTEST  = $(BUILD)/test_core
+
+.PHONY: all deps test test-c test-lua check valgrind rock-check bench install clean
+
+all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
+
+$(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(CORE_OBJ) $(BIND_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $^ $(LIBS)
+
+$(LIBPBT): $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/include/pbt.h: $(filter csrc/pbt%.h,$(HEADERS))
+	@mkdir -p $(dir $@)
+	cp $^ $(dir $@)
+
+$(CTEST): spec/test_core.c $(LIBPBT) $(BUILD)/include/pbt.h
+	$(CC) $(CFLAGS) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
+
+deps:
+	@sh .ci/deps
+
+# The busted suite; TAP output is kept in $(BUILD)/busted.tap and summed up
+# in one line "N passed, N failed".
+BUSTED_RUN = $(BUSTED) --cpath='./$(BUILD)/?.so' -o TAP spec | tee $(BUILD)/busted.tap; \
+	status=$$?; \
+	echo "$$(grep -c '^ok ' $(BUILD)/busted.tap) passed, $$(grep -c '^not ok ' $(BUILD)/busted.tap) failed"; \
+	exit $$status
+
+test: deps
+	$(MAKE) --no-print-directory all $(CTEST)
+	$(CTEST)
+	$(MAKE) --no-print-directory test-lua
+
+test-lua:
+	@set +o pipefail; $(BUSTED_RUN)
+
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+check: deps
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g $(SAN)" \
+	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core
+	build/asan/test_core
+	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) --no-print-directory BUILD=build/asan test-lua
+
+valgrind: deps
+	@command -v valgrind >/dev/null || sh .ci/deps valgrind
+	$(MAKE) --no-print-directory BUILD=build/debug CFLAGS="-O1 -g" all build/debug/test_core
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core
+	$(MAKE) --no-print-directory BUILD=build/debug \
+	  BUSTED="valgrind -q --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=1 $(LUA) /usr/bin/busted --ignore-lua" \
+	  test-lua
+
+rock-check: deps
+	rm -rf $(BUILD)/rock-tree
+	luarocks --lua-version 5.4 --tree $(BUILD)/rock-tree make pbt-scm-1.rockspec
+	cd /tmp && eval "$$(luarocks --lua-version 5.4 --tree $(CURDIR)/$(BUILD)/rock-tree path)" && \
+	  $(LUA) -e 'print(require("pbt").tensor.ones(2, 2))'
+
+bench: all
+	$(LUA) bench/tensor.lua
+
+# luarocks' "make" build type calls `make rock` and `make install`.
+rock:
+	$(MAKE) --no-print-directory BUILD=build/rock build/rock/pbt/core.so
+
+INST_LIBDIR ?= /usr/local/lib/lua/5.4
+INST_LUADIR ?= /usr/local/share/lua/5.4
+install:
+	install -d $(INST_LIBDIR)/pbt $(INST_LUADIR)/pbt
+	install -m 644 build/rock/pbt/core.so $(INST_LIBDIR)/pbt/core.so
+	install -m 644 lua/pbt/*.lua $(INST_LUADIR)/pbt/
+
+clean:
+	rm -rf build

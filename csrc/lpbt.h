@@ -1,0 +1,97 @@
+/*
+ * lpbt.h -- helpers shared by the Lua binding files (lpbt_*.c).
+ *
+ * The binding checks arguments, calls the core, pushes results and turns a
+ * status into a Lua error.  No arithmetic here.
+ *
+ * Every C function of the module is registered with the same two upvalues:
+ *   upvalue 1: the module's default pbt.Generator (seeded by manual_seed)
+ *   upvalue 2: the pbt.Tensor metatable
+ * so a binding function reaches them without a registry lookup.
+ *
+ * Each binding file exports luaL_Reg arrays (terminated by {NULL, NULL}):
+ *   lpbt_<file>_methods    become methods of pbt.Tensor (t:name(...)) and
+ *                          also functions of pbt.tensor (pbt.tensor.name(t, ...))
+ *   lpbt_<file>_functions  become functions of pbt.tensor only
+ *   lpbt_<file>_meta       become metamethods of pbt.Tensor
+ *   lpbt_<file>_module     become functions of the module table (pbt.core)
+ * lpbt_core.c lists them all.
+ */
+#ifndef LPBT_H
+#define LPBT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "pbt_random.h"
+#include "pbt_tensor.h"
+
+#define LPBT_TENSOR "pbt.Tensor"
+#define LPBT_GENERATOR "pbt.Generator"
+
+#define LPBT_UPV_GENERATOR lua_upvalueindex(1)
+#define LPBT_UPV_TENSOR_META lua_upvalueindex(2)
+
+/* The pbt.Tensor at arg (raises on anything else or a released tensor). */
+pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);
+/* The pbt.Tensor at arg, or NULL. */
+pbt_tensor *lpbt_test_tensor(lua_State *L, int arg);
+/* Pushes a new, released (empty) tensor userdata and returns its header. */
+pbt_tensor *lpbt_push_tensor(lua_State *L);
+
+/* Raises "<fname>: <message>" for a failed status. */
+int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err);
+/* Shorthand: if (status) raise. */
+#define LPBT_CHECK(L, fname, status, err)                                     \
+  do {                                                                         \
+    if ((status) != PBT_OK) lpbt_raise((L), (fname), (err));                   \
+  } while (0)
+
+/* A 1-based (or negative, from the end) dimension at arg, as 0-based, for a
+ * tensor of ndim dimensions.  Raises
+ * "bad argument #arg to 'f' (dimension 3 out of range for a 2-d tensor)". */
+int lpbt_check_dim(lua_State *L, int arg, int ndim);
+/* Like lpbt_check_dim but optional: returns def when arg is none or nil. */
+int lpbt_opt_dim(lua_State *L, int arg, int ndim, int def);
+/* An integer at arg (raises for non-integers, naming the argument). */
+int64_t lpbt_check_integer(lua_State *L, int arg);
+/* A size >= 0 at arg. */
+int64_t lpbt_check_size(lua_State *L, int arg);
+
+/*
+ * Reads a shape given as varargs of sizes from `first` on, or as one table at
+ * `first`.  Sizes must be non-negative integers (-1 allowed when allow_infer).
+ * Returns the number of dimensions; *next is set to the argument after the
+ * shape (where an options table may stand).
+ */
+int lpbt_check_shape(lua_State *L, int first, int64_t *shape, int allow_infer,
+                     int *next);
+
+/* The dtype named in field "dtype" of the options table at idx (none/nil:
+ * def). */
+pbt_dtype lpbt_opt_dtype(lua_State *L, int idx, pbt_dtype def);
+/* The generator in field "generator" of the options table at idx, or the
+ * module default. */
+pbt_generator *lpbt_opt_generator(lua_State *L, int idx);
+pbt_generator *lpbt_check_generator(lua_State *L, int arg);
+
+/* The __index metamethod of pbt.Tensor; upvalue 3 is the methods table. */
+int lpbt_tensor_index(lua_State *L);
+
+/* Registration arrays, one set per binding file. */
+extern const luaL_Reg lpbt_tensor_methods[], lpbt_tensor_functions[],
+    lpbt_tensor_meta[], lpbt_tensor_module[];
+extern const luaL_Reg lpbt_ops_methods[], lpbt_ops_functions[],
+    lpbt_ops_meta[];
+extern const luaL_Reg lpbt_linalg_methods[], lpbt_linalg_functions[];
+extern const luaL_Reg lpbt_random_methods[], lpbt_random_functions[],
+    lpbt_random_module[];
+extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
+    lpbt_io_module[];
+
+/* Creates the pbt.Generator metatable and pushes a new generator seeded with
+ * seed (lpbt_random.c). */
+void lpbt_random_open(lua_State *L);
+pbt_generator *lpbt_push_generator(lua_State *L, uint64_t seed);
+
+#endif

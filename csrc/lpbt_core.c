@@ -1,0 +1,209 @@
+/* lpbt_core.c -- luaopen_pbt_core and the helpers shared by the binding. */
+#include <math.h>
+#include <string.h>
+
+#include "lpbt.h"
+
+/* ---- tensors ------------------------------------------------------------ */
+
+pbt_tensor *lpbt_test_tensor(lua_State *L, int arg) {
+  return (pbt_tensor *)luaL_testudata(L, arg, LPBT_TENSOR);
+}
+
+pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
+  pbt_tensor *t = (pbt_tensor *)luaL_checkudata(L, arg, LPBT_TENSOR);
+  if (t->storage == NULL) luaL_argerror(L, arg, "tensor has been released");
+  return t;
+}
+
+pbt_tensor *lpbt_push_tensor(lua_State *L) {
+  pbt_tensor *t = (pbt_tensor *)lua_newuserdatauv(L, sizeof(pbt_tensor), 0);
+  t->storage = NULL;
+  t->ndim = 0;
+  t->offset = 0;
+  t->dtype = PBT_FLOAT32;
+  lua_pushvalue(L, LPBT_UPV_TENSOR_META);
+  lua_setmetatable(L, -2);
+  return t;
+}
+
+int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
+  if (err->status == PBT_ERR_NOMEM)
+    return luaL_error(L, "%s: not enough memory", fname);
+  return luaL_error(L, "%s: %s", fname, err->msg);
+}
+
+/* ---- numbers and dimensions ---------------------------------------------- */
+
+int64_t lpbt_check_integer(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, arg, &isnum);
+  if (!isnum) {
+    if (lua_type(L, arg) == LUA_TNUMBER)
+      luaL_argerror(L, arg, "number has no integer representation");
+    luaL_typeerror(L, arg, "integer");
+  }
+  return (int64_t)v;
+}
+
+int64_t lpbt_check_size(lua_State *L, int arg) {
+  int64_t v = lpbt_check_integer(L, arg);
+  if (v < 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "negative size %I", (lua_Integer)v));
+  return v;
+}
+
+int lpbt_check_dim(lua_State *L, int arg, int ndim) {
+  int64_t d = lpbt_check_integer(L, arg);
+  int64_t z = d < 0 ? d + ndim : d - 1;
+  if (d == 0 || z < 0 || z >= ndim)
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "dimension %I out of range for a %d-d tensor",
+                                  (lua_Integer)d, ndim));
+  return (int)z;
+}
+
+int lpbt_opt_dim(lua_State *L, int arg, int ndim, int def) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return lpbt_check_dim(L, arg, ndim);
+}
+
+static int64_t shape_entry(lua_State *L, int arg, int allow_infer,
+                           lua_Integer v, int isnum, const char *what) {
+  if (!isnum)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an integer", what));
+  if (v < 0 && !(allow_infer && v == -1))
+    luaL_argerror(L, arg, lua_pushfstring(L, "negative size %I", v));
+  return (int64_t)v;
+}
+
+int lpbt_check_shape(lua_State *L, int first, int64_t *shape, int allow_infer,
+                     int *next) {
+  int n = 0, isnum;
+  lua_Integer v;
+  if (lua_type(L, first) == LUA_TTABLE) {
+    lua_Integer len = luaL_len(L, first), i;
+    if (len > PBT_MAX_DIM)
+      luaL_argerror(L, first,
+                    lua_pushfstring(L, "%I dimensions (at most %d allowed)", len,
+                                    PBT_MAX_DIM));
+    for (i = 1; i <= len; i++) {
+      lua_geti(L, first, i);
+      v = lua_tointegerx(L, -1, &isnum);
+      shape[n++] = shape_entry(L, first, allow_infer, v, isnum, "size");
+      lua_pop(L, 1);
+    }
+    *next = first + 1;
+    return n;
+  }
+  while (lua_type(L, first + n) == LUA_TNUMBER) {
+    if (n == PBT_MAX_DIM)
+      luaL_argerror(L, first + n,
+                    lua_pushfstring(L, "at most %d dimensions allowed", PBT_MAX_DIM));
+    v = lua_tointegerx(L, first + n, &isnum);
+    shape[n] = shape_entry(L, first + n, allow_infer, v, isnum, "size");
+    n++;
+  }
+  *next = first + n;
+  return n;
+}
+
+pbt_dtype lpbt_opt_dtype(lua_State *L, int idx, pbt_dtype def) {
+  pbt_dtype dt = def;
+  if (lua_isnoneornil(L, idx)) return def;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
+    const char *name = lua_tostring(L, -1);
+    if (name == NULL || lua_type(L, -1) != LUA_TSTRING ||
+        pbt_dtype_from_name(name, &dt) != 0)
+      luaL_argerror(L, idx,
+                    lua_pushfstring(L, "unknown dtype '%s' (float32 or float64)",
+                                    luaL_tolstring(L, -1, NULL)));
+  }
+  lua_pop(L, 1);
+  return dt;
+}
+
+pbt_generator *lpbt_check_generator(lua_State *L, int arg) {
+  return (pbt_generator *)luaL_checkudata(L, arg, LPBT_GENERATOR);
+}
+
+pbt_generator *lpbt_opt_generator(lua_State *L, int idx) {
+  pbt_generator *g = NULL;
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, "generator") != LUA_TNIL) {
+      g = (pbt_generator *)luaL_testudata(L, -1, LPBT_GENERATOR);
+      if (!g) luaL_argerror(L, idx, "field 'generator' is not a pbt.Generator");
+    }
+    lua_pop(L, 1); /* the options table keeps it alive */
+  }
+  if (!g) g = (pbt_generator *)lua_touserdata(L, LPBT_UPV_GENERATOR);
+  return g;
+}
+
+/* ---- luaopen --------------------------------------------------------------- */
+
+/* Registers funcs into the table at idx with the two shared upvalues, which
+ * sit at the top of the stack. */
+static void setfuncs(lua_State *L, int idx, const luaL_Reg *funcs) {
+  idx = lua_absindex(L, idx);
+  for (; funcs->name; funcs++) {
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, funcs->func, 2);
+    lua_setfield(L, idx, funcs->name);
+  }
+}
+
+__attribute__((visibility("default"))) int luaopen_pbt_core(lua_State *L);
+
+int luaopen_pbt_core(lua_State *L) {
+  int module, tensor, methods, meta;
+  static const luaL_Reg *const method_sets[] = {
+      lpbt_tensor_methods, lpbt_ops_methods, lpbt_linalg_methods,
+      lpbt_random_methods, lpbt_io_methods, NULL};
+  static const luaL_Reg *const function_sets[] = {
+      lpbt_tensor_functions, lpbt_ops_functions, lpbt_linalg_functions,
+      lpbt_random_functions, lpbt_io_functions, NULL};
+  static const luaL_Reg *const meta_sets[] = {lpbt_tensor_meta, lpbt_ops_meta,
+                                              NULL};
+  static const luaL_Reg *const module_sets[] = {
+      lpbt_tensor_module, lpbt_random_module, lpbt_io_module, NULL};
+  int i;
+
+  lua_newtable(L);
+  module = lua_gettop(L);
+  lua_newtable(L);
+  tensor = lua_gettop(L);
+  lua_newtable(L);
+  methods = lua_gettop(L);
+  luaL_newmetatable(L, LPBT_TENSOR);
+  meta = lua_gettop(L);
+
+  lpbt_random_open(L);                  /* pbt.Generator metatable */
+  lpbt_push_generator(L, 0x5eed);       /* upvalue 1: default generator */
+  lua_pushvalue(L, meta);               /* upvalue 2: tensor metatable */
+
+  for (i = 0; method_sets[i]; i++) {
+    setfuncs(L, methods, method_sets[i]);
+    setfuncs(L, tensor, method_sets[i]);
+  }
+  for (i = 0; function_sets[i]; i++) setfuncs(L, tensor, function_sets[i]);
+  for (i = 0; meta_sets[i]; i++) setfuncs(L, meta, meta_sets[i]);
+  for (i = 0; module_sets[i]; i++) setfuncs(L, module, module_sets[i]);
+  /* __index looks in the methods table (upvalue 3) first */
+  lua_pushvalue(L, methods);
+  lua_pushcclosure(L, lpbt_tensor_index, 3);
+  lua_setfield(L, meta, "__index");
+
+  lua_pushliteral(L, LPBT_TENSOR);
+  lua_setfield(L, meta, "__name");
+
+  lua_pushvalue(L, tensor);
+  lua_setfield(L, module, "tensor");
+  lua_pushvalue(L, methods);
+  lua_setfield(L, module, "Tensor");
+  lua_pushvalue(L, module);
+  return 1;
+}

@@ -1,0 +1,717 @@
+/* lpbt_tensor.c -- pbt.Tensor: creation, metadata, views, access, printing. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lpbt.h"
+
+/* ---- life cycle and metamethods ------------------------------------------ */
+
+static int t_gc(lua_State *L) {
+  pbt_tensor *t = (pbt_tensor *)luaL_checkudata(L, 1, LPBT_TENSOR);
+  pbt_tensor_release(t);
+  return 0;
+}
+
+int lpbt_tensor_index(lua_State *L) {
+  const pbt_tensor *t;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    if (strcmp(lua_tostring(L, 2), "T") == 0) {
+      pbt_error err;
+      pbt_tensor *r;
+      t = lpbt_check_tensor(L, 1);
+      if (t->ndim != 2)
+        return luaL_error(L, "T: expects a 2-d tensor, got %d dimensions", t->ndim);
+      r = lpbt_push_tensor(L);
+      LPBT_CHECK(L, "T", pbt_transpose(r, t, 0, 1, &err), &err);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* ---- creation -------------------------------------------------------------- */
+
+/* A new tensor of the shape given from arg `first` (varargs or a table),
+ * with dtype from a trailing options table. */
+static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
+                                  int *opts) {
+  int64_t shape[PBT_MAX_DIM];
+  int next, ndim = lpbt_check_shape(L, first, shape, 0, &next);
+  pbt_dtype dt;
+  pbt_error err;
+  pbt_tensor *t;
+  if (!lua_isnoneornil(L, next) && lua_type(L, next) != LUA_TTABLE)
+    luaL_argerror(L, next, lua_pushfstring(L, "size or options table expected, got %s",
+                                           luaL_typename(L, next)));
+  if (!lua_isnone(L, next + 1))
+    luaL_argerror(L, next + 1, "unexpected argument after the options table");
+  dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
+  t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  if (opts) *opts = next;
+  return t;
+}
+
+static int f_empty(lua_State *L) {
+  new_from_shape(L, 1, "empty", NULL);
+  return 1;
+}
+
+static int f_zeros(lua_State *L) {
+  pbt_fill_(new_from_shape(L, 1, "zeros", NULL), 0);
+  return 1;
+}
+
+static int f_ones(lua_State *L) {
+  pbt_fill_(new_from_shape(L, 1, "ones", NULL), 1);
+  return 1;
+}
+
+/* full(shape, v [, opts]): the shape is a table or a single size. */
+static int f_full(lua_State *L) {
+  int64_t shape[PBT_MAX_DIM];
+  int next, ndim;
+  double v;
+  pbt_dtype dt;
+  pbt_error err;
+  pbt_tensor *t;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    ndim = lpbt_check_shape(L, 1, shape, 0, &next);
+  } else {
+    shape[0] = lpbt_check_size(L, 1);
+    ndim = 1;
+    next = 2;
+  }
+  v = luaL_checknumber(L, next);
+  dt = lpbt_opt_dtype(L, next + 1, PBT_FLOAT32);
+  t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "full", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  pbt_fill_(t, v);
+  return 1;
+}
+
+static int like(lua_State *L, const char *fname, double v) {
+  const pbt_tensor *src = lpbt_check_tensor(L, 1);
+  pbt_dtype dt = lpbt_opt_dtype(L, 2, src->dtype);
+  pbt_error err;
+  pbt_tensor *t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, src->ndim, src->shape, &err), &err);
+  pbt_fill_(t, v);
+  return 1;
+}
+
+static int f_zeros_like(lua_State *L) { return like(L, "zeros_like", 0); }
+static int f_ones_like(lua_State *L) { return like(L, "ones_like", 1); }
+
+static int f_arange(lua_State *L) {
+  double start = 0, stop, step = 1;
+  int opts;
+  pbt_dtype dt;
+  pbt_error err;
+  pbt_tensor *t;
+  if (lua_type(L, 2) != LUA_TNUMBER) {
+    stop = luaL_checknumber(L, 1);
+    opts = 2;
+  } else {
+    start = luaL_checknumber(L, 1);
+    stop = luaL_checknumber(L, 2);
+    if (lua_type(L, 3) == LUA_TNUMBER) {
+      step = lua_tonumber(L, 3);
+      opts = 4;
+    } else {
+      opts = 3;
+    }
+  }
+  if (step == 0) luaL_argerror(L, 3, "step must not be zero");
+  dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
+  t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "arange", pbt_arange(t, start, stop, step, dt, &err), &err);
+  return 1;
+}
+
+static int f_linspace(lua_State *L) {
+  double start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2);
+  int64_t n = lpbt_check_size(L, 3);
+  pbt_dtype dt = lpbt_opt_dtype(L, 4, PBT_FLOAT32);
+  pbt_error err;
+  pbt_tensor *t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "linspace", pbt_linspace(t, start, stop, n, dt, &err), &err);
+  return 1;
+}
+
+static int f_eye(lua_State *L) {
+  int64_t n = lpbt_check_size(L, 1), m = n;
+  int opts = 2;
+  pbt_dtype dt;
+  pbt_error err;
+  pbt_tensor *t;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    m = lpbt_check_size(L, 2);
+    opts = 3;
+  }
+  dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
+  t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "eye", pbt_eye(t, n, m, dt, &err), &err);
+  return 1;
+}
+
+/* tensor(nested_table_or_number [, opts]) */
+static void nested_shape(lua_State *L, int idx, int *ndim, int64_t *shape) {
+  int n = 0;
+  lua_pushvalue(L, idx);
+  while (lua_type(L, -1) == LUA_TTABLE) {
+    if (n == PBT_MAX_DIM)
+      luaL_argerror(L, 1, lua_pushfstring(L, "more than %d levels of nesting",
+                                          PBT_MAX_DIM));
+    shape[n++] = (int64_t)luaL_len(L, -1);
+    if (shape[n - 1] == 0) break;
+    lua_geti(L, -1, 1);
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+  *ndim = n;
+}
+
+static void nested_fill(lua_State *L, pbt_tensor *t, int d, int64_t *idx) {
+  int64_t i;
+  if (d == t->ndim) {
+    int isnum;
+    double v = lua_tonumberx(L, -1, &isnum);
+    if (!isnum) {
+      if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1), isnum = 1;
+      else
+        luaL_argerror(L, 1, lua_pushfstring(L, "number expected in nested table, got %s",
+                                            luaL_typename(L, -1)));
+    }
+    pbt_tensor_set(t, idx, v);
+    return;
+  }
+  if (lua_type(L, -1) != LUA_TTABLE || luaL_len(L, -1) != t->shape[d])
+    luaL_argerror(L, 1, lua_pushfstring(L, "ragged nested table: expected %I entries "
+                                           "at depth %d",
+                                        (lua_Integer)t->shape[d], d + 1));
+  for (i = 0; i < t->shape[d]; i++) {
+    idx[d] = i;
+    lua_geti(L, -1, (lua_Integer)i + 1);
+    nested_fill(L, t, d + 1, idx);
+    lua_pop(L, 1);
+  }
+}
+
+static int f_tensor(lua_State *L) {
+  int64_t shape[PBT_MAX_DIM], idx[PBT_MAX_DIM];
+  int ndim = 0;
+  pbt_error err;
+  pbt_tensor *t;
+  pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
+  if (lua_type(L, 1) != LUA_TNUMBER && lua_type(L, 1) != LUA_TTABLE)
+    return luaL_typeerror(L, 1, "table or number");
+  nested_shape(L, 1, &ndim, shape);
+  t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "tensor", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  if (pbt_tensor_numel(t) > 0) {
+    lua_pushvalue(L, 1);
+    nested_fill(L, t, 0, idx);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* ---- metadata -------------------------------------------------------------- */
+
+static int m_shape(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int i;
+  lua_createtable(L, t->ndim, 0);
+  for (i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, (lua_Integer)t->shape[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int m_stride(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int i;
+  lua_createtable(L, t->ndim, 0);
+  for (i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, (lua_Integer)t->stride[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int m_size(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  if (lua_isnoneornil(L, 2)) return m_shape(L);
+  lua_pushinteger(L, (lua_Integer)t->shape[lpbt_check_dim(L, 2, t->ndim)]);
+  return 1;
+}
+
+static int m_dim(lua_State *L) {
+  lua_pushinteger(L, lpbt_check_tensor(L, 1)->ndim);
+  return 1;
+}
+
+static int m_numel(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)pbt_tensor_numel(lpbt_check_tensor(L, 1)));
+  return 1;
+}
+
+static int m_dtype(lua_State *L) {
+  lua_pushstring(L, pbt_dtype_name(lpbt_check_tensor(L, 1)->dtype));
+  return 1;
+}
+
+static int m_is_contiguous(lua_State *L) {
+  lua_pushboolean(L, pbt_tensor_is_contiguous(lpbt_check_tensor(L, 1)));
+  return 1;
+}
+
+static pbt_dtype check_dtype_name(lua_State *L, int arg) {
+  const char *name = luaL_checkstring(L, arg);
+  pbt_dtype dt;
+  if (pbt_dtype_from_name(name, &dt) != 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown dtype '%s' (float32 or float64)",
+                                          name));
+  return dt;
+}
+
+static int m_astype(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  pbt_dtype dt = check_dtype_name(L, 2);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "astype", pbt_astype(r, t, dt, &err), &err);
+  return 1;
+}
+
+/* ---- views ------------------------------------------------------------------ */
+
+static int view_or_reshape(lua_State *L, int copy_ok, const char *fname) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t shape[PBT_MAX_DIM];
+  int next, ndim = lpbt_check_shape(L, 2, shape, 1, &next);
+  pbt_error err;
+  pbt_tensor *r;
+  if (!lua_isnone(L, next))
+    luaL_argerror(L, next, lua_pushfstring(L, "size expected, got %s",
+                                           luaL_typename(L, next)));
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, fname,
+             copy_ok ? pbt_reshape(r, t, ndim, shape, &err)
+                     : pbt_view(r, t, ndim, shape, &err),
+             &err);
+  return 1;
+}
+
+static int m_view(lua_State *L) { return view_or_reshape(L, 0, "view"); }
+static int m_reshape(lua_State *L) { return view_or_reshape(L, 1, "reshape"); }
+
+static int m_transpose(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int d1 = lpbt_check_dim(L, 2, t->ndim), d2 = lpbt_check_dim(L, 3, t->ndim);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "transpose", pbt_transpose(r, t, d1, d2, &err), &err);
+  return 1;
+}
+
+static int m_t(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  pbt_error err;
+  pbt_tensor *r;
+  luaL_argcheck(L, t->ndim == 2, 1,
+                lua_pushfstring(L, "expects a 2-d tensor, got %d dimensions", t->ndim));
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "t", pbt_transpose(r, t, 0, 1, &err), &err);
+  return 1;
+}
+
+static int m_permute(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int perm[PBT_MAX_DIM], i, n;
+  pbt_error err;
+  pbt_tensor *r;
+  if (lua_type(L, 2) == LUA_TTABLE) { /* permute{...}: spread the table */
+    n = (int)luaL_len(L, 2);
+    lua_settop(L, 2);
+    luaL_checkstack(L, n, "permute");
+    for (i = 0; i < n; i++) lua_geti(L, 2, i + 1);
+    lua_remove(L, 2);
+  }
+  n = lua_gettop(L) - 1;
+  luaL_argcheck(L, n == t->ndim, 2,
+                lua_pushfstring(L, "permutation of %d dimensions for a %d-d tensor",
+                                n, t->ndim));
+  for (i = 0; i < n; i++) perm[i] = lpbt_check_dim(L, 2 + i, t->ndim);
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "permute", pbt_permute(r, t, perm, &err), &err);
+  return 1;
+}
+
+static int m_narrow(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int dim = lpbt_check_dim(L, 2, t->ndim);
+  int64_t start = lpbt_check_integer(L, 3), len = lpbt_check_size(L, 4);
+  pbt_error err;
+  pbt_tensor *r;
+  luaL_argcheck(L, start >= 1 && start <= t->shape[dim] + 1, 3,
+                lua_pushfstring(L, "start %I out of range for size %I",
+                                (lua_Integer)start, (lua_Integer)t->shape[dim]));
+  luaL_argcheck(L, len <= t->shape[dim] - (start - 1), 4,
+                lua_pushfstring(L, "length %I from start %I exceeds size %I",
+                                (lua_Integer)len, (lua_Integer)start,
+                                (lua_Integer)t->shape[dim]));
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "narrow", pbt_narrow(r, t, dim, start - 1, len, &err), &err);
+  return 1;
+}
+
+/* A 1-based (or negative) index into a dimension of size n, as 0-based. */
+static int64_t check_index(lua_State *L, int arg, int64_t n) {
+  int64_t i = lpbt_check_integer(L, arg);
+  int64_t z = i < 0 ? i + n : i - 1;
+  if (i == 0 || z < 0 || z >= n)
+    luaL_argerror(L, arg, lua_pushfstring(L, "index %I out of range for size %I",
+                                          (lua_Integer)i, (lua_Integer)n));
+  return z;
+}
+
+static int m_select(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int dim = lpbt_check_dim(L, 2, t->ndim);
+  int64_t i = check_index(L, 3, t->shape[dim]);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "select", pbt_select(r, t, dim, i, &err), &err);
+  return 1;
+}
+
+static int m_unsqueeze(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int dim = lpbt_check_dim(L, 2, t->ndim + 1);
+  pbt_error err;
+  pbt_tensor *r;
+  luaL_argcheck(L, t->ndim < PBT_MAX_DIM, 1,
+                lua_pushfstring(L, "a tensor has at most %d dimensions", PBT_MAX_DIM));
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "unsqueeze", pbt_unsqueeze(r, t, dim, &err), &err);
+  return 1;
+}
+
+static int m_squeeze(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int dim = lpbt_opt_dim(L, 2, t->ndim, -1);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "squeeze", pbt_squeeze(r, t, dim, &err), &err);
+  return 1;
+}
+
+static int m_expand(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t shape[PBT_MAX_DIM];
+  int next, ndim = lpbt_check_shape(L, 2, shape, 1, &next);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "expand", pbt_expand(r, t, ndim, shape, &err), &err);
+  return 1;
+}
+
+static int m_expand_as(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1), *o = lpbt_check_tensor(L, 2);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "expand_as", pbt_expand(r, t, o->ndim, o->shape, &err), &err);
+  return 1;
+}
+
+static int m_flatten(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int nd = t->ndim > 0 ? t->ndim : 1;
+  int start = lpbt_opt_dim(L, 2, nd, 0), end = lpbt_opt_dim(L, 3, nd, nd - 1);
+  pbt_error err;
+  pbt_tensor *r;
+  luaL_argcheck(L, start <= end, 2, "start dimension after end dimension");
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "flatten", pbt_flatten(r, t, start, end, &err), &err);
+  return 1;
+}
+
+/* ---- copies --------------------------------------------------------------------- */
+
+static int m_contiguous(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  pbt_error err;
+  pbt_tensor *r;
+  if (pbt_tensor_is_contiguous(t)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "contiguous", pbt_contiguous(r, t, &err), &err);
+  return 1;
+}
+
+static int m_clone(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  pbt_error err;
+  pbt_tensor *r = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "clone", pbt_clone(r, t, &err), &err);
+  return 1;
+}
+
+static int m_copy_(lua_State *L) {
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  const pbt_tensor *src = lpbt_check_tensor(L, 2);
+  pbt_error err;
+  LPBT_CHECK(L, "copy_", pbt_copy_(t, src, &err), &err);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_fill_(lua_State *L) {
+  pbt_fill_(lpbt_check_tensor(L, 1), luaL_checknumber(L, 2));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_zero_(lua_State *L) {
+  pbt_fill_(lpbt_check_tensor(L, 1), 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- access ------------------------------------------------------------------------ */
+
+static void check_indices(lua_State *L, const pbt_tensor *t, int first,
+                          int64_t *idx) {
+  int i;
+  for (i = 0; i < t->ndim; i++) idx[i] = check_index(L, first + i, t->shape[i]);
+}
+
+static int m_get(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t idx[PBT_MAX_DIM];
+  if (lua_gettop(L) - 1 != t->ndim)
+    return luaL_error(L, "get: %d indices given for a %d-d tensor",
+                      lua_gettop(L) - 1, t->ndim);
+  check_indices(L, t, 2, idx);
+  lua_pushnumber(L, pbt_tensor_get(t, idx));
+  return 1;
+}
+
+static int m_set(lua_State *L) {
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t idx[PBT_MAX_DIM];
+  int top = lua_gettop(L);
+  if (top - 2 != t->ndim)
+    return luaL_error(L, "set: %d indices and a value given for a %d-d tensor",
+                      top - 2 < 0 ? 0 : top - 2, t->ndim);
+  check_indices(L, t, 2, idx);
+  pbt_tensor_set(t, idx, luaL_checknumber(L, top));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_item(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t n = pbt_tensor_numel(t);
+  if (n != 1)
+    return luaL_error(L, "item: tensor has %I elements, expected exactly one",
+                      (lua_Integer)n);
+  lua_pushnumber(L, pbt_tensor_get_flat(t, 0));
+  return 1;
+}
+
+static void push_nested(lua_State *L, const pbt_tensor *t, int d, int64_t *idx) {
+  int64_t i;
+  if (d == t->ndim) {
+    lua_pushnumber(L, pbt_tensor_get(t, idx));
+    return;
+  }
+  luaL_checkstack(L, 4, "totable");
+  lua_createtable(L, (int)t->shape[d], 0);
+  for (i = 0; i < t->shape[d]; i++) {
+    idx[d] = i;
+    push_nested(L, t, d + 1, idx);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+static int m_totable(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int64_t idx[PBT_MAX_DIM];
+  push_nested(L, t, 0, idx);
+  return 1;
+}
+
+/* ---- printing ------------------------------------------------------------------------ */
+
+#define EDGE 3        /* entries shown at each end of a summarised dimension */
+#define SUMMARISE 1000 /* summarise tensors with more elements than this */
+
+typedef struct printer {
+  luaL_Buffer b;
+  const pbt_tensor *t;
+  int summarise, integral, sci;
+  int width;
+} printer;
+
+static int shown(const printer *p, int d, int64_t i) {
+  return !p->summarise || p->t->shape[d] <= 2 * EDGE || i < EDGE ||
+         i >= p->t->shape[d] - EDGE;
+}
+
+static void format_value(const printer *p, double v, char *buf, size_t n) {
+  if (isnan(v)) snprintf(buf, n, "nan");
+  else if (isinf(v)) snprintf(buf, n, v > 0 ? "inf" : "-inf");
+  else if (p->integral) snprintf(buf, n, "%.0f", v);
+  else if (p->sci) snprintf(buf, n, "%.4e", v);
+  else snprintf(buf, n, "%.4f", v);
+}
+
+/* Largest and smallest non-zero magnitude among shown finite elements, and
+ * whether they are all integers. */
+static void scan(printer *p, int d, int64_t *idx, double *mx, double *mn, int *integral,
+                 int *negative) {
+  int64_t i;
+  if (d == p->t->ndim) {
+    double v = pbt_tensor_get(p->t, idx);
+    if (isfinite(v)) {
+      double a = fabs(v);
+      if (a > *mx) *mx = a;
+      if (a > 0 && a < *mn) *mn = a;
+      if (v != floor(v) || a >= 1e15) *integral = 0;
+      if (v < 0) *negative = 1;
+    }
+    return;
+  }
+  for (i = 0; i < p->t->shape[d]; i++) {
+    if (!shown(p, d, i)) continue;
+    idx[d] = i;
+    scan(p, d + 1, idx, mx, mn, integral, negative);
+  }
+}
+
+static void emit(printer *p, int d, int64_t *idx) {
+  int64_t i, n = p->t->shape[d];
+  char buf[64];
+  int first = 1, k;
+  luaL_addchar(&p->b, '[');
+  for (i = 0; i < n; i++) {
+    if (!shown(p, d, i)) {
+      if (i == EDGE) {
+        if (d == p->t->ndim - 1) luaL_addstring(&p->b, ", ...");
+        else {
+          luaL_addstring(&p->b, ",\n");
+          for (k = 0; k <= d; k++) luaL_addchar(&p->b, ' ');
+          luaL_addstring(&p->b, "...");
+        }
+      }
+      continue;
+    }
+    if (!first) {
+      luaL_addchar(&p->b, ',');
+      if (d == p->t->ndim - 1) luaL_addchar(&p->b, ' ');
+      else {
+        for (k = d; k < p->t->ndim - 1; k++) luaL_addchar(&p->b, '\n');
+        for (k = 0; k <= d; k++) luaL_addchar(&p->b, ' ');
+      }
+    }
+    first = 0;
+    idx[d] = i;
+    if (d == p->t->ndim - 1) {
+      int len;
+      format_value(p, pbt_tensor_get(p->t, idx), buf, sizeof buf);
+      len = (int)strlen(buf);
+      for (k = len; k < p->width; k++) luaL_addchar(&p->b, ' ');
+      luaL_addstring(&p->b, buf);
+    } else {
+      emit(p, d + 1, idx);
+    }
+  }
+  luaL_addchar(&p->b, ']');
+}
+
+static int t_tostring(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  printer p;
+  int64_t idx[PBT_MAX_DIM];
+  double mx = 0, mn = HUGE_VAL;
+  int negative = 0;
+  char buf[64], shape[128];
+  p.t = t;
+  p.summarise = pbt_tensor_numel(t) > SUMMARISE;
+  p.integral = 1;
+  scan(&p, 0, idx, &mx, &mn, &p.integral, &negative);
+  p.sci = !p.integral && (mx >= 1e6 || (mn < 1e-4 && mn != HUGE_VAL));
+  /* common width: the widest of the largest, smallest and specials */
+  p.width = 0;
+  {
+    double probes[4];
+    int k;
+    probes[0] = negative ? -mx : mx, probes[1] = mx, probes[2] = mn == HUGE_VAL ? 0 : mn, probes[3] = 0;
+    for (k = 0; k < 4; k++) {
+      int len;
+      format_value(&p, probes[k], buf, sizeof buf);
+      len = (int)strlen(buf);
+      if (len > p.width) p.width = len;
+    }
+  }
+  luaL_buffinit(L, &p.b);
+  if (t->ndim == 0) {
+    format_value(&p, pbt_tensor_get(t, idx), buf, sizeof buf);
+    luaL_addstring(&p.b, buf);
+  } else if (pbt_tensor_numel(t) == 0) {
+    luaL_addstring(&p.b, "[]");
+  } else {
+    emit(&p, 0, idx);
+  }
+  pbt_format_shape(shape, sizeof shape, t->ndim, t->shape);
+  lua_pushfstring(L, "\n[pbt.Tensor %s of shape %s]", pbt_dtype_name(t->dtype), shape);
+  luaL_addvalue(&p.b);
+  luaL_pushresult(&p.b);
+  return 1;
+}
+
+/* ---- registration ----------------------------------------------------------------------- */
+
+const luaL_Reg lpbt_tensor_methods[] = {
+    {"shape", m_shape},         {"stride", m_stride},
+    {"size", m_size},           {"dim", m_dim},
+    {"numel", m_numel},         {"dtype", m_dtype},
+    {"is_contiguous", m_is_contiguous},
+    {"astype", m_astype},       {"view", m_view},
+    {"reshape", m_reshape},     {"transpose", m_transpose},
+    {"t", m_t},                 {"permute", m_permute},
+    {"narrow", m_narrow},       {"select", m_select},
+    {"unsqueeze", m_unsqueeze}, {"squeeze", m_squeeze},
+    {"expand", m_expand},       {"expand_as", m_expand_as},
+    {"flatten", m_flatten},     {"contiguous", m_contiguous},
+    {"clone", m_clone},         {"copy_", m_copy_},
+    {"fill_", m_fill_},         {"zero_", m_zero_},
+    {"get", m_get},             {"set", m_set},
+    {"item", m_item},           {"totable", m_totable},
+    {NULL, NULL}};
+
+const luaL_Reg lpbt_tensor_functions[] = {
+    {"tensor", f_tensor},         {"empty", f_empty},
+    {"zeros", f_zeros},           {"ones", f_ones},
+    {"full", f_full},             {"zeros_like", f_zeros_like},
+    {"ones_like", f_ones_like},   {"arange", f_arange},
+    {"linspace", f_linspace},     {"eye", f_eye},
+    {NULL, NULL}};
+
+const luaL_Reg lpbt_tensor_meta[] = {{"__gc", t_gc},
+                                     {"__close", t_gc},
+                                     {"__tostring", t_tostring},
+                                     {NULL, NULL}};
+
+const luaL_Reg lpbt_tensor_module[] = {{NULL, NULL}};

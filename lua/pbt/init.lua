@@ -1,0 +1,24 @@
+--- pbt: Population Based Training of neural networks, for Lua 5.4.
+-- The C module pbt.core holds tensors, kernels and generators; this file is
+-- the face that Lua scripts see.
+local core = require("pbt.core")
+
+local pbt = {
+  _VERSION = "pbt scm",
+  core = core,
+  tensor = core.tensor,   -- constructors and functions: pbt.tensor.zeros(2, 3)
+  Tensor = core.Tensor,   -- the methods of every tensor
+  Generator = core.Generator,
+  manual_seed = core.manual_seed,
+  default_generator = core.default_generator,
+  save = core.save,
+  load = core.load,
+}
+pbt.T = pbt.tensor
+
+-- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does.
+setmetatable(pbt.tensor, {
+  __call = function(_, ...) return core.tensor.tensor(...) end,
+})
+
+return pbt
