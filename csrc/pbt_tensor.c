@@ -95,12 +95,10 @@ void pbt_tensor_release(pbt_tensor *t) {
 }
 
 void pbt_tensor_share(pbt_tensor *dst, const pbt_tensor *src) {
-  pbt_storage *s = src->storage;
-  if (s) storage_retain(s);
-  if (dst != src) {
-    pbt_tensor_release(dst);
-    *dst = *src;
-  }
+  if (dst == src) return;
+  if (src->storage) storage_retain(src->storage);
+  pbt_tensor_release(dst);
+  *dst = *src;
 }
 
 /* Computes numel with overflow and sign checks. */
