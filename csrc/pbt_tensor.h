@@ -11,8 +11,9 @@
  *   - functions that can fail return a pbt_status and, when `err` is not
  *     NULL, write a human-readable message into it (no function name: the
  *     caller adds its own);
- *   - an output tensor `dst` passed to a constructor must be released or
- *     zero-initialised (pbt_tensor_init); on failure it is left released;
+ *   - an output tensor `dst` passed to a constructor or view function must be
+ *     released or zero-initialised (pbt_tensor_init) and must not be one of
+ *     the inputs; on failure it is left released;
  *   - pbt_tensor_release is safe to call on a released tensor.
  */
 #ifndef PBT_TENSOR_H

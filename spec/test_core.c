@@ -16,14 +16,17 @@ static int failures = 0;
   } while (0)
 
 static void test_views(void) {
-  pbt_tensor a, b;
+  pbt_tensor a, b, c;
   pbt_error err;
   int64_t shape[2] = {3, 4}, idx[2];
   pbt_tensor_init(&a);
   pbt_tensor_init(&b);
+  pbt_tensor_init(&c);
   CHECK(pbt_arange(&a, 0, 12, 1, PBT_FLOAT64, &err) == PBT_OK);
-  CHECK(pbt_view(&b, &a, 2, shape, &err) == PBT_OK);
-  CHECK(pbt_transpose(&b, &b, 0, 1, &err) == PBT_OK);
+  CHECK(pbt_view(&c, &a, 2, shape, &err) == PBT_OK);
+  CHECK(pbt_transpose(&b, &c, 0, 1, &err) == PBT_OK);
+  CHECK(pbt_storage_refcount(a.storage) == 3);
+  pbt_tensor_release(&c);
   idx[0] = 3, idx[1] = 2; /* b[3][2] = a[2][3] = 11 */
   CHECK(pbt_tensor_get(&b, idx) == 11.0);
   CHECK(!pbt_tensor_is_contiguous(&b));
