@@ -16,12 +16,13 @@ LUA        ?= lua5.4
 BUSTED     ?= $(LUA) /usr/bin/busted --ignore-lua
 LUA_INCDIR ?= /usr/include/lua5.4
 CC         ?= cc
-CFLAGS     ?= -O3
+CFLAGS     ?=
+OPT        ?= -O3
 LIBFLAG    ?= -shared
 BUILD      ?= build
 
 WARN    = -std=c11 -Wall -Wextra -pedantic -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Icsrc
+ALL_CFLAGS = $(CFLAGS) $(OPT) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Icsrc
 LIBS    = -lopenblas -lz -lm
 
 CORE_SRC = $(wildcard csrc/pbt_*.c)
@@ -44,7 +45,7 @@ $(BUILD)/obj/%.o: csrc/%.c $(HEADERS)
 
 $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) $(OPT) $(LIBFLAG) -o $@ $^ $(LIBS)
 
 $(LIBPBT): $(CORE_OBJ)
 	rm -f $@
@@ -55,16 +56,17 @@ $(BUILD)/include/pbt.h: $(filter csrc/pbt%.h,$(HEADERS))
 	cp $^ $(dir $@)
 
 $(CTEST): spec/test_core.c $(LIBPBT) $(BUILD)/include/pbt.h
-	$(CC) $(CFLAGS) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
+	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
 
 deps:
 	@sh .ci/deps
 
 # The busted suite; TAP output is kept in $(BUILD)/busted.tap and summed up
-# in one line "N passed, N failed".
+# in one line "N passed, N failed" (also written to $(BUILD)/counts).
 BUSTED_RUN = $(BUSTED) --cpath='./$(BUILD)/?.so' -o TAP spec | tee $(BUILD)/busted.tap; \
 	status=$$?; \
-	echo "$$(grep -c '^ok ' $(BUILD)/busted.tap) passed, $$(grep -c '^not ok ' $(BUILD)/busted.tap) failed"; \
+	echo "$$(grep -c '^ok ' $(BUILD)/busted.tap) passed, $$(grep -c '^not ok ' $(BUILD)/busted.tap) failed" \
+	  | tee $(BUILD)/counts; \
 	exit $$status
 
 test: deps
@@ -77,7 +79,7 @@ test-lua:
 
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 check: deps
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g $(SAN)" \
+	$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" \
 	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core
 	build/asan/test_core
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
@@ -86,7 +88,7 @@ check: deps
 
 valgrind: deps
 	@command -v valgrind >/dev/null || sh .ci/deps valgrind
-	$(MAKE) --no-print-directory BUILD=build/debug CFLAGS="-O1 -g" all build/debug/test_core
+	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core
 	$(MAKE) --no-print-directory BUILD=build/debug \
 	  BUSTED="valgrind -q --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=1 $(LUA) /usr/bin/busted --ignore-lua" \

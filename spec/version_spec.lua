@@ -1,0 +1,5 @@
+describe("the interpreter", function()
+  it("is Lua 5.4", function()
+    assert.are.equal("Lua 5.4", _VERSION)
+  end)
+end)
