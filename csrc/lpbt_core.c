@@ -1,6 +1,8 @@
 /* lpbt_core.c -- luaopen_pbt_core and the helpers shared by the binding. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "lpbt.h"
 
@@ -142,6 +144,20 @@ pbt_generator *lpbt_opt_generator(lua_State *L, int idx) {
   return g;
 }
 
+/* ---- clock ------------------------------------------------------------------ */
+
+/* pbt.clock(): seconds from an arbitrary start, monotonic, with nanosecond
+ * resolution (os.clock counts CPU time of all threads, os.time whole
+ * seconds). */
+static int m_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
+static const luaL_Reg core_module[] = {{"clock", m_clock}, {NULL, NULL}};
+
 /* ---- luaopen --------------------------------------------------------------- */
 
 /* Registers funcs into the table at idx with the two shared upvalues, which
@@ -169,7 +185,7 @@ int luaopen_pbt_core(lua_State *L) {
   static const luaL_Reg *const meta_sets[] = {lpbt_tensor_meta, lpbt_ops_meta,
                                               NULL};
   static const luaL_Reg *const module_sets[] = {
-      lpbt_tensor_module, lpbt_random_module, lpbt_io_module, NULL};
+      core_module, lpbt_tensor_module, lpbt_random_module, lpbt_io_module, NULL};
   int i;
 
   lua_newtable(L);

@@ -11,6 +11,7 @@ local pbt = {
   Generator = core.Generator,
   manual_seed = core.manual_seed,
   default_generator = core.default_generator,
+  clock = core.clock,     -- monotonic seconds, for timing
   save = core.save,
   load = core.load,
 }
