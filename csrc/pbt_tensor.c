@@ -613,6 +613,16 @@ pbt_status pbt_copy_(pbt_tensor *dst, const pbt_tensor *src, pbt_error *err) {
             (size_t)pbt_tensor_numel(dst) * pbt_dtype_size(dst->dtype));
     return PBT_OK;
   }
+  if (src->storage == dst->storage) {
+    /* src may overlap dst in any order (t:copy_(t:t())): copy it aside */
+    pbt_tensor tmp;
+    pbt_status s;
+    pbt_tensor_init(&tmp);
+    s = pbt_clone(&tmp, src, err);
+    if (!s) s = pbt_copy_(dst, &tmp, err);
+    pbt_tensor_release(&tmp);
+    return s;
+  }
   if (!pbt_iter_init(&it, 2, dst->ndim, dst->shape, strides)) return PBT_OK;
   do {
     int64_t j, n = it.n, so = it.step[0], si = it.step[1];
