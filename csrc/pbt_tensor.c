@@ -109,11 +109,14 @@ static pbt_status checked_numel(int ndim, const int64_t *shape, int64_t *numel,
   if (ndim < 0 || ndim > PBT_MAX_DIM)
     return pbt_fail(err, PBT_ERR_ARG, "%d dimensions (at most %d allowed)",
                     ndim, PBT_MAX_DIM);
-  for (i = 0; i < ndim; i++) {
+  for (i = 0; i < ndim; i++)
     if (shape[i] < 0)
       return pbt_fail(err, PBT_ERR_ARG, "negative size %lld in dimension %d",
                       (long long)shape[i], i);
-    if (shape[i] != 0 && n > INT64_MAX / shape[i])
+  for (i = 0; i < ndim; i++)
+    if (shape[i] == 0) n = 0;
+  for (i = 0; i < ndim && n != 0; i++) {
+    if (n > INT64_MAX / shape[i])
       return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
     n *= shape[i];
   }
