@@ -349,7 +349,14 @@ static int m_permute(lua_State *L) {
   luaL_argcheck(L, n == t->ndim, 2,
                 lua_pushfstring(L, "permutation of %d dimensions for a %d-d tensor",
                                 n, t->ndim));
-  for (i = 0; i < n; i++) perm[i] = lpbt_check_dim(L, 2 + i, t->ndim);
+  for (i = 0; i < n; i++) {
+    int k;
+    perm[i] = lpbt_check_dim(L, 2 + i, t->ndim);
+    for (k = 0; k < i; k++)
+      if (perm[k] == perm[i])
+        luaL_argerror(L, 2 + i, lua_pushfstring(L, "dimension %d repeated in permutation",
+                                                perm[i] + 1));
+  }
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "permute", pbt_permute(r, t, perm, &err), &err);
   return 1;
