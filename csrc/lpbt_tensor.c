@@ -365,15 +365,16 @@ static int m_permute(lua_State *L) {
 static int m_narrow(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int dim = lpbt_check_dim(L, 2, t->ndim);
-  int64_t start = lpbt_check_integer(L, 3), len = lpbt_check_size(L, 4);
+  int64_t arg = lpbt_check_integer(L, 3), len = lpbt_check_size(L, 4);
+  int64_t start = arg < 0 ? arg + t->shape[dim] + 1 : arg; /* -1: the last */
   pbt_error err;
   pbt_tensor *r;
-  luaL_argcheck(L, start >= 1 && start <= t->shape[dim] + 1, 3,
+  luaL_argcheck(L, arg != 0 && start >= 1 && start <= t->shape[dim] + 1, 3,
                 lua_pushfstring(L, "start %I out of range for size %I",
-                                (lua_Integer)start, (lua_Integer)t->shape[dim]));
+                                (lua_Integer)arg, (lua_Integer)t->shape[dim]));
   luaL_argcheck(L, len <= t->shape[dim] - (start - 1), 4,
                 lua_pushfstring(L, "length %I from start %I exceeds size %I",
-                                (lua_Integer)len, (lua_Integer)start,
+                                (lua_Integer)len, (lua_Integer)arg,
                                 (lua_Integer)t->shape[dim]));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "narrow", pbt_narrow(r, t, dim, start - 1, len, &err), &err);
