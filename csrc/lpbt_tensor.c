@@ -569,7 +569,8 @@ typedef struct printer {
   luaL_Buffer b;
   const pbt_tensor *t;
   int summarise, integral, sci;
-  int width;
+  int width; /* of the widest shown value: every value is padded to it */
+  double mx, mn;
 } printer;
 
 static int shown(const printer *p, int d, int64_t i) {
@@ -585,61 +586,70 @@ static void format_value(const printer *p, double v, char *buf, size_t n) {
   else snprintf(buf, n, "%.4f", v);
 }
 
-/* Largest and smallest non-zero magnitude among shown finite elements, and
- * whether they are all integers. */
-static void scan(printer *p, int d, int64_t *idx, double *mx, double *mn, int *integral,
-                 int *negative) {
+/* Calls f on every shown element (in row-major order). */
+static void each_shown(printer *p, int d, int64_t *idx,
+                       void (*f)(printer *p, double v)) {
   int64_t i;
   if (d == p->t->ndim) {
-    double v = pbt_tensor_get(p->t, idx);
-    if (isfinite(v)) {
-      double a = fabs(v);
-      if (a > *mx) *mx = a;
-      if (a > 0 && a < *mn) *mn = a;
-      if (v != floor(v) || a >= 1e15) *integral = 0;
-      if (v < 0) *negative = 1;
-    }
+    f(p, pbt_tensor_get(p->t, idx));
     return;
   }
   for (i = 0; i < p->t->shape[d]; i++) {
     if (!shown(p, d, i)) continue;
     idx[d] = i;
-    scan(p, d + 1, idx, mx, mn, integral, negative);
+    each_shown(p, d + 1, idx, f);
   }
+}
+
+/* Largest and smallest non-zero magnitude among shown finite elements, and
+ * whether they are all integers. */
+static void scan_value(printer *p, double v) {
+  double a = fabs(v);
+  if (!isfinite(v)) return;
+  if (a > p->mx) p->mx = a;
+  if (a > 0 && a < p->mn) p->mn = a;
+  if (v != floor(v) || a >= 1e15) p->integral = 0;
+}
+
+static void width_value(printer *p, double v) {
+  char buf[64];
+  int len;
+  format_value(p, v, buf, sizeof buf);
+  len = (int)strlen(buf);
+  if (len > p->width) p->width = len;
+}
+
+/* Between items of dimension d: ", " in the last dimension, else "," then
+ * one newline per inner dimension and an indent of d + 1. */
+static void separator(printer *p, int d) {
+  int k;
+  luaL_addchar(&p->b, ',');
+  if (d == p->t->ndim - 1) {
+    luaL_addchar(&p->b, ' ');
+    return;
+  }
+  for (k = d; k < p->t->ndim - 1; k++) luaL_addchar(&p->b, '\n');
+  for (k = 0; k <= d; k++) luaL_addchar(&p->b, ' ');
 }
 
 static void emit(printer *p, int d, int64_t *idx) {
   int64_t i, n = p->t->shape[d];
   char buf[64];
-  int first = 1, k;
+  int k;
   luaL_addchar(&p->b, '[');
   for (i = 0; i < n; i++) {
     if (!shown(p, d, i)) {
       if (i == EDGE) {
-        if (d == p->t->ndim - 1) luaL_addstring(&p->b, ", ...");
-        else {
-          luaL_addstring(&p->b, ",\n");
-          for (k = 0; k <= d; k++) luaL_addchar(&p->b, ' ');
-          luaL_addstring(&p->b, "...");
-        }
+        separator(p, d);
+        luaL_addstring(&p->b, "...");
       }
       continue;
     }
-    if (!first) {
-      luaL_addchar(&p->b, ',');
-      if (d == p->t->ndim - 1) luaL_addchar(&p->b, ' ');
-      else {
-        for (k = d; k < p->t->ndim - 1; k++) luaL_addchar(&p->b, '\n');
-        for (k = 0; k <= d; k++) luaL_addchar(&p->b, ' ');
-      }
-    }
-    first = 0;
+    if (i > 0) separator(p, d);
     idx[d] = i;
     if (d == p->t->ndim - 1) {
-      int len;
       format_value(p, pbt_tensor_get(p->t, idx), buf, sizeof buf);
-      len = (int)strlen(buf);
-      for (k = len; k < p->width; k++) luaL_addchar(&p->b, ' ');
+      for (k = (int)strlen(buf); k < p->width; k++) luaL_addchar(&p->b, ' ');
       luaL_addstring(&p->b, buf);
     } else {
       emit(p, d + 1, idx);
@@ -652,29 +662,18 @@ static int t_tostring(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   printer p;
   int64_t idx[PBT_MAX_DIM];
-  double mx = 0, mn = HUGE_VAL;
-  int negative = 0;
-  char buf[64], shape[128];
+  char shape[128];
   p.t = t;
   p.summarise = pbt_tensor_numel(t) > SUMMARISE;
   p.integral = 1;
-  scan(&p, 0, idx, &mx, &mn, &p.integral, &negative);
-  p.sci = !p.integral && (mx >= 1e6 || (mn < 1e-4 && mn != HUGE_VAL));
-  /* common width: the widest of the largest, smallest and specials */
+  p.mx = 0, p.mn = HUGE_VAL;
+  each_shown(&p, 0, idx, scan_value);
+  p.sci = !p.integral && (p.mx >= 1e6 || p.mn < 1e-4);
   p.width = 0;
-  {
-    double probes[4];
-    int k;
-    probes[0] = negative ? -mx : mx, probes[1] = mx, probes[2] = mn == HUGE_VAL ? 0 : mn, probes[3] = 0;
-    for (k = 0; k < 4; k++) {
-      int len;
-      format_value(&p, probes[k], buf, sizeof buf);
-      len = (int)strlen(buf);
-      if (len > p.width) p.width = len;
-    }
-  }
+  each_shown(&p, 0, idx, width_value);
   luaL_buffinit(L, &p.b);
   if (t->ndim == 0) {
+    char buf[64];
     format_value(&p, pbt_tensor_get(t, idx), buf, sizeof buf);
     luaL_addstring(&p.b, buf);
   } else if (pbt_tensor_numel(t) == 0) {
