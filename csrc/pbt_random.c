@@ -86,11 +86,11 @@ pbt_status pbt_generator_set_state(pbt_generator *g,
   return PBT_OK;
 }
 
-typedef double (*draw_fn)(pbt_generator *g, const double *arg);
+typedef double (*draw_fn)(pbt_generator *g, const void *arg);
 
 /* Fills t in row-major order of its logical shape. */
 static void fill_with(pbt_tensor *t, pbt_generator *g, draw_fn f,
-                      const double *arg) {
+                      const void *arg) {
   const int64_t *strides[1];
   pbt_iter it;
   strides[0] = t->stride;
@@ -107,14 +107,18 @@ static void fill_with(pbt_tensor *t, pbt_generator *g, draw_fn f,
   } while (pbt_iter_next(&it));
 }
 
-static double draw_uniform(pbt_generator *g, const double *a) {
+static double draw_uniform(pbt_generator *g, const void *arg) {
+  const double *a = arg;
   return a[0] + (a[1] - a[0]) * pbt_generator_uniform(g);
 }
-static double draw_normal(pbt_generator *g, const double *a) {
+static double draw_normal(pbt_generator *g, const void *arg) {
+  const double *a = arg;
   return a[0] + a[1] * pbt_generator_normal(g);
 }
-static double draw_int(pbt_generator *g, const double *a) {
-  return (double)pbt_generator_integer(g, (int64_t)a[0], (int64_t)a[1]);
+/* the bounds stay int64_t: a double cannot hold every 64-bit integer */
+static double draw_int(pbt_generator *g, const void *arg) {
+  const int64_t *a = arg;
+  return (double)pbt_generator_integer(g, a[0], a[1]);
 }
 
 void pbt_fill_uniform_(pbt_tensor *t, pbt_generator *g, double lo, double hi) {
@@ -132,7 +136,7 @@ void pbt_fill_normal_(pbt_tensor *t, pbt_generator *g, double mean,
 
 void pbt_fill_randint_(pbt_tensor *t, pbt_generator *g, int64_t lo,
                        int64_t hi) {
-  double a[2];
-  a[0] = (double)lo, a[1] = (double)hi;
+  int64_t a[2];
+  a[0] = lo, a[1] = hi;
   fill_with(t, g, draw_int, a);
 }
