@@ -142,6 +142,8 @@ static pbt_tensor *random_tensor(lua_State *L, int first, const char *fname,
   if (!lua_isnoneornil(L, next) && lua_type(L, next) != LUA_TTABLE)
     luaL_argerror(L, next, lua_pushfstring(L, "size or options table expected, got %s",
                                            luaL_typename(L, next)));
+  if (!lua_isnone(L, next + 1))
+    luaL_argerror(L, next + 1, "unexpected argument after the options table");
   dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
   *g = lpbt_opt_generator(L, next);
   t = lpbt_push_tensor(L);
