@@ -16,7 +16,7 @@ extern "C" {
 
 typedef struct pbt_generator {
   uint64_t s[4];
-  double spare;   /* second normal of the last Box-Muller pair */
+  double spare;   /* second normal of the last polar-method pair */
   int has_spare;
 } pbt_generator;
 
