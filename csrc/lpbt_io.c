@@ -123,9 +123,10 @@ static int save_fail(lua_State *L, const frame *f, const char *msg) {
 
 static int save_type_fail(lua_State *L, const frame *f, const char *what,
                           int idx) {
-  return save_fail(L, f,
-                   lua_pushfstring(L, "cannot save a %s of type %s", what,
-                                   luaL_typename(L, idx)));
+  const char *type =
+      lpbt_test_tensor(L, idx) ? LPBT_TENSOR : luaL_typename(L, idx);
+  return save_fail(
+      L, f, lua_pushfstring(L, "cannot save a %s of type %s", what, type));
 }
 
 static void enc_check(lua_State *L, pbt_status st, const pbt_error *err) {
@@ -422,7 +423,7 @@ static int f_frombytes(lua_State *L) {
     if (ty != LUA_TTABLE && ty != LUA_TNUMBER)
       luaL_typeerror(L, 3, "table or size");
     ndim = lpbt_check_shape(L, 3, shape, 0, &next);
-    if (!lua_isnone(L, next))
+    if (!lua_isnoneornil(L, next))
       luaL_argerror(L, next, "unexpected argument after the shape");
   }
   t = lpbt_push_tensor(L);
