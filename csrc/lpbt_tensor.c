@@ -24,7 +24,7 @@ int lpbt_tensor_index(lua_State *L) {
       pbt_tensor *r;
       t = lpbt_check_tensor(L, 1);
       if (t->ndim != 2)
-        return luaL_error(L, "T: expects a 2-d tensor, got %d dimensions", t->ndim);
+        return luaL_error(L, "T: expects a 2-d tensor, got a %d-d tensor", t->ndim);
       r = lpbt_push_tensor(L);
       LPBT_CHECK(L, "T", pbt_transpose(r, t, 0, 1, &err), &err);
       return 1;
@@ -83,6 +83,7 @@ static int f_full(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE) {
     ndim = lpbt_check_shape(L, 1, shape, 0, &next);
   } else {
+    if (lua_type(L, 1) != LUA_TNUMBER) luaL_typeerror(L, 1, "size or shape table");
     shape[0] = lpbt_check_size(L, 1);
     ndim = 1;
     next = 2;
@@ -327,7 +328,7 @@ static int m_t(lua_State *L) {
   pbt_error err;
   pbt_tensor *r;
   luaL_argcheck(L, t->ndim == 2, 1,
-                lua_pushfstring(L, "expects a 2-d tensor, got %d dimensions", t->ndim));
+                lua_pushfstring(L, "expects a 2-d tensor, got a %d-d tensor", t->ndim));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "t", pbt_transpose(r, t, 0, 1, &err), &err);
   return 1;
@@ -403,13 +404,17 @@ static int m_select(lua_State *L) {
 
 static int m_unsqueeze(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
-  int dim = lpbt_check_dim(L, 2, t->ndim + 1);
+  int64_t d = lpbt_check_integer(L, 2);
+  int64_t dim = d < 0 ? d + t->ndim + 1 : d - 1; /* 1..ndim+1, -1 appends */
   pbt_error err;
   pbt_tensor *r;
+  if (d == 0 || dim < 0 || dim > t->ndim)
+    luaL_argerror(L, 2, lua_pushfstring(L, "dimension %I out of range for unsqueezing "
+                                           "a %d-d tensor", (lua_Integer)d, t->ndim));
   luaL_argcheck(L, t->ndim < PBT_MAX_DIM, 1,
                 lua_pushfstring(L, "a tensor has at most %d dimensions", PBT_MAX_DIM));
   r = lpbt_push_tensor(L);
-  LPBT_CHECK(L, "unsqueeze", pbt_unsqueeze(r, t, dim, &err), &err);
+  LPBT_CHECK(L, "unsqueeze", pbt_unsqueeze(r, t, (int)dim, &err), &err);
   return 1;
 }
 
@@ -508,8 +513,8 @@ static int m_get(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int64_t idx[PBT_MAX_DIM];
   if (lua_gettop(L) - 1 != t->ndim)
-    return luaL_error(L, "get: %d indices given for a %d-d tensor",
-                      lua_gettop(L) - 1, t->ndim);
+    return luaL_error(L, "get: expected %d indices for a %d-d tensor, got %d",
+                      t->ndim, t->ndim, lua_gettop(L) - 1);
   check_indices(L, t, 2, idx);
   lua_pushnumber(L, pbt_tensor_get(t, idx));
   return 1;
@@ -520,8 +525,8 @@ static int m_set(lua_State *L) {
   int64_t idx[PBT_MAX_DIM];
   int top = lua_gettop(L);
   if (top - 2 != t->ndim)
-    return luaL_error(L, "set: %d indices and a value given for a %d-d tensor",
-                      top - 2 < 0 ? 0 : top - 2, t->ndim);
+    return luaL_error(L, "set: expected %d indices and a value for a %d-d tensor, "
+                      "got %d arguments", t->ndim, t->ndim, top - 1);
   check_indices(L, t, 2, idx);
   pbt_tensor_set(t, idx, luaL_checknumber(L, top));
   lua_settop(L, 1);
