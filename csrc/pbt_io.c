@@ -450,7 +450,11 @@ pbt_status pbt_dec_end(const pbt_reader *r, pbt_error *err) {
 
 static pbt_status io_fail(pbt_error *err, const char *what, const char *path,
                           int e) {
-  return pbt_fail(err, PBT_ERR_IO, "cannot %s %s: %s", what, path, strerror(e));
+  char reason[128];
+  /* the POSIX strerror_r (thread-safe, unlike strerror) */
+  if (strerror_r(e, reason, sizeof reason) != 0)
+    snprintf(reason, sizeof reason, "error %d", e);
+  return pbt_fail(err, PBT_ERR_IO, "cannot %s %s: %s", what, path, reason);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n) {
