@@ -113,13 +113,16 @@ static pbt_status checked_numel(int ndim, const int64_t *shape, int64_t *numel,
     if (shape[i] < 0)
       return pbt_fail(err, PBT_ERR_ARG, "negative size %lld in dimension %d",
                       (long long)shape[i], i);
-  for (i = 0; i < ndim; i++)
-    if (shape[i] == 0) n = 0;
-  for (i = 0; i < ndim && n != 0; i++) {
+  /* the product of the non-zero sizes bounds every stride: it must fit even
+   * when a zero size makes the tensor empty */
+  for (i = 0; i < ndim; i++) {
+    if (shape[i] == 0) continue;
     if (n > INT64_MAX / shape[i])
       return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
     n *= shape[i];
   }
+  for (i = 0; i < ndim; i++)
+    if (shape[i] == 0) n = 0;
   *numel = n;
   return PBT_OK;
 }
