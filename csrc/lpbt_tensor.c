@@ -432,7 +432,11 @@ static int m_expand(lua_State *L) {
   int64_t shape[PBT_MAX_DIM];
   int next, ndim = lpbt_check_shape(L, 2, shape, 1, &next);
   pbt_error err;
-  pbt_tensor *r = lpbt_push_tensor(L);
+  pbt_tensor *r;
+  if (!lua_isnone(L, next))
+    luaL_argerror(L, next, lua_pushfstring(L, "size expected, got %s",
+                                           luaL_typename(L, next)));
+  r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "expand", pbt_expand(r, t, ndim, shape, &err), &err);
   return 1;
 }
