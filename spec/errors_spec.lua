@@ -47,6 +47,8 @@ describe("pbt.Tensor misuse", function()
         "bad argument #3 to 'set' (number expected, got string)" },
       { "a:view(2, 3, 'x')", function() a:view(2, 3, "x") end,
         "bad argument #3 to 'view' (size expected, got string)" },
+      { "a:expand(2, 3, 'x')", function() a:expand(2, 3, "x") end,
+        "bad argument #3 to 'expand' (size expected, got string)" },
       { "tensor('x')", function() T("x") end,
         "bad argument #1 to 'tensor' (table or number expected, got string)" },
       { "tensor({1, 'x'})", function() T({ 1, "x" }) end,

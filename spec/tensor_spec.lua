@@ -625,6 +625,20 @@ describe("pbt.Tensor", function()
     end)
   end
 
+  describe("storage", function()
+    it("outlives the tensor it was created for while views hold it", function()
+      local b = T(grid(3, 4, ij))
+      local v = b:narrow(2, 2, 2).T
+      local s = b:select(1, 3)
+      b = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      assert.are.same({ { 12, 22, 32 }, { 13, 23, 33 } }, v:totable())
+      v:set(1, 3, 0)
+      assert.are.same({ 31, 0, 33, 34 }, s:totable())
+    end)
+  end)
+
   describe("__close", function()
     it("releases the storage; a released tensor raises", function()
       local keep
