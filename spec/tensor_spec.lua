@@ -625,6 +625,122 @@ describe("pbt.Tensor", function()
     end)
   end
 
+  describe("chains of views (randomised, fixed seed)", function()
+    -- a model of a logical tensor: its shape and a function from a 1-based
+    -- index table to the element of the base, written plainly
+    local function model_of(shape)
+      local strides, s = {}, 1
+      for d = #shape, 1, -1 do
+        strides[d] = s
+        s = s * shape[d]
+      end
+      return { shape = shape, at = function(idx)
+        local k = 0
+        for d = 1, #shape do k = k + (idx[d] - 1) * strides[d] end
+        return k
+      end }
+    end
+
+    local function copy(t) return table.move(t, 1, #t, 1, {}) end
+
+    local ops = {
+      function(g, t, m) -- transpose
+        local n = #m.shape
+        local d1, d2 = g:integer(1, n), g:integer(1, n)
+        local sh = copy(m.shape)
+        sh[d1], sh[d2] = sh[d2], sh[d1]
+        return t:transpose(d1, d2), { shape = sh, at = function(idx)
+          local j = copy(idx)
+          j[d1], j[d2] = j[d2], j[d1]
+          return m.at(j)
+        end }
+      end,
+      function(g, t, m) -- narrow
+        local d = g:integer(1, #m.shape)
+        local size = m.shape[d]
+        local start = g:integer(1, size)
+        local len = g:integer(1, size - start + 1)
+        local sh = copy(m.shape)
+        sh[d] = len
+        return t:narrow(d, start, len), { shape = sh, at = function(idx)
+          local j = copy(idx)
+          j[d] = j[d] + start - 1
+          return m.at(j)
+        end }
+      end,
+      function(g, t, m) -- permute
+        local n = #m.shape
+        local p = {}
+        for i = 1, n do p[i] = i end
+        for i = n, 2, -1 do
+          local k = g:integer(1, i)
+          p[i], p[k] = p[k], p[i]
+        end
+        local sh = {}
+        for k = 1, n do sh[k] = m.shape[p[k]] end
+        return t:permute(p), { shape = sh, at = function(idx)
+          local j = {}
+          for k = 1, n do j[p[k]] = idx[k] end
+          return m.at(j)
+        end }
+      end,
+      function(g, t, m) -- unsqueeze then squeeze that dimension: the same tensor
+        local d = g:integer(1, #m.shape + 1)
+        return t:unsqueeze(d):squeeze(d), m
+      end,
+      function(g, t, m) -- select, when more than one dimension is left
+        if #m.shape < 2 then return t, m end
+        local d = g:integer(1, #m.shape)
+        local i = g:integer(1, m.shape[d])
+        local sh = copy(m.shape)
+        table.remove(sh, d)
+        return t:select(d, i), { shape = sh, at = function(idx)
+          local j = copy(idx)
+          table.insert(j, d, i)
+          return m.at(j)
+        end }
+      end,
+    }
+
+    local function each_index(shape, f)
+      local idx = {}
+      local function walk(d)
+        if d > #shape then return f(idx) end
+        for i = 1, shape[d] do
+          idx[d] = i
+          walk(d + 1)
+        end
+      end
+      walk(1)
+    end
+
+    for _, dt in ipairs(DTYPES) do
+      it("read, reshape, copy and write like the model (" .. dt .. ")", function()
+        local g = pbt.Generator(2718)
+        for _ = 1, 60 do
+          local shape = { g:integer(1, 4), g:integer(1, 4), g:integer(1, 4), g:integer(1, 3) }
+          local n = shape[1] * shape[2] * shape[3] * shape[4]
+          local base = T.arange(n, { dtype = dt }):view(shape)
+          local t, m = base, model_of(shape)
+          for _ = 1, g:integer(1, 5) do t, m = ops[g:integer(1, #ops)](g, t, m) end
+          assert.are.same(m.shape, t:shape())
+          local want = {}
+          each_index(m.shape, function(idx) want[#want + 1] = m.at(idx) end)
+          assert.are.same(want, flat(t))
+          assert.are.same(want, t:reshape(-1):totable())
+          assert.are.same(want, t:clone():view(-1):totable())
+          assert.are.same(want, t:contiguous():view(-1):totable())
+          -- write through the view: every element it covers, and nothing else
+          t:copy_(T.full(t:shape(), -1))
+          local hit = {}
+          for _, k in ipairs(want) do hit[k] = true end
+          local after = base:reshape(-1):totable()
+          for k = 0, n - 1 do assert.are.equal(hit[k] and -1 or k, after[k + 1]) end
+        end
+      end)
+    end
+  end)
+
   describe("storage", function()
     it("outlives the tensor it was created for while views hold it", function()
       local b = T(grid(3, 4, ij))
