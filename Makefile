@@ -83,7 +83,7 @@ check: deps
 	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core
 	build/asan/test_core
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory BUILD=build/asan test-lua
 
 valgrind: deps

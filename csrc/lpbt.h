@@ -78,6 +78,9 @@ pbt_generator *lpbt_check_generator(lua_State *L, int arg);
 /* The __index metamethod of pbt.Tensor; upvalue 3 is the methods table. */
 int lpbt_tensor_index(lua_State *L);
 
+/* pbt.tensor(nested_table_or_number [, opts]) (lpbt_tensor.c). */
+int lpbt_tensor_new(lua_State *L);
+
 /* Registration arrays, one set per binding file. */
 extern const luaL_Reg lpbt_tensor_methods[], lpbt_tensor_functions[],
     lpbt_tensor_meta[], lpbt_tensor_module[];

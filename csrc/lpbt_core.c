@@ -156,6 +156,12 @@ static int m_clock(lua_State *L) {
   return 1;
 }
 
+/* pbt.tensor{...}: the tensor table is callable. */
+static int tensor_call(lua_State *L) {
+  lua_remove(L, 1);
+  return lpbt_tensor_new(L);
+}
+
 static const luaL_Reg core_module[] = {{"clock", m_clock}, {NULL, NULL}};
 
 /* ---- luaopen --------------------------------------------------------------- */
@@ -215,6 +221,13 @@ int luaopen_pbt_core(lua_State *L) {
 
   lua_pushliteral(L, LPBT_TENSOR);
   lua_setfield(L, meta, "__name");
+
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, -3); /* the two shared upvalues */
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, tensor_call, 2);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, tensor);
 
   lua_pushvalue(L, tensor);
   lua_setfield(L, module, "tensor");

@@ -204,7 +204,7 @@ static void nested_fill(lua_State *L, pbt_tensor *t, int d, int64_t *idx) {
   }
 }
 
-static int f_tensor(lua_State *L) {
+int lpbt_tensor_new(lua_State *L) {
   int64_t shape[PBT_MAX_DIM], idx[PBT_MAX_DIM];
   int ndim = 0;
   pbt_error err;
@@ -718,7 +718,7 @@ const luaL_Reg lpbt_tensor_methods[] = {
     {NULL, NULL}};
 
 const luaL_Reg lpbt_tensor_functions[] = {
-    {"tensor", f_tensor},         {"empty", f_empty},
+    {"tensor", lpbt_tensor_new},         {"empty", f_empty},
     {"zeros", f_zeros},           {"ones", f_ones},
     {"full", f_full},             {"zeros_like", f_zeros_like},
     {"ones_like", f_ones_like},   {"arange", f_arange},

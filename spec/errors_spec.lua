@@ -50,9 +50,9 @@ describe("pbt.Tensor misuse", function()
       { "a:expand(2, 3, 'x')", function() a:expand(2, 3, "x") end,
         "bad argument #3 to 'expand' (size expected, got string)" },
       { "tensor('x')", function() T("x") end,
-        "bad argument #1 to 'tensor' (table or number expected, got string)" },
+        "bad argument #1 to 'T' (table or number expected, got string)" },
       { "tensor({1, 'x'})", function() T({ 1, "x" }) end,
-        "bad argument #1 to 'tensor' (number expected in nested table, got string)" },
+        "bad argument #1 to 'T' (number expected in nested table, got string)" },
       { "rand(2, {generator = 5})", function() T.rand(2, { generator = 5 }) end,
         "bad argument #2 to 'rand' (field 'generator' is not a pbt.Generator)" },
       { "a:uniform_(0, 1, 5)", function() a:uniform_(0, 1, 5) end,
@@ -219,9 +219,9 @@ describe("pbt.Tensor misuse", function()
       { "copy_ that does not broadcast", function() a:copy_(T.zeros(2)) end,
         "copy_: cannot copy a tensor of shape [2] into shape [2,3]" },
       { "ragged nested table", function() T({ { 1, 2 }, { 3 } }) end,
-        "bad argument #1 to 'tensor' (ragged nested table: expected 2 entries at depth 2)" },
+        "bad argument #1 to 'T' (ragged nested table: expected 2 entries at depth 2)" },
       { "table where a number belongs", function() T({ 1, { 2 } }) end,
-        "bad argument #1 to 'tensor' (number expected in nested table, got table)" },
+        "bad argument #1 to 'T' (number expected in nested table, got table)" },
     })
   end)
 
@@ -230,7 +230,7 @@ describe("pbt.Tensor misuse", function()
       { "zeros", function() T.zeros(2, { dtype = "float16" }) end,
         "bad argument #2 to 'zeros' (unknown dtype 'float16' (float32 or float64))" },
       { "tensor", function() T({ 1 }, { dtype = "int32" }) end,
-        "bad argument #2 to 'tensor' (unknown dtype 'int32' (float32 or float64))" },
+        "bad argument #2 to 'T' (unknown dtype 'int32' (float32 or float64))" },
       { "astype", function() a:astype("float16") end,
         "bad argument #1 to 'astype' (unknown dtype 'float16' (float32 or float64))" },
       { "astype without a name", function() a:astype() end,
@@ -296,7 +296,7 @@ describe("pbt.Tensor misuse", function()
       { "unsqueeze of an 8-d tensor", function() T.zeros(1, 1, 1, 1, 1, 1, 1, 1):unsqueeze(1) end,
         "calling 'unsqueeze' on bad self (a tensor has at most 8 dimensions)" },
       { "9 levels of nesting", function() T({ { { { { { { { { 1 } } } } } } } } }) end,
-        "bad argument #1 to 'tensor' (more than 8 levels of nesting)" },
+        "bad argument #1 to 'T' (more than 8 levels of nesting)" },
     })
   end)
 

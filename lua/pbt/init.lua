@@ -16,10 +16,7 @@ local pbt = {
   load = core.load,
 }
 pbt.T = pbt.tensor
-
--- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does.
-setmetatable(pbt.tensor, {
-  __call = function(_, ...) return core.tensor.tensor(...) end,
-})
+-- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does
+-- (the C module makes the table callable).
 
 return pbt
