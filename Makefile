@@ -100,8 +100,12 @@ rock-check: deps
 	cd /tmp && eval "$$(luarocks --lua-version 5.4 --tree $(CURDIR)/$(BUILD)/rock-tree path)" && \
 	  $(LUA) -e 'print(require("pbt").tensor.ones(2, 2))'
 
-bench: all
-	$(LUA) bench/tensor.lua
+$(BUILD)/blas_direct: bench/blas_direct.c
+	$(CC) -O2 $(WARN) -o $@ $< -lopenblas
+
+# One OpenBLAS thread on every side unless the caller sets another count.
+bench: all $(BUILD)/blas_direct
+	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(LUA) bench/tensor.lua
 
 # luarocks' "make" build type calls `make rock` and `make install`.
 rock:
