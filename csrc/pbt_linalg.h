@@ -8,7 +8,8 @@
  *     place, whatever its strides, and may share storage with an input (the
  *     result then goes through a temporary).  When it holds a tensor of
  *     another shape it is released and reallocated, as torch's out= resizes.
- *     Its dtype must be the inputs' dtype (PBT_ERR_DTYPE otherwise).
+ *     Its dtype must be the result's dtype: "out has dtype float64, expected
+ *     float32" (PBT_ERR_DTYPE).
  *   - the operands of one product must have the same dtype:
  *     "dtypes float32 and float64 do not match" (PBT_ERR_DTYPE).
  *   - on failure an `out` given released stays released; an existing `out`
@@ -25,6 +26,7 @@
  * tensors unchanged with base = 1.  Index values are checked before anything
  * is written: "index 7 out of range for size 5" (the value as given, i.e.
  * in the caller's base), "index 2.5 is not an integer" (PBT_ERR_ARG).
+ * A float32 index tensor holds every integer exactly only up to 2^24.
  */
 #ifndef PBT_LINALG_H
 #define PBT_LINALG_H
