@@ -31,7 +31,8 @@
 /* Kinds of mapped sums (sum of f(x)) used by the reductions. */
 enum { MS_SUM, MS_SQ, MS_ABS, MS_POW, MS_NZ, MS_DEV2, MS_EXP };
 #define MS_BLOCK 2048 /* pairwise summation below this many elements */
-#define MAX_BLOCK 1024 /* argmax scans blocks of this many elements */
+#define MAX_BLOCK 8192 /* argmax scans blocks of this many elements */
+#define MAX_LANES 64   /* lanes of the maximum kernel */
 
 /* ---- float32 math ---------------------------------------------------------
  *
@@ -483,10 +484,10 @@ static int compare_all(const pbt_tensor *a, const pbt_tensor *b, int ndim,
       for (i = 0; i < it.n; i++) {
         double x = load_elem(pa, a->dtype, it.offset[0] + i * it.step[0]);
         double y = load_elem(pb, b->dtype, it.offset[1] + i * it.step[1]);
-        if (mode == 1 ? !(x == y) : !(fabs(x - y) <= atol + rtol * fabs(y))) {
-          if (mode == 0 && x == y) continue; /* equal infinities */
-          return 0;
-        }
+        int ok = mode == 1 || isinf(x) || isinf(y)
+                     ? x == y /* infinities are close only to themselves */
+                     : fabs(x - y) <= atol + rtol * fabs(y);
+        if (!ok) return 0;
       }
     } while (pbt_iter_next(&it));
   return 1;
@@ -612,7 +613,7 @@ pbt_status pbt_reduce(pbt_tensor *out, const pbt_tensor *a, int dim,
   if ((op == PBT_MAX || op == PBT_MIN) &&
       (pbt_tensor_numel(a) == 0 || (dim >= 0 && dim < a->ndim && a->shape[dim] == 0)))
     return empty_error(err);
-  s = geom_init(&g, a, dim, keepdim, 2, err);
+  s = geom_init(&g, a, dim, keepdim, 3, err);
   if (s) return s;
   s = slot_open(&o, out, a->dtype, &g, a, err);
   if (s) {
@@ -753,7 +754,7 @@ pbt_status pbt_softmax(pbt_tensor *out, const pbt_tensor *a, int dim,
   if (a->ndim == 0 || dim < 0 || dim >= a->ndim)
     return pbt_fail(err, PBT_ERR_ARG, "dimension %d out of range for a %d-d tensor",
                     dim, a->ndim);
-  s = geom_init(&g, a, dim, 1, 3, err);
+  s = geom_init(&g, a, dim, 1, 4, err);
   if (s) return s;
   /* the result has a's shape */
   g.ndim = a->ndim;

@@ -281,24 +281,29 @@ PBT_INLINE int S(beats)(int want_max, real x, real m) {
   return (want_max ? x > m : x < m) || (x != x && m == m);
 }
 
-/* Maximum of n >= 1 contiguous elements; NaN if any is NaN. */
+/* Maximum of n >= 1 contiguous elements; NaN if any is NaN.  The NaNs are
+ * tracked in lanes of their own, and there are enough lanes that gcc keeps
+ * the lane loop (and vectorizes it) rather than unrolling it. */
 PBT_INLINE real S(max_block)(int want_max, const real *x, int64_t n) {
-  real m[MS_LANES], r;
+  real m[MAX_LANES], nan[MAX_LANES], r;
   int64_t i = 0;
   int j;
-  if (n < MS_LANES) {
+  if (n < MAX_LANES) {
     r = x[0];
     for (i = 1; i < n; i++) r = S(beats)(want_max, x[i], r) ? x[i] : r;
     return r;
   }
-  for (j = 0; j < MS_LANES; j++) m[j] = x[j];
-  for (i = MS_LANES; i + MS_LANES <= n; i += MS_LANES)
-    for (j = 0; j < MS_LANES; j++) {
+  for (j = 0; j < MAX_LANES; j++) m[j] = x[j], nan[j] = 0;
+  for (i = MAX_LANES; i + MAX_LANES <= n; i += MAX_LANES)
+    for (j = 0; j < MAX_LANES; j++) {
       real v = x[i + j];
-      m[j] = (want_max ? v > m[j] : v < m[j]) || v != v ? v : m[j];
+      if (want_max) m[j] = v > m[j] ? v : m[j];
+      else m[j] = v < m[j] ? v : m[j];
+      nan[j] = v != v ? v : nan[j];
     }
   r = m[0];
-  for (j = 1; j < MS_LANES; j++) r = S(beats)(want_max, m[j], r) ? m[j] : r;
+  for (j = 1; j < MAX_LANES; j++) r = S(beats)(want_max, m[j], r) ? m[j] : r;
+  for (j = 0; j < MAX_LANES; j++) r = nan[j] != nan[j] ? nan[j] : r;
   for (; i < n; i++) r = S(beats)(want_max, x[i], r) ? x[i] : r;
   return r;
 }
@@ -329,44 +334,47 @@ static PBT_CLONES int64_t S(arg_row)(int want_max, const real *x, int64_t n,
 }
 
 static PBT_CLONES real S(max_row)(int want_max, const real *x, int64_t n) {
-  int64_t b;
-  real best = x[0];
-  if (want_max) {
-    for (b = 0; b < n; b += MAX_BLOCK) {
-      real v = S(max_block)(1, x + b, n - b < MAX_BLOCK ? n - b : MAX_BLOCK);
-      best = S(beats)(1, v, best) ? v : best;
-    }
-  } else {
-    for (b = 0; b < n; b += MAX_BLOCK) {
-      real v = S(max_block)(0, x + b, n - b < MAX_BLOCK ? n - b : MAX_BLOCK);
-      best = S(beats)(0, v, best) ? v : best;
-    }
-  }
-  return best;
+  return want_max ? S(max_block)(1, x, n) : S(max_block)(0, x, n);
 }
 
-/* Column maxima over R >= 1 rows: m[j] (and idx[j] when not NULL). */
-static void S(max_col)(int want_max, const real *x, int64_t R, int64_t inner,
-                       real *m, int64_t *idx) {
+/* Column maxima over R >= 1 rows: m[j] and idx[j] (positions), or when idx
+ * is NULL m[j] only, using nan[] (inner elements) as scratch. */
+static PBT_CLONES void S(max_col)(int want_max, const real *x, int64_t R,
+                                  int64_t inner, real *m, int64_t *idx,
+                                  real *nan) {
   int64_t r, j;
   for (j = 0; j < inner; j++) m[j] = x[j];
-  if (idx)
+  if (idx) {
     for (j = 0; j < inner; j++) idx[j] = 0;
-  for (r = 1; r < R; r++) {
-    x += inner;
-    if (idx) {
+    for (r = 1; r < R; r++) {
+      x += inner;
       for (j = 0; j < inner; j++)
         if (S(beats)(want_max, x[j], m[j])) m[j] = x[j], idx[j] = r;
-    } else {
-      for (j = 0; j < inner; j++)
-        m[j] = S(beats)(want_max, x[j], m[j]) ? x[j] : m[j];
     }
+    return;
   }
+  for (j = 0; j < inner; j++) nan[j] = 0;
+  for (r = 1; r < R; r++) {
+    x += inner;
+    if (want_max)
+      for (j = 0; j < inner; j++) {
+        real v = x[j];
+        m[j] = v > m[j] ? v : m[j];
+        nan[j] = v != v ? v : nan[j];
+      }
+    else
+      for (j = 0; j < inner; j++) {
+        real v = x[j];
+        m[j] = v < m[j] ? v : m[j];
+        nan[j] = v != v ? v : nan[j];
+      }
+  }
+  for (j = 0; j < inner; j++) m[j] = nan[j] != nan[j] ? nan[j] : m[j];
 }
 
 /* ---- drivers: a contiguous [outer, R, inner] block reduced over R --------- */
 
-/* work: 2 * inner accreals when inner > 1. */
+/* work: 3 * inner accreals when inner > 1. */
 static void S(reduce_run)(pbt_reduce_op op, const real *x, int64_t outer,
                           int64_t R, int64_t inner, real *out,
                           accreal *work) {
@@ -409,14 +417,16 @@ static void S(reduce_run)(pbt_reduce_op op, const real *x, int64_t outer,
       for (j = 0; j < inner; j++) out[j] = (real)work[j];
       break;
     case PBT_MAX:
-    case PBT_MIN: S(max_col)(op == PBT_MAX, x, R, inner, out, NULL); break;
+    case PBT_MIN:
+      S(max_col)(op == PBT_MAX, x, R, inner, out, NULL, (real *)(void *)work);
+      break;
     case PBT_LOGSUMEXP: {
       accreal *m = work + inner;
       if (R == 0) {
         for (j = 0; j < inner; j++) out[j] = -INFINITY;
         break;
       }
-      S(max_col)(1, x, R, inner, out, NULL);
+      S(max_col)(1, x, R, inner, out, NULL, (real *)(void *)(work + 2 * inner));
       for (j = 0; j < inner; j++) {
         m[j] = out[j];
         /* an infinite or NaN maximum is the result; centre at 0 */
@@ -449,7 +459,7 @@ static void S(arg_run)(int want_max, const real *x, int64_t outer, int64_t R,
       indices[o] = (double)(i + base);
       continue;
     }
-    S(max_col)(want_max, x, R, inner, mwork, iwork);
+    S(max_col)(want_max, x, R, inner, mwork, iwork, NULL);
     for (j = 0; j < inner; j++) {
       if (values) values[o * inner + j] = mwork[j];
       indices[o * inner + j] = (double)(iwork[j] + base);
@@ -527,7 +537,7 @@ static PBT_CLONES void S(shift2_row)(int64_t n, real *o, const real *x,
   for (i = 0; i < n; i++) o[i] = (x[i] - m) - l;
 }
 
-/* out may be x (in place).  work: 3 * inner accreals when inner > 1. */
+/* out may be x (in place).  work: 4 * inner accreals when inner > 1. */
 static void S(softmax_run)(int take_log, const real *x, int64_t outer,
                            int64_t R, int64_t inner, real *out,
                            accreal *work) {
@@ -552,7 +562,7 @@ static void S(softmax_run)(int take_log, const real *x, int64_t outer,
     {
       accreal *m = work, *s = work + inner;
       real *mx = (real *)(void *)(work + 2 * inner);
-      S(max_col)(1, x, R, inner, mx, NULL);
+      S(max_col)(1, x, R, inner, mx, NULL, mx + inner);
       for (j = 0; j < inner; j++) {
         m[j] = mx[j] == -INFINITY || mx[j] == INFINITY ? 0 : mx[j];
         s[j] = 0;
