@@ -49,7 +49,7 @@ end
 
 local g = pbt.Generator(1)
 local function rand(dtype, ...)
-  return T.rand(..., { dtype = dtype, generator = g })
+  return T.rand({ ... }, { dtype = dtype, generator = g })
 end
 
 -- Each case: name, a maker returning the closure to time, the blas_direct
