@@ -39,6 +39,13 @@ pbt_tensor *lpbt_test_tensor(lua_State *L, int arg);
 /* Pushes a new, released (empty) tensor userdata and returns its header. */
 pbt_tensor *lpbt_push_tensor(lua_State *L);
 
+/* Tells the Lua collector about the bytes of a new result's storage, which
+ * live outside Lua's heap: runs a collector step as if that much had been
+ * allocated, so that dropped tensors are freed in time (else a loop of
+ * `c = a + b` on big tensors piles up garbage and every result lands in
+ * fresh, cold memory).  Call it once the storage is allocated. */
+void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
+
 /* Raises "<fname>: <message>" for a failed status. */
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err);
 /* Shorthand: if (status) raise. */

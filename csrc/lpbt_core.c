@@ -29,6 +29,11 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
   return t;
 }
 
+void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
+  size_t kb = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype) >> 10;
+  if (kb >= 4) lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
+}
+
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
   if (err->status == PBT_ERR_NOMEM)
     return luaL_error(L, "%s: not enough memory", fname);

@@ -355,6 +355,7 @@ static void load_value(loader *D, int tag, int key, int depth) {
   default: { /* PBT_TAG_TENSOR: pbt_dec_tag admits no other tag */
     pbt_tensor *t = lpbt_push_tensor(L);
     dec_check(D, pbt_dec_tensor(&D->r, t, &err), &err);
+    lpbt_gc_hint(L, t);
     break;
   }
   }
@@ -429,6 +430,7 @@ static int f_frombytes(lua_State *L) {
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "frombytes",
              pbt_tensor_frombytes(t, s, n, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
   return 1;
 }
 

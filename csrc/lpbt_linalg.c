@@ -21,15 +21,6 @@
 
 #include <limits.h>
 
-/* Tells the Lua collector about the bytes of a new result, as if they had
- * been allocated by Lua: a tensor's userdata is small but its storage is
- * not, and garbage results left for later collections would make every
- * product write into fresh, cold memory. */
-static void account(lua_State *L, const pbt_tensor *t) {
-  size_t kb = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype) / 1024;
-  if (kb > 0) lua_gc(L, LUA_GCSTEP, kb < INT_MAX ? (int)kb : INT_MAX);
-}
-
 /* ---- products --------------------------------------------------------------- */
 
 /* matmul(a, b [, out]) */
@@ -45,7 +36,7 @@ static int m_matmul(lua_State *L) {
   }
   out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "matmul", pbt_matmul(out, a, b, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 
@@ -54,7 +45,7 @@ static int m_dot(lua_State *L) {
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "dot", pbt_dot(out, a, b, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 
@@ -63,7 +54,7 @@ static int m_outer(lua_State *L) {
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "outer", pbt_outer(out, a, b, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 
@@ -154,7 +145,7 @@ static int m_index_select(lua_State *L) {
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "index_select", pbt_index_select(out, t, dim, idx, 1, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 
@@ -165,7 +156,7 @@ static int m_gather(lua_State *L) {
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "gather", pbt_gather(out, t, dim, idx, 1, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 
@@ -188,7 +179,7 @@ static int f_one_hot(lua_State *L) {
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "one_hot", pbt_one_hot(out, labels, n, 1, dt, &err), &err);
-  account(L, out);
+  lpbt_gc_hint(L, out);
   return 1;
 }
 

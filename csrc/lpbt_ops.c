@@ -39,15 +39,6 @@ static pbt_tensor *to_tensor(lua_State *L, int idx) {
   return t;
 }
 
-/* The data of a new result lives outside Lua's heap, where the collector
- * does not see it: for large results run a collector step as if that much
- * had been allocated, so that dropped tensors are freed in time (else a loop
- * of `c = a + b` on big tensors piles up garbage). */
-static void gc_hint(lua_State *L, const pbt_tensor *t) {
-  size_t kb = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype) >> 10;
-  if (kb >= 4) lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
-}
-
 /* A tensor (*t set) or a number (*v set) at idx. */
 static void check_operand(lua_State *L, int idx, pbt_tensor **t, double *v) {
   *t = to_tensor(L, idx);
@@ -90,7 +81,7 @@ static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
     s = pbt_scalar_binary(r, av, b, op, &err);
   LPBT_CHECK(L, name, s, &err);
   if (in_place) lua_settop(L, 1);
-  else gc_hint(L, r);
+  else lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -136,7 +127,7 @@ static int arith(lua_State *L, pbt_binop op, const char *name) {
   else if (a) s = pbt_binary_scalar(r, a, bv, op, &err);
   else s = pbt_scalar_binary(r, av, b, op, &err);
   LPBT_CHECK(L, name, s, &err);
-  gc_hint(L, r);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -154,7 +145,7 @@ static int unary(lua_State *L, pbt_unop op, const char *name, int in_place) {
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_unary(r, a, op, &err), &err);
   if (in_place) lua_settop(L, 1);
-  else gc_hint(L, r);
+  else lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -196,7 +187,7 @@ static int clamp(lua_State *L, const char *name, int in_place) {
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_clamp(r, a, lo, hi, &err), &err);
   if (in_place) lua_settop(L, 1);
-  else gc_hint(L, r);
+  else lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -211,7 +202,7 @@ static int f_where(lua_State *L) {
   check_operand(L, 3, &b, &bv);
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "where", pbt_where(r, mask, a, av, b, bv, &err), &err);
-  gc_hint(L, r);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -351,7 +342,7 @@ static int softmax(lua_State *L, int take_log, const char *name) {
   pbt_error err;
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_softmax(r, a, dim, take_log, &err), &err);
-  gc_hint(L, r);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 

@@ -148,6 +148,7 @@ static pbt_tensor *random_tensor(lua_State *L, int first, const char *fname,
   *g = lpbt_opt_generator(L, next);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
   return t;
 }
 

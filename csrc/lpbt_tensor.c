@@ -53,6 +53,7 @@ static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
   dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
   if (opts) *opts = next;
   return t;
 }
@@ -92,6 +93,7 @@ static int f_full(lua_State *L) {
   dt = lpbt_opt_dtype(L, next + 1, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "full", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
   pbt_fill_(t, v);
   return 1;
 }
@@ -102,6 +104,7 @@ static int like(lua_State *L, const char *fname, double v) {
   pbt_error err;
   pbt_tensor *t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, src->ndim, src->shape, &err), &err);
+  lpbt_gc_hint(L, t);
   pbt_fill_(t, v);
   return 1;
 }
@@ -132,6 +135,7 @@ static int f_arange(lua_State *L) {
   dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "arange", pbt_arange(t, start, stop, step, dt, &err), &err);
+  lpbt_gc_hint(L, t);
   return 1;
 }
 
@@ -142,6 +146,7 @@ static int f_linspace(lua_State *L) {
   pbt_error err;
   pbt_tensor *t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "linspace", pbt_linspace(t, start, stop, n, dt, &err), &err);
+  lpbt_gc_hint(L, t);
   return 1;
 }
 
@@ -158,6 +163,7 @@ static int f_eye(lua_State *L) {
   dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "eye", pbt_eye(t, n, m, dt, &err), &err);
+  lpbt_gc_hint(L, t);
   return 1;
 }
 
@@ -215,6 +221,7 @@ int lpbt_tensor_new(lua_State *L) {
   nested_shape(L, 1, &ndim, shape);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "tensor", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
   if (pbt_tensor_numel(t) > 0) {
     lua_pushvalue(L, 1);
     nested_fill(L, t, 0, idx);
@@ -289,6 +296,7 @@ static int m_astype(lua_State *L) {
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "astype", pbt_astype(r, t, dt, &err), &err);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -308,6 +316,7 @@ static int view_or_reshape(lua_State *L, int copy_ok, const char *fname) {
              copy_ok ? pbt_reshape(r, t, ndim, shape, &err)
                      : pbt_view(r, t, ndim, shape, &err),
              &err);
+  if (r->storage != t->storage) lpbt_gc_hint(L, r); /* reshape copied */
   return 1;
 }
 
@@ -473,6 +482,7 @@ static int m_contiguous(lua_State *L) {
   }
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "contiguous", pbt_contiguous(r, t, &err), &err);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 
@@ -481,6 +491,7 @@ static int m_clone(lua_State *L) {
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "clone", pbt_clone(r, t, &err), &err);
+  lpbt_gc_hint(L, r);
   return 1;
 }
 

@@ -1,5 +1,8 @@
 /* pbt_tensor.c -- storage, geometry, views, copies and iteration. */
+#define _DEFAULT_SOURCE /* madvise, posix_memalign */
 #include "pbt_tensor.h"
+
+#include <sys/mman.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -57,14 +60,31 @@ int pbt_dtype_from_name(const char *name, pbt_dtype *dtype) {
 
 /* ---- storage ------------------------------------------------------------ */
 
+/* Storages of 2 MiB and more are aligned to 2 MiB and marked for
+ * transparent huge pages: a fresh 40 MB result then takes 20 page faults
+ * instead of 10,000 (about 2 us each on these machines), which is most of
+ * the cost of an elementwise op on 1e7 elements. */
+#define PBT_HUGE ((size_t)2 << 20)
+
 static pbt_storage *storage_new(size_t nbytes) {
   size_t head = sizeof(pbt_storage) + PBT_ALIGN;
   pbt_storage *s;
   uintptr_t p;
-  if (nbytes > SIZE_MAX - head) return NULL;
-  s = malloc(head + nbytes);
-  if (!s) return NULL;
-  p = ((uintptr_t)(s + 1) + PBT_ALIGN - 1) & ~(uintptr_t)(PBT_ALIGN - 1);
+  if (nbytes > SIZE_MAX - head - PBT_HUGE) return NULL;
+  if (nbytes >= PBT_HUGE) {
+    size_t total = (PBT_ALIGN + nbytes + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
+    void *block;
+    if (posix_memalign(&block, PBT_HUGE, total) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is fine */
+#endif
+    s = (pbt_storage *)block;
+    p = (uintptr_t)block + PBT_ALIGN;
+  } else {
+    s = malloc(head + nbytes);
+    if (!s) return NULL;
+    p = ((uintptr_t)(s + 1) + PBT_ALIGN - 1) & ~(uintptr_t)(PBT_ALIGN - 1);
+  }
   s->refcount = 1;
   s->nbytes = nbytes;
   s->data = (void *)p;
