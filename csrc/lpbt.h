@@ -32,6 +32,18 @@
 #define LPBT_UPV_GENERATOR lua_upvalueindex(1)
 #define LPBT_UPV_TENSOR_META lua_upvalueindex(2)
 
+/* The userdata of a pbt.Tensor: the core's tensor header first (so a
+ * pbt_tensor * from lpbt_check_tensor points at it), then the binding's own
+ * flag.  User value 1 holds the tensor's .grad, user value 2 its grad_fn
+ * (the autograd node that made it). */
+typedef struct lpbt_tensor {
+  pbt_tensor t;
+  int requires_grad;
+} lpbt_tensor;
+#define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
+#define LPBT_UV_GRAD 1
+#define LPBT_UV_GRAD_FN 2
+
 /* The pbt.Tensor at arg (raises on anything else or a released tensor). */
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);
 /* The pbt.Tensor at arg, or NULL. */
@@ -45,6 +57,20 @@ pbt_tensor *lpbt_push_tensor(lua_State *L);
  * `c = a + b` on big tensors piles up garbage and every result lands in
  * fresh, cold memory).  Call it once the storage is allocated. */
 void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
+
+/*
+ * Autograd.  A differentiable op, once its nres results are pushed on top of
+ * its nargs arguments (stack slots 1..nargs), calls
+ *     if (LPBT_REQUIRES_GRAD(a) || ...) lpbt_record(L, "op", nargs, nres);
+ * which, when grad mode is on, hands (op, nres, results..., args...) to the
+ * Lua recorder (lua/pbt/autograd.lua) that builds the graph.  Nothing else
+ * is paid by tensors that do not require grad.
+ */
+void lpbt_record(lua_State *L, const char *op, int nargs, int nres);
+/* In-place ops call this on their target: modifying a tensor that requires
+ * grad while grad mode is on is an error, as in PyTorch. */
+void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname);
+int lpbt_grad_enabled(lua_State *L);
 
 /* Raises "<fname>: <message>" for a failed status. */
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err);

@@ -19,7 +19,9 @@ pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
 }
 
 pbt_tensor *lpbt_push_tensor(lua_State *L) {
-  pbt_tensor *t = (pbt_tensor *)lua_newuserdatauv(L, sizeof(pbt_tensor), 0);
+  lpbt_tensor *u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), 2);
+  pbt_tensor *t = &u->t;
+  u->requires_grad = 0;
   t->storage = NULL;
   t->ndim = 0;
   t->offset = 0;
@@ -32,6 +34,91 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
 void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   size_t kb = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype) >> 10;
   if (kb >= 4) lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
+}
+
+/* ---- autograd ------------------------------------------------------------ */
+
+/* registry["pbt.autograd"] = { record = function, enabled = boolean } */
+#define AUTOGRAD_KEY "pbt.autograd"
+
+static int autograd_field(lua_State *L, const char *field) {
+  int t;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  t = lua_getfield(L, -1, field);
+  lua_remove(L, -2);
+  return t;
+}
+
+int lpbt_grad_enabled(lua_State *L) {
+  int on;
+  autograd_field(L, "enabled");
+  on = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+void lpbt_record(lua_State *L, const char *op, int nargs, int nres) {
+  int top = lua_gettop(L), i;
+  if (!lpbt_grad_enabled(L)) return;
+  if (autograd_field(L, "record") != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_checkstack(L, nargs + nres + 4, "autograd");
+  lua_pushstring(L, op);
+  lua_pushinteger(L, nres);
+  for (i = top - nres + 1; i <= top; i++) lua_pushvalue(L, i);
+  for (i = 1; i <= nargs; i++) lua_pushvalue(L, i);
+  lua_call(L, 2 + nres + nargs, 0);
+}
+
+void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
+  if (LPBT_REQUIRES_GRAD(t) && lpbt_grad_enabled(L))
+    luaL_error(L, "%s: a tensor that requires grad cannot be modified in place "
+                  "(inside pbt.no_grad, or on t:detach(), it can)", fname);
+}
+
+/* core.autograd(record_fn) installs the recorder and turns grad mode on. */
+static int m_autograd(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "record");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "enabled");
+  lua_setfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY);
+  return 0;
+}
+
+/* core.set_grad_enabled(on) -> previous mode */
+static int m_set_grad_enabled(lua_State *L) {
+  int on = lua_toboolean(L, 1);
+  lua_pushboolean(L, lpbt_grad_enabled(L));
+  if (lua_getfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY) == LUA_TTABLE) {
+    lua_pushboolean(L, on);
+    lua_setfield(L, -2, "enabled");
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int m_is_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, lpbt_grad_enabled(L));
+  return 1;
+}
+
+/* core.set_grad_fn(t, node): t becomes a non-leaf that requires grad. */
+static int m_set_grad_fn(lua_State *L) {
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  luaL_checkany(L, 2);
+  ((lpbt_tensor *)(void *)t)->requires_grad = 1;
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, LPBT_UV_GRAD_FN);
+  return 0;
 }
 
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
@@ -167,7 +254,13 @@ static int tensor_call(lua_State *L) {
   return lpbt_tensor_new(L);
 }
 
-static const luaL_Reg core_module[] = {{"clock", m_clock}, {NULL, NULL}};
+static const luaL_Reg core_module[] = {
+    {"clock", m_clock},
+    {"autograd", m_autograd},
+    {"set_grad_enabled", m_set_grad_enabled},
+    {"is_grad_enabled", m_is_grad_enabled},
+    {"set_grad_fn", m_set_grad_fn},
+    {NULL, NULL}};
 
 /* ---- luaopen --------------------------------------------------------------- */
 

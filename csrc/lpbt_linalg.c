@@ -30,31 +30,40 @@ static int m_matmul(lua_State *L) {
   pbt_error err;
   if (!lua_isnoneornil(L, 3)) {
     out = lpbt_check_tensor(L, 3);
+    lpbt_check_inplace(L, out, "matmul");
     lua_settop(L, 3);
     LPBT_CHECK(L, "matmul", pbt_matmul(out, a, b, &err), &err);
-    return 1;
+  } else {
+    lua_settop(L, 2);
+    out = lpbt_push_tensor(L);
+    LPBT_CHECK(L, "matmul", pbt_matmul(out, a, b, &err), &err);
+    lpbt_gc_hint(L, out);
   }
-  out = lpbt_push_tensor(L);
-  LPBT_CHECK(L, "matmul", pbt_matmul(out, a, b, &err), &err);
-  lpbt_gc_hint(L, out);
+  if (LPBT_REQUIRES_GRAD(a) || LPBT_REQUIRES_GRAD(b)) lpbt_record(L, "matmul", 2, 1);
   return 1;
 }
 
 static int m_dot(lua_State *L) {
   const pbt_tensor *a = lpbt_check_tensor(L, 1), *b = lpbt_check_tensor(L, 2);
   pbt_error err;
-  pbt_tensor *out = lpbt_push_tensor(L);
+  pbt_tensor *out;
+  lua_settop(L, 2);
+  out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "dot", pbt_dot(out, a, b, &err), &err);
   lpbt_gc_hint(L, out);
+  if (LPBT_REQUIRES_GRAD(a) || LPBT_REQUIRES_GRAD(b)) lpbt_record(L, "dot", 2, 1);
   return 1;
 }
 
 static int m_outer(lua_State *L) {
   const pbt_tensor *a = lpbt_check_tensor(L, 1), *b = lpbt_check_tensor(L, 2);
   pbt_error err;
-  pbt_tensor *out = lpbt_push_tensor(L);
+  pbt_tensor *out;
+  lua_settop(L, 2);
+  out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "outer", pbt_outer(out, a, b, &err), &err);
   lpbt_gc_hint(L, out);
+  if (LPBT_REQUIRES_GRAD(a) || LPBT_REQUIRES_GRAD(b)) lpbt_record(L, "outer", 2, 1);
   return 1;
 }
 
@@ -63,6 +72,7 @@ static int addmm(lua_State *L, const char *fname) {
   const pbt_tensor *a = lpbt_check_tensor(L, 2), *b = lpbt_check_tensor(L, 3);
   double alpha = luaL_optnumber(L, 4, 1), beta = luaL_optnumber(L, 5, 1);
   pbt_error err;
+  lpbt_check_inplace(L, out, fname);
   LPBT_CHECK(L, fname, pbt_addmm(out, a, b, alpha, beta, &err), &err);
   lua_settop(L, 1);
   return 1;
@@ -140,23 +150,27 @@ static const pbt_tensor *check_index_arg(lua_State *L, int arg,
 
 static int m_index_select(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int nargs = lua_gettop(L);
   int dim = lpbt_check_dim(L, 2, t->ndim);
   const pbt_tensor *idx = check_index_arg(L, 3, "index_select");
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "index_select", pbt_index_select(out, t, dim, idx, 1, &err), &err);
   lpbt_gc_hint(L, out);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "index_select", nargs, 1);
   return 1;
 }
 
 static int m_gather(lua_State *L) {
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int nargs = lua_gettop(L);
   int dim = lpbt_check_dim(L, 2, t->ndim);
   const pbt_tensor *idx = check_index_arg(L, 3, "gather");
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "gather", pbt_gather(out, t, dim, idx, 1, &err), &err);
   lpbt_gc_hint(L, out);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "gather", nargs, 1);
   return 1;
 }
 
@@ -166,6 +180,7 @@ static int m_scatter_add_(lua_State *L) {
   const pbt_tensor *idx = check_index_arg(L, 3, "scatter_add_");
   const pbt_tensor *src = lpbt_check_tensor(L, 4);
   pbt_error err;
+  lpbt_check_inplace(L, t, "scatter_add_");
   LPBT_CHECK(L, "scatter_add_", pbt_scatter_add_(t, dim, idx, src, 1, &err), &err);
   lua_settop(L, 1);
   return 1;

@@ -50,12 +50,16 @@ static void check_operand(lua_State *L, int idx, pbt_tensor **t, double *v) {
 
 /* ---- binary ----------------------------------------------------------------- */
 
+#define RG(t) ((t) && LPBT_REQUIRES_GRAD(t))
+
+static int differentiable(pbt_binop op) { return op < PBT_EQ; }
+
 /* out (a new tensor, or self when in_place) = arg1 op arg2; alpha at arg 3
  * for add and sub. */
 static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
   pbt_tensor *a, *b, *r;
   double av, bv, alpha = 1;
-  int has_alpha = 0;
+  int has_alpha = 0, nargs = lua_gettop(L);
   pbt_error err;
   pbt_status s;
   if (in_place) a = lpbt_check_tensor(L, 1), av = 0;
@@ -68,6 +72,7 @@ static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
   if (!a && !b) luaL_typeerror(L, 1, LPBT_TENSOR);
   if (in_place) {
     r = a;
+    lpbt_check_inplace(L, a, name);
   } else {
     r = lpbt_push_tensor(L);
   }
@@ -80,8 +85,12 @@ static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
   else
     s = pbt_scalar_binary(r, av, b, op, &err);
   LPBT_CHECK(L, name, s, &err);
-  if (in_place) lua_settop(L, 1);
-  else lpbt_gc_hint(L, r);
+  if (in_place) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lpbt_gc_hint(L, r);
+  if ((RG(a) || RG(b)) && differentiable(op)) lpbt_record(L, name, nargs, 1);
   return 1;
 }
 
@@ -122,12 +131,14 @@ static int arith(lua_State *L, pbt_binop op, const char *name) {
   pbt_status s;
   check_operand(L, 1, &a, &av);
   check_operand(L, 2, &b, &bv);
+  lua_settop(L, 2);
   r = lpbt_push_tensor(L);
   if (a && b) s = pbt_binary(r, a, b, op, &err);
   else if (a) s = pbt_binary_scalar(r, a, bv, op, &err);
   else s = pbt_scalar_binary(r, av, b, op, &err);
   LPBT_CHECK(L, name, s, &err);
   lpbt_gc_hint(L, r);
+  if (RG(a) || RG(b)) lpbt_record(L, name, 2, 1);
   return 1;
 }
 
@@ -142,10 +153,13 @@ static int mt_pow(lua_State *L) { return arith(L, PBT_POW, "pow"); }
 static int unary(lua_State *L, pbt_unop op, const char *name, int in_place) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *r;
   pbt_error err;
+  if (in_place) lpbt_check_inplace(L, a, name);
+  lua_settop(L, 1); /* __unm passes the operand twice */
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_unary(r, a, op, &err), &err);
-  if (in_place) lua_settop(L, 1);
-  else lpbt_gc_hint(L, r);
+  if (in_place) return 1;
+  lpbt_gc_hint(L, r);
+  if (RG(a) && op != PBT_SIGN && op != PBT_FLOOR) lpbt_record(L, name, 1, 1);
   return 1;
 }
 
@@ -184,10 +198,16 @@ static int clamp(lua_State *L, const char *name, int in_place) {
   double lo = lua_isnoneornil(L, 2) ? -HUGE_VAL : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? HUGE_VAL : luaL_checknumber(L, 3);
   pbt_error err;
+  int nargs = lua_gettop(L);
+  if (in_place) lpbt_check_inplace(L, a, name);
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_clamp(r, a, lo, hi, &err), &err);
-  if (in_place) lua_settop(L, 1);
-  else lpbt_gc_hint(L, r);
+  if (in_place) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lpbt_gc_hint(L, r);
+  if (RG(a)) lpbt_record(L, name, nargs, 1);
   return 1;
 }
 
@@ -200,9 +220,11 @@ static int f_where(lua_State *L) {
   pbt_error err;
   check_operand(L, 2, &a, &av);
   check_operand(L, 3, &b, &bv);
+  lua_settop(L, 3);
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "where", pbt_where(r, mask, a, av, b, bv, &err), &err);
   lpbt_gc_hint(L, r);
+  if (RG(a) || RG(b)) lpbt_record(L, "where", 3, 1);
   return 1;
 }
 
@@ -267,10 +289,12 @@ static red_args read_red_args(lua_State *L, int arg, int ndim) {
 
 static int reduce(lua_State *L, pbt_reduce_op op, const char *name) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *r;
+  int nargs = lua_gettop(L);
   red_args ra = read_red_args(L, 2, a->ndim);
   pbt_error err;
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_reduce(r, a, ra.dim, ra.keepdim, op, &err), &err);
+  if (RG(a)) lpbt_record(L, name, nargs, 1);
   return 1;
 }
 
@@ -282,18 +306,21 @@ static int m_logsumexp(lua_State *L) { return reduce(L, PBT_LOGSUMEXP, "logsumex
 /* max/min: over all one 0-d tensor; along a dim values and indices. */
 static int maxmin(lua_State *L, int want_max, const char *name) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *v, *i;
+  int nargs = lua_gettop(L);
   red_args ra = read_red_args(L, 2, a->ndim);
   pbt_error err;
   if (ra.dim < 0) {
     v = lpbt_push_tensor(L);
     LPBT_CHECK(L, name, pbt_reduce(v, a, -1, ra.keepdim,
                                    want_max ? PBT_MAX : PBT_MIN, &err), &err);
+    if (RG(a)) lpbt_record(L, name, nargs, 1);
     return 1;
   }
   v = lpbt_push_tensor(L);
   i = lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_reduce_index(v, i, a, ra.dim, ra.keepdim, want_max,
                                        1, &err), &err);
+  if (RG(a)) lpbt_record(L, name, nargs, 2);
   return 2;
 }
 
@@ -315,11 +342,13 @@ static int m_argmin(lua_State *L) { return argmaxmin(L, 0, "argmin"); }
 
 static int var(lua_State *L, int take_sqrt, const char *name) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *r;
+  int nargs = lua_gettop(L);
   red_args ra = read_red_args(L, 2, a->ndim);
   pbt_error err;
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_var(r, a, ra.dim, ra.keepdim, ra.unbiased ? 1 : 0,
                               take_sqrt, &err), &err);
+  if (RG(a)) lpbt_record(L, name, nargs, 1);
   return 1;
 }
 
@@ -328,11 +357,13 @@ static int m_std(lua_State *L) { return var(L, 1, "std"); }
 
 static int m_norm(lua_State *L) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *r;
+  int nargs = lua_gettop(L);
   double p = luaL_optnumber(L, 2, 2);
   red_args ra = read_red_args(L, 3, a->ndim);
   pbt_error err;
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "norm", pbt_norm(r, a, p, ra.dim, ra.keepdim, &err), &err);
+  if (RG(a)) lpbt_record(L, "norm", nargs, 1);
   return 1;
 }
 
@@ -340,9 +371,11 @@ static int softmax(lua_State *L, int take_log, const char *name) {
   pbt_tensor *a = lpbt_check_tensor(L, 1), *r;
   int dim = lpbt_check_dim(L, 2, a->ndim);
   pbt_error err;
+  lua_settop(L, 2);
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_softmax(r, a, dim, take_log, &err), &err);
   lpbt_gc_hint(L, r);
+  if (RG(a)) lpbt_record(L, name, 2, 1);
   return 1;
 }
 

@@ -25,12 +25,83 @@ int lpbt_tensor_index(lua_State *L) {
       t = lpbt_check_tensor(L, 1);
       if (t->ndim != 2)
         return luaL_error(L, "T: expects a 2-d tensor, got a %d-d tensor", t->ndim);
+      lua_settop(L, 1);
       r = lpbt_push_tensor(L);
       LPBT_CHECK(L, "T", pbt_transpose(r, t, 0, 1, &err), &err);
+      if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "t", 1, 1);
+      return 1;
+    }
+    if (strcmp(lua_tostring(L, 2), "grad") == 0) {
+      lpbt_check_tensor(L, 1);
+      lua_getiuservalue(L, 1, LPBT_UV_GRAD);
+      return 1;
+    }
+    if (strcmp(lua_tostring(L, 2), "grad_fn") == 0) {
+      lpbt_check_tensor(L, 1);
+      lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+      return 1;
+    }
+    if (strcmp(lua_tostring(L, 2), "requires_grad") == 0) {
+      lua_pushboolean(L, LPBT_REQUIRES_GRAD(lpbt_check_tensor(L, 1)));
       return 1;
     }
   }
   lua_pushnil(L);
+  return 1;
+}
+
+/* t.grad = g (a tensor of t's shape and dtype) or nil; no other field can
+ * be set. */
+static int t_newindex(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  if (strcmp(key, "grad") != 0)
+    return luaL_error(L, "cannot set field '%s' of a pbt.Tensor", key);
+  if (!lua_isnil(L, 3)) {
+    const pbt_tensor *g = lpbt_check_tensor(L, 3);
+    char a[96], b[96];
+    if (g->dtype != t->dtype || !pbt_shape_equal(g->ndim, g->shape, t->ndim, t->shape)) {
+      pbt_format_shape(a, sizeof a, g->ndim, g->shape);
+      pbt_format_shape(b, sizeof b, t->ndim, t->shape);
+      return luaL_error(L, "grad: a %s tensor of shape %s cannot be the grad of a %s "
+                           "tensor of shape %s", pbt_dtype_name(g->dtype), a,
+                        pbt_dtype_name(t->dtype), b);
+    }
+  }
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, LPBT_UV_GRAD);
+  return 0;
+}
+
+/* t:requires_grad_([on = true]): marks a leaf as needing gradients. */
+static int m_requires_grad_(lua_State *L) {
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
+  if (!on) {
+    lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+    if (!lua_isnil(L, -1))
+      return luaL_error(L, "requires_grad_: only a leaf tensor can stop requiring grad "
+                           "(use t:detach())");
+    lua_pop(L, 1);
+  }
+  ((lpbt_tensor *)(void *)t)->requires_grad = on;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* t:detach(): the same storage and geometry, outside the graph. */
+static int m_detach(lua_State *L) {
+  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  pbt_tensor *r = lpbt_push_tensor(L);
+  pbt_tensor_share(r, t);
+  return 1;
+}
+
+/* t:is_leaf(): true unless t was made by a recorded op. */
+static int m_is_leaf(lua_State *L) {
+  lpbt_check_tensor(L, 1);
+  lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+  lua_pushboolean(L, lua_isnil(L, -1));
   return 1;
 }
 
@@ -291,18 +362,21 @@ static pbt_dtype check_dtype_name(lua_State *L, int arg) {
 }
 
 static int m_astype(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   pbt_dtype dt = check_dtype_name(L, 2);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "astype", pbt_astype(r, t, dt, &err), &err);
   lpbt_gc_hint(L, r);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "astype", nargs, 1);
   return 1;
 }
 
 /* ---- views ------------------------------------------------------------------ */
 
 static int view_or_reshape(lua_State *L, int copy_ok, const char *fname) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int64_t shape[PBT_MAX_DIM];
   int next, ndim = lpbt_check_shape(L, 2, shape, 1, &next);
@@ -317,6 +391,7 @@ static int view_or_reshape(lua_State *L, int copy_ok, const char *fname) {
                      : pbt_view(r, t, ndim, shape, &err),
              &err);
   if (r->storage != t->storage) lpbt_gc_hint(L, r); /* reshape copied */
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, fname, nargs, 1);
   return 1;
 }
 
@@ -324,15 +399,18 @@ static int m_view(lua_State *L) { return view_or_reshape(L, 0, "view"); }
 static int m_reshape(lua_State *L) { return view_or_reshape(L, 1, "reshape"); }
 
 static int m_transpose(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int d1 = lpbt_check_dim(L, 2, t->ndim), d2 = lpbt_check_dim(L, 3, t->ndim);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "transpose", pbt_transpose(r, t, d1, d2, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "transpose", nargs, 1);
   return 1;
 }
 
 static int m_t(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   pbt_error err;
   pbt_tensor *r;
@@ -340,6 +418,7 @@ static int m_t(lua_State *L) {
                 lua_pushfstring(L, "expects a 2-d tensor, got a %d-d tensor", t->ndim));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "t", pbt_transpose(r, t, 0, 1, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "t", nargs, 1);
   return 1;
 }
 
@@ -369,10 +448,12 @@ static int m_permute(lua_State *L) {
   }
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "permute", pbt_permute(r, t, perm, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "permute", n + 1, 1);
   return 1;
 }
 
 static int m_narrow(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int dim = lpbt_check_dim(L, 2, t->ndim);
   int64_t arg = lpbt_check_integer(L, 3), len = lpbt_check_size(L, 4);
@@ -388,6 +469,7 @@ static int m_narrow(lua_State *L) {
                                 (lua_Integer)t->shape[dim]));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "narrow", pbt_narrow(r, t, dim, start - 1, len, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "narrow", nargs, 1);
   return 1;
 }
 
@@ -402,16 +484,19 @@ static int64_t check_index(lua_State *L, int arg, int64_t n) {
 }
 
 static int m_select(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int dim = lpbt_check_dim(L, 2, t->ndim);
   int64_t i = check_index(L, 3, t->shape[dim]);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "select", pbt_select(r, t, dim, i, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "select", nargs, 1);
   return 1;
 }
 
 static int m_unsqueeze(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int64_t d = lpbt_check_integer(L, 2);
   int64_t dim = d < 0 ? d + t->ndim + 1 : d - 1; /* 1..ndim+1, -1 appends */
@@ -424,19 +509,23 @@ static int m_unsqueeze(lua_State *L) {
                 lua_pushfstring(L, "a tensor has at most %d dimensions", PBT_MAX_DIM));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "unsqueeze", pbt_unsqueeze(r, t, (int)dim, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "unsqueeze", nargs, 1);
   return 1;
 }
 
 static int m_squeeze(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int dim = lpbt_opt_dim(L, 2, t->ndim, -1);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "squeeze", pbt_squeeze(r, t, dim, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "squeeze", nargs, 1);
   return 1;
 }
 
 static int m_expand(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int64_t shape[PBT_MAX_DIM];
   int next, ndim = lpbt_check_shape(L, 2, shape, 1, &next);
@@ -447,18 +536,22 @@ static int m_expand(lua_State *L) {
                                            luaL_typename(L, next)));
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "expand", pbt_expand(r, t, ndim, shape, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "expand", nargs, 1);
   return 1;
 }
 
 static int m_expand_as(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1), *o = lpbt_check_tensor(L, 2);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "expand_as", pbt_expand(r, t, o->ndim, o->shape, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "expand_as", nargs, 1);
   return 1;
 }
 
 static int m_flatten(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   int nd = t->ndim > 0 ? t->ndim : 1;
   int start = lpbt_opt_dim(L, 2, nd, 0), end = lpbt_opt_dim(L, 3, nd, nd - 1);
@@ -467,12 +560,14 @@ static int m_flatten(lua_State *L) {
   luaL_argcheck(L, start <= end, 2, "start dimension after end dimension");
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "flatten", pbt_flatten(r, t, start, end, &err), &err);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "flatten", nargs, 1);
   return 1;
 }
 
 /* ---- copies --------------------------------------------------------------------- */
 
 static int m_contiguous(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   pbt_error err;
   pbt_tensor *r;
@@ -483,15 +578,18 @@ static int m_contiguous(lua_State *L) {
   r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "contiguous", pbt_contiguous(r, t, &err), &err);
   lpbt_gc_hint(L, r);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "contiguous", nargs, 1);
   return 1;
 }
 
 static int m_clone(lua_State *L) {
+  int nargs = lua_gettop(L);
   const pbt_tensor *t = lpbt_check_tensor(L, 1);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
   LPBT_CHECK(L, "clone", pbt_clone(r, t, &err), &err);
   lpbt_gc_hint(L, r);
+  if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "clone", nargs, 1);
   return 1;
 }
 
@@ -499,19 +597,24 @@ static int m_copy_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
   const pbt_tensor *src = lpbt_check_tensor(L, 2);
   pbt_error err;
+  lpbt_check_inplace(L, t, "copy_");
   LPBT_CHECK(L, "copy_", pbt_copy_(t, src, &err), &err);
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_fill_(lua_State *L) {
-  pbt_fill_(lpbt_check_tensor(L, 1), luaL_checknumber(L, 2));
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  lpbt_check_inplace(L, t, "fill_");
+  pbt_fill_(t, luaL_checknumber(L, 2));
   lua_settop(L, 1);
   return 1;
 }
 
 static int m_zero_(lua_State *L) {
-  pbt_fill_(lpbt_check_tensor(L, 1), 0);
+  pbt_tensor *t = lpbt_check_tensor(L, 1);
+  lpbt_check_inplace(L, t, "zero_");
+  pbt_fill_(t, 0);
   lua_settop(L, 1);
   return 1;
 }
@@ -726,6 +829,8 @@ const luaL_Reg lpbt_tensor_methods[] = {
     {"fill_", m_fill_},         {"zero_", m_zero_},
     {"get", m_get},             {"set", m_set},
     {"item", m_item},           {"totable", m_totable},
+    {"requires_grad_", m_requires_grad_}, {"detach", m_detach},
+    {"is_leaf", m_is_leaf},
     {NULL, NULL}};
 
 const luaL_Reg lpbt_tensor_functions[] = {
@@ -739,6 +844,7 @@ const luaL_Reg lpbt_tensor_functions[] = {
 const luaL_Reg lpbt_tensor_meta[] = {{"__gc", t_gc},
                                      {"__close", t_gc},
                                      {"__tostring", t_tostring},
+                                     {"__newindex", t_newindex},
                                      {NULL, NULL}};
 
 const luaL_Reg lpbt_tensor_module[] = {{NULL, NULL}};
