@@ -16,6 +16,15 @@ local pbt = {
   load = core.load,
 }
 pbt.T = pbt.tensor
+
+-- autograd: t:requires_grad_(), t.grad, loss:backward(), pbt.no_grad(fn)
+local autograd = require("pbt.autograd")
+pbt.autograd = autograd
+pbt.no_grad = autograd.no_grad
+pbt.gradcheck = autograd.gradcheck
+pbt.is_grad_enabled = core.is_grad_enabled
+pbt.set_grad_enabled = core.set_grad_enabled
+pbt.Tensor.backward = autograd.backward
 -- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does
 -- (the C module makes the table callable).
 

@@ -1,0 +1,441 @@
+--- pbt.autograd: reverse-mode differentiation of tensor programs.
+--
+-- The C binding calls `record(op, nres, results..., args...)` after every
+-- differentiable op whose tensor arguments require grad (and only then);
+-- record builds a node {op, args, outs} and hangs it on the result as its
+-- grad_fn.  `backward` walks the nodes from a scalar loss in reverse
+-- topological order, calling the op's rule from `rules` below.  Rules are
+-- written with tensor ops (C kernels) and run with grad mode off.
+local core = require("pbt.core")
+local T = core.tensor
+
+local M = {}
+
+local set_grad_fn, set_grad_enabled = core.set_grad_fn, core.set_grad_enabled
+local pack, unpack, select = table.pack, table.unpack, select
+
+-- ---- recording ---------------------------------------------------------------
+
+local function record(op, nres, ...)
+  local node = { op = op, outs = { ... }, args = pack(select(nres + 1, ...)) }
+  for i = nres + 1, #node.outs do node.outs[i] = nil end
+  set_grad_fn(node.outs[1], node)
+  -- max/min along a dim also return indices: no gradient flows through them
+end
+
+-- ---- helpers ---------------------------------------------------------------------
+
+local tensor_mt = getmetatable(T.zeros(0))
+local function is_tensor(x) return getmetatable(x) == tensor_mt end
+M.is_tensor = is_tensor
+
+local function same_shape(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+--- Sums g down to `shape`, undoing numpy broadcasting.
+local function sum_to(g, shape)
+  local gs = g:shape()
+  if same_shape(gs, shape) then return g end
+  for _ = 1, #gs - #shape do g = g:sum(1) end
+  for i = 1, #shape do
+    if shape[i] == 1 and g:size(i) ~= 1 then g = g:sum(i, true) end
+  end
+  return g
+end
+M.sum_to = sum_to
+
+--- The reduced dimension (1-based, positive or nil) and keepdim of a
+-- reduction called as f(t, [dim [, keepdim ...]]) or f(t, {dim=, keepdim=}).
+local function red_args(args, first, ndim)
+  local d, keep = args[first], args[first + 1]
+  if type(d) == "table" then d, keep = d.dim, d.keepdim end
+  if d and d < 0 then d = d + ndim + 1 end
+  return d, keep and true or false
+end
+
+--- g (the grad of a reduction over dim d, or over everything when d is nil)
+-- broadcast back to the input's shape.
+local function unreduce(g, a, d, keep)
+  if not keep then
+    if d then
+      g = g:unsqueeze(d)
+    else
+      local ones = {}
+      for i = 1, a:dim() do ones[i] = 1 end
+      g = g:reshape(ones)
+    end
+  end
+  return g:expand(a:shape())
+end
+
+local function numel_ratio(a, out) return a:numel() / math.max(out:numel(), 1) end
+
+-- ---- rules: rule(node, g) returns the grads of node.args, positionally ---------
+
+local rules = {}
+M.rules = rules
+
+rules.add = function(n, g)
+  local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
+  return is_tensor(a) and sum_to(g, a:shape()) or nil,
+         is_tensor(b) and sum_to(alpha == 1 and g or g * alpha, b:shape()) or nil
+end
+rules.sub = function(n, g)
+  local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
+  return is_tensor(a) and sum_to(g, a:shape()) or nil,
+         is_tensor(b) and sum_to(g * (-alpha), b:shape()) or nil
+end
+rules.mul = function(n, g)
+  local a, b = n.args[1], n.args[2]
+  return is_tensor(a) and sum_to(g * b, a:shape()) or nil,
+         is_tensor(b) and sum_to(g * a, b:shape()) or nil
+end
+rules.div = function(n, g)
+  local a, b = n.args[1], n.args[2]
+  local ga = is_tensor(a) and sum_to(g / b, a:shape()) or nil
+  local gb = is_tensor(b) and sum_to(-(g * n.outs[1]) / b, b:shape()) or nil
+  return ga, gb
+end
+rules.pow = function(n, g)
+  local a, b, out = n.args[1], n.args[2], n.outs[1]
+  local ga, gb
+  if is_tensor(a) then ga = sum_to(g * b * a:pow(b - 1), a:shape()) end
+  if is_tensor(b) then
+    local la = is_tensor(a) and a:log() or math.log(a)
+    gb = sum_to(g * out * la, b:shape())
+  end
+  return ga, gb
+end
+-- the winner takes the gradient (a on ties)
+local function minmax_rule(cmp, reversed)
+  return function(n, g)
+    local a, b = n.args[1], n.args[2]
+    local mask = is_tensor(a) and a[cmp](a, b) or b[reversed](b, a)
+    local ga = is_tensor(a) and sum_to(g * mask, a:shape()) or nil
+    local gb = is_tensor(b) and sum_to(g * (1 - mask), b:shape()) or nil
+    return ga, gb
+  end
+end
+rules.maximum = minmax_rule("ge", "le")
+rules.minimum = minmax_rule("le", "ge")
+
+rules.neg = function(_, g) return -g end
+rules.exp = function(n, g) return g * n.outs[1] end
+rules.log = function(n, g) return g / n.args[1] end
+rules.log1p = function(n, g) return g / (n.args[1] + 1) end
+rules.sqrt = function(n, g) return g * 0.5 / n.outs[1] end
+rules.abs = function(n, g) return g * n.args[1]:sign() end
+rules.sin = function(n, g) return g * n.args[1]:cos() end
+rules.cos = function(n, g) return -(g * n.args[1]:sin()) end
+rules.tanh = function(n, g) local y = n.outs[1]; return g * (1 - y * y) end
+rules.sigmoid = function(n, g) local y = n.outs[1]; return g * y * (1 - y) end
+rules.relu = function(n, g) return g * n.args[1]:gt(0) end
+rules.clamp = function(n, g)
+  local a, lo, hi = n.args[1], n.args[2], n.args[3]
+  local m = g
+  if lo then m = m * a:ge(lo) end
+  if hi then m = m * a:le(hi) end
+  return m
+end
+rules.where = function(n, g)
+  local mask, a, b = n.args[1], n.args[2], n.args[3]
+  return nil,
+    is_tensor(a) and sum_to(T.where(mask, g, 0), a:shape()) or nil,
+    is_tensor(b) and sum_to(T.where(mask, 0, g), b:shape()) or nil
+end
+
+rules.sum = function(n, g)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  return unreduce(g, a, d, keep)
+end
+rules.mean = function(n, g)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  return unreduce(g, a, d, keep) / numel_ratio(a, n.outs[1])
+end
+rules.prod = function(n, g)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  return unreduce(g * n.outs[1], a, d, keep) / a
+end
+local function maxmin_rule(n, g)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  if not d then -- over everything: shared evenly among the tied maxima
+    local mask = a:eq(unreduce(n.outs[1], a, nil, keep))
+    return unreduce(g, a, nil, keep) * mask / mask:sum():item()
+  end
+  local idx = n.outs[2]
+  if not keep then idx, g = idx:unsqueeze(d), g:unsqueeze(d) end
+  return T.zeros_like(a):scatter_add_(d, idx, g)
+end
+rules.max, rules.min = maxmin_rule, maxmin_rule
+rules.logsumexp = function(n, g)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  return unreduce(g, a, d, keep) * (a - unreduce(n.outs[1], a, d, keep)):exp()
+end
+local function var_parts(n)
+  local a = n.args[1]
+  local d, keep = red_args(n.args, 2, a:dim())
+  local unbiased = n.args[4]
+  if type(n.args[2]) == "table" then unbiased = n.args[2].unbiased end
+  if unbiased == nil then unbiased = true end
+  local m = d and a:mean(d, true) or a:mean()
+  local cnt = numel_ratio(a, n.outs[1]) - (unbiased and 1 or 0)
+  return a, d, keep, a - m, cnt
+end
+rules.var = function(n, g)
+  local a, d, keep, centred, cnt = var_parts(n)
+  return unreduce(g, a, d, keep) * centred * (2 / cnt)
+end
+rules.std = function(n, g)
+  local a, d, keep, centred, cnt = var_parts(n)
+  return unreduce(g / n.outs[1], a, d, keep) * centred / cnt
+end
+rules.norm = function(n, g)
+  local a, p = n.args[1], n.args[2] or 2
+  local d, keep = red_args(n.args, 3, a:dim())
+  local out = unreduce(n.outs[1], a, d, keep)
+  local gg = unreduce(g, a, d, keep)
+  if p == 2 then return gg * a / out end
+  if p == 1 then return gg * a:sign() end
+  if p == math.huge or p == -math.huge then
+    local mask = a:abs():eq(out)
+    return gg * a:sign() * mask / (d and mask:sum(d, true) or mask:sum()):expand(a:shape())
+  end
+  return gg * a:sign() * a:abs():pow(p - 1) / out:pow(p - 1)
+end
+rules.softmax = function(n, g)
+  local y, d = n.outs[1], n.args[2]
+  return y * (g - (g * y):sum(d, true))
+end
+rules.log_softmax = function(n, g)
+  local y, d = n.outs[1], n.args[2]
+  return g - y:exp() * g:sum(d, true)
+end
+
+-- products: 1-d operands are made 2-d, the grads computed batched, then
+-- summed down over broadcast batch dimensions and reshaped back.
+rules.matmul = function(n, g)
+  local a, b = n.args[1], n.args[2]
+  local A = a:dim() == 1 and a:unsqueeze(1) or a
+  local B = b:dim() == 1 and b:unsqueeze(2) or b
+  local G = g
+  if a:dim() == 1 then G = G:unsqueeze(G:dim() > 0 and G:dim() or 1) end
+  if a:dim() == 1 and b:dim() == 1 then G = g:reshape(1, 1)
+  elseif b:dim() == 1 then G = G:unsqueeze(G:dim() + 1) end
+  local ga, gb
+  if a.requires_grad then
+    ga = sum_to(G:matmul(B:transpose(-1, -2)), A:shape()):reshape(a:shape())
+  end
+  if b.requires_grad then
+    gb = sum_to(A:transpose(-1, -2):matmul(G), B:shape()):reshape(b:shape())
+  end
+  return ga, gb
+end
+rules.dot = function(n, g) return g * n.args[2], g * n.args[1] end
+rules.outer = function(n, g) return g:matmul(n.args[2]), g.T:matmul(n.args[1]) end
+
+local function index_tensor(idx)
+  return is_tensor(idx) and idx or T.tensor(idx, { dtype = "float64" })
+end
+rules.index_select = function(n, g)
+  local a, d, idx = n.args[1], n.args[2], index_tensor(n.args[3])
+  if d < 0 then d = d + a:dim() + 1 end
+  local s = {}
+  for i = 1, g:dim() do s[i] = 1 end
+  s[d] = idx:numel()
+  return T.zeros_like(a):scatter_add_(d, idx:reshape(s):expand(g:shape()), g)
+end
+rules.gather = function(n, g)
+  return T.zeros_like(n.args[1]):scatter_add_(n.args[2], n.args[3], g)
+end
+
+-- views and copies
+local function back_to_shape(n, g) return g:reshape(n.args[1]:shape()) end
+rules.view, rules.reshape, rules.flatten = back_to_shape, back_to_shape, back_to_shape
+rules.squeeze, rules.unsqueeze = back_to_shape, back_to_shape
+rules.transpose = function(n, g) return g:transpose(n.args[2], n.args[3]) end
+rules.t = function(_, g) return g:t() end
+rules.permute = function(n, g)
+  local nd, inv = n.args[1]:dim(), {}
+  for i = 1, nd do
+    local p = n.args[i + 1]
+    if p < 0 then p = p + nd + 1 end
+    inv[p] = i
+  end
+  return g:permute(inv)
+end
+rules.narrow = function(n, g)
+  local a, d, start = n.args[1], n.args[2], n.args[3]
+  local z = T.zeros_like(a)
+  z:narrow(d, start, n.args[4]):copy_(g)
+  return z
+end
+rules.select = function(n, g)
+  local z = T.zeros_like(n.args[1])
+  z:select(n.args[2], n.args[3]):copy_(g)
+  return z
+end
+local function back_to_expanded(n, g) return sum_to(g, n.args[1]:shape()) end
+rules.expand, rules.expand_as = back_to_expanded, back_to_expanded
+local function identity(_, g) return g end
+rules.contiguous, rules.clone = identity, identity
+rules.astype = function(n, g) return g:astype(n.args[1]:dtype()) end
+
+-- ---- backward ------------------------------------------------------------------------
+
+--- Nodes reachable from t, ordered so that every node comes after all the
+-- nodes that consume its output (iterative depth-first search).
+local function topo_order(root)
+  local order, state = {}, {}
+  local stack = { { root.grad_fn, 1 } }
+  state[root.grad_fn] = 1
+  while #stack > 0 do
+    local top = stack[#stack]
+    local node, i = top[1], top[2]
+    local args = node.args
+    local pushed = false
+    while i <= args.n do
+      local x = args[i]
+      i = i + 1
+      if is_tensor(x) then
+        local child = x.grad_fn
+        if child and not state[child] then
+          top[2] = i
+          state[child] = 1
+          stack[#stack + 1] = { child, 1 }
+          pushed = true
+          break
+        end
+      end
+    end
+    if not pushed then
+      stack[#stack] = nil
+      order[#order + 1] = node
+    end
+  end
+  return order -- leaves first; walk it backwards
+end
+
+local function accumulate(t, g)
+  local have = t.grad
+  if have then have:add_(g) else t.grad = g:clone() end
+end
+
+--- t:backward([grad]): accumulates d(t)/d(leaf) into leaf.grad for every
+-- leaf that requires grad.  t must be a scalar unless grad is given.
+function M.backward(t, grad)
+  if not t.requires_grad then
+    error("backward: the tensor does not require grad (no input of it called requires_grad_())", 2)
+  end
+  if grad == nil then
+    if t:numel() ~= 1 then
+      error(("backward: grad must be given for a tensor of %d elements (only a scalar " ..
+        "has an implicit grad of 1)"):format(t:numel()), 2)
+    end
+    grad = T.ones_like(t)
+  end
+  if not t.grad_fn then accumulate(t, grad) return end
+  local prev = set_grad_enabled(false)
+  local ok, err = pcall(function()
+    local grads = { [t] = grad }
+    local order = topo_order(t)
+    for k = #order, 1, -1 do
+      local node = order[k]
+      local out = node.outs[1]
+      local g = grads[out]
+      grads[out] = nil
+      if g then
+        local rule = rules[node.op]
+        if not rule then error("backward: no gradient rule for '" .. node.op .. "'") end
+        local gs = pack(rule(node, g))
+        for i = 1, node.args.n do
+          local x, gi = node.args[i], gs[i]
+          if gi and is_tensor(x) and x.requires_grad then
+            if x.grad_fn then
+              local have = grads[x]
+              grads[x] = have and have + gi or gi
+            else
+              accumulate(x, gi)
+            end
+          end
+        end
+      end
+    end
+  end)
+  set_grad_enabled(prev)
+  if not ok then error(err, 0) end
+end
+
+--- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.
+function M.no_grad(fn, ...)
+  local prev = set_grad_enabled(false)
+  local res = pack(pcall(fn, ...))
+  set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+--- pbt.gradcheck(fn, inputs [, eps [, tol]]): compares the gradients that
+-- backward gives for fn(inputs...) with central finite differences.  The
+-- inputs must be float64 tensors that require grad.  Returns true, or false
+-- and a message naming the input, element and both values.
+function M.gradcheck(fn, inputs, eps, tol)
+  eps, tol = eps or 1e-6, tol or 1e-5
+  for k, x in ipairs(inputs) do
+    if not is_tensor(x) or x:dtype() ~= "float64" or not x.requires_grad then
+      error(("gradcheck: input %d must be a float64 tensor that requires grad"):format(k), 2)
+    end
+  end
+  local function flat(x) return x:detach():contiguous():reshape(-1) end
+  local out = fn(unpack(inputs))
+  local nout = out:numel()
+  -- analytic Jacobian, one output element at a time
+  local analytic = {}
+  for j = 1, nout do
+    for _, x in ipairs(inputs) do x.grad = nil end
+    local o = fn(unpack(inputs))
+    local go = T.zeros(nout, { dtype = o:dtype() })
+    go:set(j, 1)
+    o:backward(go:reshape(o:shape()))
+    analytic[j] = {}
+    for k, x in ipairs(inputs) do
+      analytic[j][k] = x.grad and flat(x.grad):totable() or nil
+    end
+  end
+  for _, x in ipairs(inputs) do x.grad = nil end
+  -- numeric Jacobian, one input element at a time
+  for k, x in ipairs(inputs) do
+    if not x:is_contiguous() then
+      error(("gradcheck: input %d must be contiguous (perturbations go through a flat view)")
+        :format(k), 2)
+    end
+    local xv = x:detach():reshape(-1)
+    for i = 1, xv:numel() do
+      local orig = xv:get(i)
+      xv:set(i, orig + eps)
+      local fp = flat(M.no_grad(fn, unpack(inputs))):totable()
+      xv:set(i, orig - eps)
+      local fm = flat(M.no_grad(fn, unpack(inputs))):totable()
+      xv:set(i, orig)
+      for j = 1, nout do
+        local num = (fp[j] - fm[j]) / (2 * eps)
+        local an = analytic[j][k] and analytic[j][k][i] or 0
+        if math.abs(an - num) > tol * (1 + math.abs(num)) then
+          return false, ("gradcheck: input %d, element %d, output %d: analytic %.10g, " ..
+            "numeric %.10g"):format(k, i, j, an, num)
+        end
+      end
+    end
+  end
+  return true
+end
+
+core.autograd(record)
+return M
