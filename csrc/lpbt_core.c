@@ -312,6 +312,22 @@ int luaopen_pbt_core(lua_State *L) {
   for (i = 0; function_sets[i]; i++) setfuncs(L, tensor, function_sets[i]);
   for (i = 0; meta_sets[i]; i++) setfuncs(L, meta, meta_sets[i]);
   for (i = 0; module_sets[i]; i++) setfuncs(L, module, module_sets[i]);
+  {
+    static const struct {
+      const char *name;
+      const luaL_Reg *funcs;
+    } subs[] = {{"data", lpbt_data_module},
+                {"optim", lpbt_optim_module},
+                {"nn", lpbt_nn_module}};
+    for (i = 0; i < (int)(sizeof subs / sizeof subs[0]); i++) {
+      lua_newtable(L);
+      lua_pushvalue(L, -3); /* the two shared upvalues on top again */
+      lua_pushvalue(L, -3);
+      setfuncs(L, -3, subs[i].funcs);
+      lua_pop(L, 2);
+      lua_setfield(L, module, subs[i].name);
+    }
+  }
   /* __index looks in the methods table (upvalue 3) first */
   lua_pushvalue(L, methods);
   lua_pushcclosure(L, lpbt_tensor_index, 3);
