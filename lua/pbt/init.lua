@@ -28,4 +28,17 @@ pbt.Tensor.backward = autograd.backward
 -- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does
 -- (the C module makes the table callable).
 
+-- pbt.nn, pbt.optim and pbt.data load on first use.
+local submodules = { nn = "pbt.nn", optim = "pbt.optim", data = "pbt.data" }
+setmetatable(pbt, {
+  __index = function(t, k)
+    local name = submodules[k]
+    if name then
+      local m = require(name)
+      rawset(t, k, m)
+      return m
+    end
+  end,
+})
+
 return pbt
