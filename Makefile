@@ -37,7 +37,7 @@ MODULE = $(BUILD)/pbt/core.so
 LIBPBT = $(BUILD)/libpbt.a
 CTEST  = $(BUILD)/test_core
 
-.PHONY: all deps test test-c test-lua check valgrind rock-check bench install clean
+.PHONY: all deps test test-c test-lua check valgrind rock-check bench bench-mlp install clean
 
 all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
 
@@ -108,6 +108,10 @@ $(BUILD)/blas_direct: bench/blas_direct.c
 # One OpenBLAS thread on every side unless the caller sets another count.
 bench: all $(BUILD)/blas_direct
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(LUA) bench/tensor.lua
+
+# One thread on each side unless THREADS says otherwise.
+bench-mlp: all
+	$(LUA) bench/mlp.lua
 
 # luarocks' "make" build type calls `make rock` and `make install`.
 rock:

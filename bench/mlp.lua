@@ -1,0 +1,110 @@
+-- bench/mlp.lua -- one training step (forward, backward, SGD update) of an
+-- MLP 784-256-256-10 at batches 32 and 128 and of a small CNN at batch 64,
+-- in pbt and in PyTorch (bench/mlp_torch.py, Debian's python3-torch), with
+-- the same architecture, batch, dtype (float32), optimizer and thread count.
+--
+--   make bench-mlp                       (one thread on both sides)
+--   THREADS=2 lua5.4 bench/mlp.lua [rounds]
+--
+-- Both sides are measured in turn, round after round; the median over rounds
+-- is kept.  Figures are median seconds per step.
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./build/?.so;" .. package.cpath
+local threads = os.getenv("THREADS") or "1"
+if os.getenv("OPENBLAS_NUM_THREADS") ~= threads then
+  -- OpenBLAS reads its thread count when it loads: run again with it set
+  local cmd = ("OPENBLAS_NUM_THREADS=%s THREADS=%s lua5.4 %s %s"):format(
+    threads, threads, arg[0], table.concat(arg, " "))
+  os.exit(os.execute(cmd) and 0 or 1)
+end
+
+local pbt = require("pbt")
+local nn, optim, T = pbt.nn, pbt.optim, pbt.tensor
+local rounds = tonumber(arg[1]) or 3
+
+local function median(xs)
+  local s = { table.unpack(xs) }
+  table.sort(s)
+  return s[(#s + 1) // 2]
+end
+
+local function timeit(fn, min_time)
+  for _ = 1, 5 do fn() end
+  local times, t_end = {}, pbt.clock() + (min_time or 0.3)
+  while pbt.clock() < t_end or #times < 20 do
+    local t0 = pbt.clock()
+    fn()
+    times[#times + 1] = pbt.clock() - t0
+  end
+  return median(times)
+end
+
+local g = pbt.Generator(1)
+local function mlp()
+  return nn.Sequential(nn.Linear(784, 256, { generator = g }), nn.ReLU(),
+    nn.Linear(256, 256, { generator = g }), nn.ReLU(), nn.Linear(256, 10, { generator = g }))
+end
+local function cnn()
+  return nn.Sequential(
+    nn.Conv2d(1, 16, 3, { padding = 1, generator = g }), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, { padding = 1, generator = g }), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(32 * 7 * 7, 10, { generator = g }))
+end
+
+local cases = {
+  { name = "mlp 784-256-256-10 batch 32", make = mlp, shape = { 32, 784 } },
+  { name = "mlp 784-256-256-10 batch 128", make = mlp, shape = { 128, 784 } },
+  { name = "cnn 1x28x28 batch 64", make = cnn, shape = { 64, 1, 28, 28 } },
+}
+
+local function step_fn(model, x, y)
+  local opt = optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
+  return function()
+    opt:zero_grad()
+    local loss = nn.cross_entropy(model(x), y)
+    loss:backward()
+    opt:step()
+  end
+end
+
+local function run_torch()
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w"))
+  for _, c in ipairs(cases) do f:write(c.name, "\n") end
+  f:close()
+  local p = assert(io.popen(("THREADS=%s /usr/bin/python3 bench/mlp_torch.py < %s 2>/dev/null")
+    :format(threads, tmp)))
+  local out = {}
+  for line in p:lines() do
+    local name, secs = line:match("^(.-)\t(%S+)$")
+    if name then out[name] = tonumber(secs) end
+  end
+  p:close()
+  os.remove(tmp)
+  return out
+end
+
+local res = {}
+for _, c in ipairs(cases) do res[c.name] = { pbt = {}, torch = {} } end
+for r = 1, rounds do
+  io.stderr:write(("round %d of %d\n"):format(r, rounds))
+  for _, c in ipairs(cases) do
+    local model = c.make()
+    local x = T.rand(c.shape, { generator = g })
+    local y = T.randint(1, 10, c.shape[1], { generator = g })
+    res[c.name].pbt[r] = timeit(step_fn(model, x, y))
+  end
+  local t = run_torch()
+  for _, c in ipairs(cases) do res[c.name].torch[r] = t[c.name] end
+end
+
+print(("threads: %s on each side (OPENBLAS_NUM_THREADS for pbt, torch.set_num_threads for " ..
+  "PyTorch); %d rounds; median seconds per training step"):format(threads, rounds))
+print("")
+print("| training step | pbt | PyTorch | pbt speed vs PyTorch |")
+print("|---|---|---|---|")
+for _, c in ipairs(cases) do
+  local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
+  print(("| %s | %.3f ms | %s | %s |"):format(c.name, p * 1e3,
+    t and ("%.3f ms"):format(t * 1e3) or "-", t and ("%.2f"):format(t / p) or "-"))
+end
