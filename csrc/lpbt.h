@@ -125,9 +125,10 @@ extern const luaL_Reg lpbt_random_methods[], lpbt_random_functions[],
 extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
     lpbt_io_module[];
 
-/* Functions of the submodules pbt.core.data, pbt.core.optim, pbt.core.nn
+/* Functions of the submodules pbt.core.data, .optim, .nn, .stats, .population
  * (registered with the same two upvalues). */
-extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[];
+extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[],
+    lpbt_stats_module[], lpbt_population_module[];
 
 /* Creates the pbt.Generator metatable and pushes a new generator seeded with
  * seed (lpbt_random.c). */
