@@ -4,7 +4,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "lpbt.h"
+#include "pbt_io.h"
 
 /* ---- tensors ------------------------------------------------------------ */
 
@@ -248,6 +253,60 @@ static int m_clock(lua_State *L) {
   return 1;
 }
 
+/* core.write_file(path, string): written atomically (temporary file, fsync,
+ * rename, fsync of the directory); true, or nil and a message. */
+static int m_write_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  pbt_error err;
+  if (pbt_write_file_atomic(path, data, n, &err) != PBT_OK) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.mkdir(path): creates a directory (and its parents); true when it
+ * exists afterwards, else nil and a message. */
+static int m_mkdir(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *p;
+  size_t i;
+  struct stat st;
+  p = luaL_buffinitsize(L, &b, n + 1);
+  memcpy(p, path, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (p[i] == '/' || p[i] == '\0') {
+      char c = p[i];
+      p[i] = '\0';
+      if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "cannot create directory %s: %s", p, strerror(errno));
+        return 2;
+      }
+      p[i] = c;
+    }
+  }
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s is not a directory", path);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.isatty(fd) */
+static int m_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
 /* pbt.tensor{...}: the tensor table is callable. */
 static int tensor_call(lua_State *L) {
   lua_remove(L, 1);
@@ -260,6 +319,9 @@ static const luaL_Reg core_module[] = {
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
     {"set_grad_fn", m_set_grad_fn},
+    {"write_file", m_write_file},
+    {"mkdir", m_mkdir},
+    {"isatty", m_isatty},
     {NULL, NULL}};
 
 /* ---- luaopen --------------------------------------------------------------- */

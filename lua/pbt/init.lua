@@ -28,8 +28,22 @@ pbt.Tensor.backward = autograd.backward
 -- pbt.tensor(...) builds a tensor from a nested table, as torch.tensor does
 -- (the C module makes the table callable).
 
--- pbt.nn, pbt.optim and pbt.data load on first use.
-local submodules = { nn = "pbt.nn", optim = "pbt.optim", data = "pbt.data" }
+-- search spaces: pbt.uniform(lo, hi), pbt.loguniform, pbt.int, pbt.normal,
+-- pbt.choice{...}, pbt.ordered{...}, pbt.fixed(v)
+local space = require("pbt.space")
+for _, name in ipairs({ "uniform", "loguniform", "int", "normal", "choice", "ordered", "fixed" }) do
+  pbt[name] = space[name]
+end
+
+-- Submodules load on first use: pbt.nn, pbt.optim, pbt.data, pbt.stats,
+-- pbt.select, pbt.explore, pbt.ready, pbt.exploit, pbt.json; and
+-- pbt.experiment{...} / pbt.replay(...) from pbt.experiment.
+local submodules = {
+  nn = "pbt.nn", optim = "pbt.optim", data = "pbt.data", stats = "pbt.stats",
+  select = "pbt.select", explore = "pbt.explore", ready = "pbt.ready",
+  exploit = "pbt.exploit", json = "pbt.json", svg = "pbt.svg",
+}
+local from_experiment = { experiment = true, replay = true, load_experiment = "load" }
 setmetatable(pbt, {
   __index = function(t, k)
     local name = submodules[k]
@@ -37,6 +51,12 @@ setmetatable(pbt, {
       local m = require(name)
       rawset(t, k, m)
       return m
+    end
+    local field = from_experiment[k]
+    if field then
+      local f = require("pbt.experiment")[field == true and k or field]
+      rawset(t, k, f)
+      return f
     end
   end,
 })
