@@ -72,6 +72,15 @@ function M.experiment(desc)
     fail("budget must be a table with steps, evaluations or seconds")
   end
   e.window = desc.window or 10
+  -- variants (the paper's toy problem uses both): exploit may copy the
+  -- weights only and keep the recipient's hyperparameters; explore may run
+  -- at every ready decision, not only after an exploit
+  e.copy_hparams = desc.copy_hparams ~= false
+  e.explore_always = desc.explore_always == true
+  e.initial = desc.initial
+  if e.initial ~= nil and type(e.initial) ~= "table" and type(e.initial) ~= "function" then
+    fail("initial must be a list of hyperparameter tables or a function(i, generator)")
+  end
   e.name = desc.name or "experiment"
   e.on_step = desc.on_step
   return e
@@ -236,7 +245,17 @@ function Experiment:run(opts)
   -- members
   for i = 1, n do
     local g = Generator(member_seed(seed, i))
-    local h = space_mod.sample(e.space, G)
+    local h
+    if type(e.initial) == "function" then h = e.initial(i, G)
+    elseif type(e.initial) == "table" then h = copy_h(e.initial[i] or error(
+      ("experiment: initial has no hyperparameters for member %d"):format(i), 0))
+    else h = space_mod.sample(e.space, G) end
+    for _, name in ipairs(e.names) do
+      if not e.space[name]:contains(h[name]) then
+        error(("experiment: member %d starts with %s = %s, outside %s"):format(i, name,
+          tostring(h[name]), tostring(e.space[name])), 0)
+      end
+    end
     local state = e.init(copy_h(h), g)
     local parts = flatten(state)
     members[i] = { g = g, h = h, state = state, parts = parts, steps = 0, since = 0,
@@ -297,15 +316,21 @@ function Experiment:run(opts)
     return true
   end
 
-  -- copies donor d into recipient i and explores; logs both
+  -- copies donor d (when given) into recipient i, then explores; logs both
   local function exploit_explore(i, d)
-    local m, dm = members[i], members[d]
-    pop:exploit(i, d)
-    exploits = exploits + 1
-    copy_lua_parts(m.parts, dm.parts)
-    m.failed = false
-    m.steps = dm.steps
-    local h = e.explore(copy_h(dm.h), e.space, G)
+    local m = members[i]
+    local dm = d and members[d] or m
+    local base = (d and e.copy_hparams) and dm.h or m.h
+    if d then
+      local own = m.h
+      pop:exploit(i, d)
+      exploits = exploits + 1
+      copy_lua_parts(m.parts, dm.parts)
+      m.failed = false
+      m.steps = dm.steps
+      if not e.copy_hparams then set_h(i, own) end
+    end
+    local h = e.explore(copy_h(base), e.space, G)
     for _, name in ipairs(e.names) do
       if not e.space[name]:contains(h[name]) then
         error(("experiment: explore gave %s = %s, outside %s"):format(name, tostring(h[name]),
@@ -315,12 +340,14 @@ function Experiment:run(opts)
     set_h(i, h)
     local changes = {}
     for _, name in ipairs(e.names) do
-      if h[name] ~= dm.h[name] then
-        changes[#changes + 1] = ("%s %s -> %s"):format(name, tostring(dm.h[name]), tostring(h[name]))
+      if h[name] ~= base[name] then
+        changes[#changes + 1] = ("%s %s -> %s"):format(name, tostring(base[name]), tostring(h[name]))
       end
     end
     log("explore", i, d, table.concat(changes, ", "))
-    -- the schedule: the donor's up to now, then the explored values
+    -- the schedule: the donor's (or its own) up to now, then the explored
+    -- values (with weights copied but hyperparameters kept, the schedule
+    -- that made the weights is the donor's, and replay follows that)
     local s = { root = dm.schedule.root, seed = dm.schedule.seed }
     for _, entry in ipairs(dm.schedule) do
       if entry.step < m.steps then s[#s + 1] = { step = entry.step, h = copy_h(entry.h) } end
@@ -413,7 +440,7 @@ function Experiment:run(opts)
       -- recipients copy the donors' weights as they were before this round
       for i = 1, n do
         local d = donors[i]
-        if d and ready[i] then exploit_explore(i, d) end
+        if ready[i] and (d or e.explore_always) then exploit_explore(i, d) end
         if ready[i] then members[i].since = 0 end
       end
       show_progress()
@@ -432,7 +459,7 @@ function Experiment:run(opts)
             if e.ready({ step = m.steps, since = m.since }) then
               log("ready", i)
               local d = e.exploit.one(view, i, G, mode)
-              if d then exploit_explore(i, d) end
+              if d or e.explore_always then exploit_explore(i, d) end
               m.since = 0
             end
           else
