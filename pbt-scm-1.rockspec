@@ -34,4 +34,7 @@ build = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
    },
+   install = {
+      bin = { pbt = "lua/pbt/cli.lua" },
+   },
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env lua5.4
+--- The `pbt` command (installed by the rockspec; from a checkout run
+-- `lua5.4 lua/pbt/cli.lua ...` after `make`).
+--
+--   pbt run FILE [--out DIR] [--seed S] [--quiet]
+--       runs the experiment FILE returns (pbt.experiment{...}); writes the
+--       run directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt,
+--       scores.svg, hparam_*.svg, lineage.svg) and prints the best member
+--   pbt replay FILE RUN_DIR [--member I]
+--       trains one fresh member following member I's recorded schedule
+--       (default: the best member of that run) and prints its final score
+if not package.loaded["pbt"] then
+  -- running from a checkout: find lua/ and build/ next to this file
+  local here = (arg and arg[0] or ""):match("^(.*)/lua/pbt/cli%.lua$")
+  if here then
+    package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. package.path
+    package.cpath = here .. "/build/?.so;" .. package.cpath
+  end
+end
+
+local M = {}
+
+local usage = [[
+usage: pbt run FILE [--out DIR] [--seed S] [--quiet]
+       pbt replay FILE RUN_DIR [--member I]]]
+
+local function parse(args)
+  local opts, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--out" or a == "--seed" or a == "--member" then
+      if not args[i + 1] then error("pbt: " .. a .. " needs a value\n" .. usage, 0) end
+      opts[a:sub(3)] = args[i + 1]
+      i = i + 2
+    elseif a == "--quiet" then opts.quiet = true; i = i + 1
+    elseif a:sub(1, 2) == "--" then error("pbt: unknown option " .. a .. "\n" .. usage, 0)
+    else pos[#pos + 1] = a; i = i + 1 end
+  end
+  return pos, opts
+end
+
+local function integer(name, s)
+  local v = math.tointeger(tonumber(s))
+  if not v then error(("pbt: --%s expects an integer, got %s"):format(name, s), 0) end
+  return v
+end
+
+function M.main(args)
+  local pbt = require("pbt")
+  local pos, opts = parse(args)
+  local cmd = pos[1]
+  if cmd == "run" and pos[2] then
+    local e = pbt.load_experiment(pos[2])
+    local out = opts.out or ("pbt-run-" .. os.date("%Y%m%d-%H%M%S"))
+    local result = e:run{ out = out, seed = opts.seed and integer("seed", opts.seed), quiet = opts.quiet }
+    local b = result.best
+    if b then
+      local hs = {}
+      for k, v in pairs(b.h) do hs[#hs + 1] = ("%s = %s"):format(k, tostring(v)) end
+      table.sort(hs)
+      print(("best: member %d, score %.6g, hyperparameters %s"):format(b.member, b.score,
+        table.concat(hs, ", ")))
+    end
+    print("run directory: " .. out)
+    return 0
+  elseif cmd == "replay" and pos[2] and pos[3] then
+    local f = io.open(pos[3] .. "/schedule.json")
+    if not f then error("pbt: no schedule.json in " .. pos[3], 0) end
+    local schedules = pbt.json.decode(f:read("a"))
+    f:close()
+    local member = opts.member and integer("member", opts.member)
+    if not member then
+      local best = pbt.load(pos[3] .. "/best.pbt")
+      member = best and best.member or 1
+    end
+    local schedule = schedules[member]
+    if not schedule then error(("pbt: the run has no member %d"):format(member), 0) end
+    local score = pbt.replay(pos[2], schedule)
+    print(("replayed member %d's schedule (%d steps): final score %.6g"):format(member,
+      schedule.steps, score))
+    return 0
+  end
+  io.stderr:write(usage, "\n")
+  return 2
+end
+
+if arg and arg[0] and arg[0]:match("cli%.lua$") or (arg and arg[0] and arg[0]:match("pbt$")) then
+  local ok, code = pcall(M.main, arg)
+  if not ok then
+    io.stderr:write(tostring(code), "\n")
+    os.exit(1)
+  end
+  os.exit(code)
+end
+return M
