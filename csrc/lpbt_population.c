@@ -1,4 +1,598 @@
-/* lpbt_population.c -- functions of pbt.core.population (to be written). */
-#include "lpbt.h"
+/* lpbt_population.c -- pbt.core.population: the pbt.Population type.
+ *
+ *   population.new{size = n, hparams = {{name = "lr", kind = "float"},
+ *                                      {name = "bs", kind = "int"},
+ *                                      {name = "opt", kind = "choice", choices = 3}},
+ *                  window = 10}
+ *   population.from_pointer(p)   another reference to pop:pointer()'s population
+ *   population.methods()         the methods table of pbt.Population
+ *   population._memcpy_bench(bytes, reps)  fastest plain memcpy, in seconds
+ *
+ * Members, hyperparameter choices and event sequence numbers are 1-based
+ * here, 0-based in the core (pbt_population.h). */
+#include <math.h>
+#include <string.h>
 
-const luaL_Reg lpbt_population_module[] = {{NULL, NULL}};
+#include "lpbt.h"
+#include "pbt_population.h"
+
+#define LPBT_POPULATION "pbt.Population"
+
+typedef struct lpbt_population {
+  pbt_population *p; /* NULL once released */
+} lpbt_population;
+
+static const char *const kind_words[] = {"float", "int", "choice", NULL};
+
+static pbt_population *check_pop(lua_State *L, int arg) {
+  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, arg, LPBT_POPULATION);
+  if (u->p == NULL) luaL_argerror(L, arg, "population has been released");
+  return u->p;
+}
+
+/* A 1-based member index at arg, as 0-based. */
+static int64_t check_member(lua_State *L, pbt_population *p, int arg) {
+  int64_t i = lpbt_check_integer(L, arg), n = pbt_population_size(p);
+  if (i < 1 || i > n)
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "member %I out of range for a population of %I",
+                                  (lua_Integer)i, (lua_Integer)n));
+  return i - 1;
+}
+
+static const char *check_name(lua_State *L, int arg) {
+  size_t len;
+  const char *name = luaL_checklstring(L, arg, &len);
+  if (len == 0) luaL_argerror(L, arg, "empty name");
+  if (strlen(name) != len) luaL_argerror(L, arg, "name contains a zero byte");
+  return name;
+}
+
+static int push_hvalue(lua_State *L, const pbt_hparam_spec *s, pbt_hvalue v) {
+  if (!v.set) return 0;
+  if (s->kind == PBT_HPARAM_FLOAT) lua_pushnumber(L, v.f);
+  else if (s->kind == PBT_HPARAM_INT) lua_pushinteger(L, (lua_Integer)v.i);
+  else lua_pushinteger(L, (lua_Integer)v.i + 1);
+  return 1;
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static int p_size(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)pbt_population_size(check_pop(L, 1)));
+  return 1;
+}
+
+static int p_window(lua_State *L) {
+  lua_pushinteger(L, pbt_population_window(check_pop(L, 1)));
+  return 1;
+}
+
+/* pop:hparam_specs() -> {{name=, kind=, choices=}, ...} */
+static int p_hparam_specs(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int k, n = pbt_population_nhparams(p);
+  lua_createtable(L, n, 0);
+  for (k = 0; k < n; k++) {
+    const pbt_hparam_spec *s = pbt_population_hparam_spec(p, k);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, s->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, kind_words[s->kind]);
+    lua_setfield(L, -2, "kind");
+    if (s->kind == PBT_HPARAM_CHOICE && s->nchoices > 0) {
+      lua_pushinteger(L, (lua_Integer)s->nchoices);
+      lua_setfield(L, -2, "choices");
+    }
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 1;
+}
+
+/* pop:member(i) -> {id=, generation=, parent=, steps=, status=, score=, nscores=} */
+static int p_member(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  pbt_member_info m;
+  pbt_error err;
+  LPBT_CHECK(L, "member", pbt_population_member(p, i, &m, &err), &err);
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)m.id + 1);
+  lua_setfield(L, -2, "id");
+  lua_pushinteger(L, (lua_Integer)m.generation);
+  lua_setfield(L, -2, "generation");
+  if (m.parent >= 0) {
+    lua_pushinteger(L, (lua_Integer)m.parent + 1);
+    lua_setfield(L, -2, "parent");
+  }
+  lua_pushinteger(L, (lua_Integer)m.steps);
+  lua_setfield(L, -2, "steps");
+  lua_pushstring(L, m.status == PBT_MEMBER_FAILED ? "failed" : "alive");
+  lua_setfield(L, -2, "status");
+  if (m.has_score) {
+    lua_pushnumber(L, m.last_score);
+    lua_setfield(L, -2, "score");
+  }
+  lua_pushinteger(L, (lua_Integer)m.nscores);
+  lua_setfield(L, -2, "nscores");
+  return 1;
+}
+
+static int p_set_status(lua_State *L) {
+  static const char *const words[] = {"alive", "failed", NULL};
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  int s = luaL_checkoption(L, 3, NULL, words);
+  pbt_error err;
+  LPBT_CHECK(L, "set_status",
+             pbt_population_set_status(p, i, (pbt_member_status)s, &err), &err);
+  return 0;
+}
+
+static int p_set_steps(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  int64_t n = lpbt_check_size(L, 3);
+  pbt_error err;
+  LPBT_CHECK(L, "set_steps", pbt_population_set_steps(p, i, n, &err), &err);
+  return 0;
+}
+
+/* pop:set_hparam(i, name, value): float: a number; int: an integer; choice:
+ * an integer 1..choices. */
+static int p_set_hparam(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  const char *name = luaL_checkstring(L, 3);
+  int k = pbt_population_find_hparam(p, name);
+  const pbt_hparam_spec *s;
+  pbt_hvalue v = {1, 0, 0};
+  pbt_error err;
+  if (k < 0) luaL_argerror(L, 3, lua_pushfstring(L, "no hyperparameter '%s'", name));
+  s = pbt_population_hparam_spec(p, k);
+  if (s->kind == PBT_HPARAM_FLOAT) {
+    v.f = luaL_checknumber(L, 4);
+  } else {
+    int isnum;
+    lua_Integer x = lua_tointegerx(L, 4, &isnum);
+    if (!isnum)
+      luaL_argerror(L, 4, lua_pushfstring(L, "hyperparameter '%s' takes an integer%s",
+                                          name, s->kind == PBT_HPARAM_CHOICE
+                                                    ? " (a 1-based choice)" : ""));
+    if (s->kind == PBT_HPARAM_CHOICE) {
+      if (x < 1 || (s->nchoices > 0 && x > s->nchoices))
+        luaL_argerror(L, 4, lua_pushfstring(L, "choice %I out of range for '%s' (%I choices)",
+                                            x, name, (lua_Integer)s->nchoices));
+      x -= 1;
+    }
+    v.i = (int64_t)x;
+  }
+  LPBT_CHECK(L, "set_hparam", pbt_population_set_hparam(p, i, k, v, &err), &err);
+  return 0;
+}
+
+/* pop:hparams(i) -> {name = value}; unset hyperparameters are absent. */
+static int p_hparams(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  int k, n = pbt_population_nhparams(p);
+  pbt_hvalue *v = (pbt_hvalue *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
+  pbt_error err;
+  LPBT_CHECK(L, "hparams", pbt_population_get_hparams(p, i, v, &err), &err);
+  lua_createtable(L, 0, n);
+  for (k = 0; k < n; k++) {
+    const pbt_hparam_spec *s = pbt_population_hparam_spec(p, k);
+    if (push_hvalue(L, s, v[k])) lua_setfield(L, -2, s->name);
+  }
+  return 1;
+}
+
+/* pop:set_state(i, name, tensor_or_number): a tensor is shared, not copied. */
+static int p_set_state(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  const char *name = check_name(L, 3);
+  pbt_error err;
+  pbt_status s;
+  if (lua_type(L, 4) == LUA_TNUMBER) {
+    pbt_state_number v = {0, 0, 0};
+    if (lua_isinteger(L, 4)) {
+      v.is_int = 1;
+      v.i = (int64_t)lua_tointeger(L, 4);
+    } else {
+      v.f = lua_tonumber(L, 4);
+    }
+    s = pbt_population_set_number(p, i, name, v, &err);
+  } else {
+    pbt_tensor *t = lpbt_test_tensor(L, 4);
+    if (!t) luaL_typeerror(L, 4, "pbt.Tensor or number");
+    if (!t->storage) luaL_argerror(L, 4, "tensor has been released");
+    s = pbt_population_set_tensor(p, i, name, t, &err);
+  }
+  LPBT_CHECK(L, "set_state", s, &err);
+  return 0;
+}
+
+/* pop:get_state(i, name) -> a tensor sharing the entry's storage, a number,
+ * or nil when the member has no such entry. */
+static int p_get_state(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  const char *name = check_name(L, 3);
+  pbt_error err;
+  switch (pbt_population_state_kind(p, i, name)) {
+  case PBT_STATE_TENSOR: {
+    pbt_tensor *t = lpbt_push_tensor(L);
+    LPBT_CHECK(L, "get_state", pbt_population_get_tensor(p, i, name, t, &err), &err);
+    return 1;
+  }
+  case PBT_STATE_NUMBER: {
+    pbt_state_number v;
+    LPBT_CHECK(L, "get_state", pbt_population_get_number(p, i, name, &v, &err), &err);
+    if (v.is_int) lua_pushinteger(L, (lua_Integer)v.i);
+    else lua_pushnumber(L, v.f);
+    return 1;
+  }
+  default:
+    lua_pushnil(L);
+    return 1;
+  }
+}
+
+/* pop:state_names(i) -> array of entry names, in order of registration */
+static int p_state_names(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), k;
+  pbt_member_info m;
+  pbt_error err;
+  char buf[256];
+  LPBT_CHECK(L, "state_names", pbt_population_member(p, i, &m, &err), &err);
+  lua_createtable(L, (int)m.nstate, 0);
+  for (k = 0; k < m.nstate; k++) {
+    if (pbt_population_state_name(p, i, k, buf, sizeof buf, NULL, &err) != PBT_OK)
+      break; /* entries are never removed, so this does not happen */
+    lua_pushstring(L, buf);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return 1;
+}
+
+/* pop:state_bytes(i) -> bytes of the member's state tensors */
+static int p_state_bytes(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  size_t n;
+  pbt_error err;
+  LPBT_CHECK(L, "state_bytes", pbt_population_state_bytes(p, i, &n, &err), &err);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+/* pop:report(i, score [, step]) */
+static int p_report(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  double score = luaL_checknumber(L, 3);
+  int64_t step = lua_isnoneornil(L, 4) ? -1 : lpbt_check_size(L, 4);
+  pbt_error err;
+  LPBT_CHECK(L, "report", pbt_population_report(p, i, score, step, &err), &err);
+  return 0;
+}
+
+/* pop:history(i) -> scores, oldest first */
+static int p_history(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), n, k;
+  double *h = (double *)lua_newuserdatauv(
+      L, (size_t)pbt_population_window(p) * sizeof *h, 0);
+  pbt_error err;
+  LPBT_CHECK(L, "history", pbt_population_history(p, i, h, &n, &err), &err);
+  lua_createtable(L, (int)n, 0);
+  for (k = 0; k < n; k++) {
+    lua_pushnumber(L, h[k]);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return 1;
+}
+
+/* pop:scores() -> last score of each member (NaN for none) */
+static int p_scores(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t n = pbt_population_size(p), k;
+  double *s = (double *)lua_newuserdatauv(L, (size_t)n * sizeof *s, 0);
+  pbt_population_scores(p, s);
+  lua_createtable(L, n > 1 << 24 ? 0 : (int)n, 0);
+  for (k = 0; k < n; k++) {
+    lua_pushnumber(L, s[k]);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return 1;
+}
+
+/* pop:exploit(recipient, donor) */
+static int p_exploit(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t r = check_member(L, p, 2);
+  int64_t d = check_member(L, p, 3);
+  pbt_error err;
+  if (r == d) luaL_argerror(L, 3, "a member cannot exploit itself");
+  LPBT_CHECK(L, "exploit", pbt_population_exploit(p, r, d, &err), &err);
+  return 0;
+}
+
+/* pop:log(kind, i [, other [, detail]]): kind is "ready", "explore",
+ * "failure" (also marks the member failed) or "note". */
+static int p_log(lua_State *L) {
+  static const char *const words[] = {"ready", "explore", "failure", "note", NULL};
+  static const pbt_event_kind kinds[] = {PBT_EVENT_READY, PBT_EVENT_EXPLORE,
+                                         PBT_EVENT_FAILURE, PBT_EVENT_NOTE};
+  pbt_population *p = check_pop(L, 1);
+  int w = luaL_checkoption(L, 2, NULL, words);
+  int64_t i = check_member(L, p, 3);
+  int64_t other = lua_isnoneornil(L, 4) ? -1 : check_member(L, p, 4);
+  const char *detail = luaL_optstring(L, 5, NULL);
+  pbt_error err;
+  pbt_status s;
+  if (kinds[w] == PBT_EVENT_FAILURE) {
+    if (other >= 0) luaL_argerror(L, 4, "a failure names no other member");
+    s = pbt_population_fail(p, i, detail, &err);
+  } else {
+    s = pbt_population_log(p, kinds[w], i, other, detail, &err);
+  }
+  LPBT_CHECK(L, "log", s, &err);
+  return 0;
+}
+
+static int p_nevents(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)pbt_population_nevents(check_pop(L, 1)));
+  return 1;
+}
+
+/* pop:events([from [, with_time]]) -> array of events with seq >= from
+ * (default 1): {seq, kind, member, other, step, score, generation, detail,
+ * time}.  other, score and detail are absent when there are none; time (wall
+ * clock seconds) only when with_time is true: it is not part of the log
+ * proper. */
+static int p_events(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  lua_Integer from = luaL_optinteger(L, 2, 1);
+  int with_time = lua_toboolean(L, 3);
+  pbt_event ev[64];
+  int64_t next, n, k;
+  lua_Integer out = 0;
+  if (from < 1) luaL_argerror(L, 2, "sequence numbers start at 1");
+  next = (int64_t)from - 1;
+  lua_newtable(L);
+  do {
+    n = pbt_population_events(p, next, 64, ev);
+    for (k = 0; k < n; k++) {
+      const pbt_event *e = &ev[k];
+      lua_createtable(L, 0, 9);
+      lua_pushinteger(L, (lua_Integer)e->seq + 1);
+      lua_setfield(L, -2, "seq");
+      lua_pushstring(L, pbt_event_kind_name(e->kind));
+      lua_setfield(L, -2, "kind");
+      lua_pushinteger(L, (lua_Integer)e->member + 1);
+      lua_setfield(L, -2, "member");
+      if (e->other >= 0) {
+        lua_pushinteger(L, (lua_Integer)e->other + 1);
+        lua_setfield(L, -2, "other");
+      }
+      lua_pushinteger(L, (lua_Integer)e->step);
+      lua_setfield(L, -2, "step");
+      if (e->has_score) {
+        lua_pushnumber(L, e->score);
+        lua_setfield(L, -2, "score");
+      }
+      lua_pushinteger(L, (lua_Integer)e->generation);
+      lua_setfield(L, -2, "generation");
+      if (e->detail[0]) {
+        lua_pushstring(L, e->detail);
+        lua_setfield(L, -2, "detail");
+      }
+      if (with_time) {
+        lua_pushnumber(L, e->time);
+        lua_setfield(L, -2, "time");
+      }
+      lua_rawseti(L, -2, ++out);
+    }
+    next += n;
+  } while (n == 64);
+  return 1;
+}
+
+/* pop:pointer() -> a light userdata for population.from_pointer in another
+ * Lua state; this userdata must stay alive until it has been adopted. */
+static int p_pointer(lua_State *L) {
+  lua_pushlightuserdata(L, check_pop(L, 1));
+  return 1;
+}
+
+static int p_refcount(lua_State *L) {
+  lua_pushinteger(L, pbt_population_refcount(check_pop(L, 1)));
+  return 1;
+}
+
+static int p_gc(lua_State *L) {
+  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, 1, LPBT_POPULATION);
+  pbt_population *p = u->p;
+  u->p = NULL;
+  pbt_population_release(p);
+  return 0;
+}
+
+static int p_tostring(lua_State *L) {
+  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, 1, LPBT_POPULATION);
+  if (!u->p) lua_pushliteral(L, "pbt.Population (released)");
+  else
+    lua_pushfstring(L, "pbt.Population of %I members (%d hyperparameters, window %d)",
+                    (lua_Integer)pbt_population_size(u->p),
+                    pbt_population_nhparams(u->p), pbt_population_window(u->p));
+  return 1;
+}
+
+static const luaL_Reg pop_methods[] = {
+    {"size", p_size},
+    {"window", p_window},
+    {"hparam_specs", p_hparam_specs},
+    {"member", p_member},
+    {"set_status", p_set_status},
+    {"set_steps", p_set_steps},
+    {"set_hparam", p_set_hparam},
+    {"hparams", p_hparams},
+    {"set_state", p_set_state},
+    {"get_state", p_get_state},
+    {"state_names", p_state_names},
+    {"state_bytes", p_state_bytes},
+    {"report", p_report},
+    {"history", p_history},
+    {"scores", p_scores},
+    {"exploit", p_exploit},
+    {"log", p_log},
+    {"nevents", p_nevents},
+    {"events", p_events},
+    {"pointer", p_pointer},
+    {"refcount", p_refcount},
+    {NULL, NULL}};
+
+static const luaL_Reg pop_meta[] = {{"__gc", p_gc},
+                                    {"__close", p_gc},
+                                    {"__tostring", p_tostring},
+                                    {NULL, NULL}};
+
+/* Pushes the pbt.Population metatable, creating it on first use with the
+ * caller's two shared upvalues (the methods push tensors). */
+static void push_meta(lua_State *L) {
+  const luaL_Reg *f;
+  if (!luaL_newmetatable(L, LPBT_POPULATION)) return;
+  for (f = pop_meta; f->name; f++) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushcclosure(L, f->func, 2);
+    lua_setfield(L, -2, f->name);
+  }
+  lua_createtable(L, 0, (int)(sizeof pop_methods / sizeof pop_methods[0]));
+  for (f = pop_methods; f->name; f++) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushcclosure(L, f->func, 2);
+    lua_setfield(L, -2, f->name);
+  }
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "pbt.Population");
+  lua_setfield(L, -2, "__metatable");
+}
+
+/* Pushes an empty pbt.Population userdata. */
+static lpbt_population *push_pop(lua_State *L) {
+  lpbt_population *u = (lpbt_population *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->p = NULL;
+  push_meta(L);
+  lua_setmetatable(L, -2);
+  return u;
+}
+
+/* ---- module functions ---------------------------------------------------- */
+
+#define MAX_HPARAMS 256
+
+static int m_new(lua_State *L) {
+  pbt_hparam_spec specs[MAX_HPARAMS];
+  lua_Integer size, window = PBT_POPULATION_DEFAULT_WINDOW, n = 0, k;
+  pbt_error err;
+  pbt_status s;
+  lpbt_population *u;
+  int isnum;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "size");
+  size = lua_tointegerx(L, -1, &isnum);
+  if (!isnum || size < 1)
+    luaL_argerror(L, 1, "field 'size' must be an integer of at least 1");
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "window") != LUA_TNIL) {
+    window = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || window < 1 || window > 1 << 20)
+      luaL_argerror(L, 1, "field 'window' must be an integer from 1 to 1048576");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "hparams") != LUA_TNIL) {
+    int t = lua_gettop(L);
+    if (!lua_istable(L, t)) luaL_argerror(L, 1, "field 'hparams' must be a table");
+    n = (lua_Integer)lua_rawlen(L, t);
+    if (n > MAX_HPARAMS)
+      luaL_argerror(L, 1, lua_pushfstring(L, "at most %d hyperparameters", MAX_HPARAMS));
+    for (k = 0; k < n; k++) {
+      int kind;
+      if (lua_rawgeti(L, t, k + 1) != LUA_TTABLE)
+        luaL_argerror(L, 1, lua_pushfstring(L, "hparams[%I] must be a table", k + 1));
+      if (lua_getfield(L, -1, "name") != LUA_TSTRING)
+        luaL_argerror(L, 1, lua_pushfstring(L, "hparams[%I].name must be a string", k + 1));
+      specs[k].name = lua_tostring(L, -1); /* kept alive by the options table */
+      lua_pop(L, 1);
+      lua_getfield(L, -1, "kind");
+      kind = -1;
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        int j;
+        for (j = 0; kind_words[j]; j++)
+          if (strcmp(lua_tostring(L, -1), kind_words[j]) == 0) kind = j;
+      }
+      if (kind < 0)
+        luaL_argerror(L, 1, lua_pushfstring(L,
+                        "hparams[%I].kind must be 'float', 'int' or 'choice'", k + 1));
+      lua_pop(L, 1);
+      specs[k].kind = (pbt_hparam_kind)kind;
+      specs[k].nchoices = 0;
+      lua_getfield(L, -1, "choices");
+      if (lua_istable(L, -1)) specs[k].nchoices = (int64_t)lua_rawlen(L, -1);
+      else if (!lua_isnil(L, -1)) {
+        lua_Integer c = lua_tointegerx(L, -1, &isnum);
+        if (!isnum || c < 1)
+          luaL_argerror(L, 1, lua_pushfstring(L,
+                          "hparams[%I].choices must be a table or a positive integer", k + 1));
+        specs[k].nchoices = (int64_t)c;
+      }
+      lua_pop(L, 2);
+    }
+  }
+  u = push_pop(L);
+  s = pbt_population_new(&u->p, (int64_t)size, (int)n, specs, (int)window, &err);
+  if (s != PBT_OK) {
+    if (s == PBT_ERR_ARG) luaL_argerror(L, 1, err.msg);
+    lpbt_raise(L, "new", &err);
+  }
+  return 1;
+}
+
+static int m_from_pointer(lua_State *L) {
+  pbt_population *p;
+  lpbt_population *u;
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  p = (pbt_population *)lua_touserdata(L, 1);
+  u = push_pop(L);
+  pbt_population_retain(p);
+  u->p = p;
+  return 1;
+}
+
+static int m_methods(lua_State *L) {
+  push_meta(L);
+  lua_getfield(L, -1, "__index");
+  return 1;
+}
+
+static int m_memcpy_bench(lua_State *L) {
+  int64_t bytes = lpbt_check_size(L, 1);
+  lua_Integer reps = luaL_optinteger(L, 2, 5);
+  double t;
+  luaL_argcheck(L, reps >= 1 && reps <= 1 << 20, 2, "reps must be from 1 to 1048576");
+  t = pbt_population_memcpy_bench((size_t)bytes, (int)reps);
+  if (t < 0) return luaL_error(L, "_memcpy_bench: not enough memory");
+  lua_pushnumber(L, t);
+  return 1;
+}
+
+const luaL_Reg lpbt_population_module[] = {{"new", m_new},
+                                           {"from_pointer", m_from_pointer},
+                                           {"methods", m_methods},
+                                           {"_memcpy_bench", m_memcpy_bench},
+                                           {NULL, NULL}};

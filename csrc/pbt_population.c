@@ -1,0 +1,784 @@
+/* pbt_population.c -- the population store (see pbt_population.h). */
+#define _XOPEN_SOURCE 700 /* recursive mutexes, clock_gettime */
+#include "pbt_population.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct entry {
+  char *name;
+  pbt_state_kind kind;
+  pbt_tensor t;          /* TENSOR: shares the caller's storage */
+  pbt_state_number num;  /* NUMBER */
+} entry;
+
+typedef struct member {
+  pthread_mutex_t lock; /* recursive */
+  int64_t id, generation, parent, steps;
+  pbt_member_status status;
+  pbt_hvalue *hp;       /* nhparams values */
+  entry *state;
+  int64_t nstate, capstate;
+  double *hist;         /* ring of `window` scores */
+  int64_t hfirst, hcount;
+  int has_score;
+  double last;
+} member;
+
+struct pbt_population {
+  long refcount; /* touched only through __atomic builtins */
+  int64_t size;
+  int nhparams, window;
+  pbt_hparam_spec *specs; /* names owned */
+  member *members;
+  pthread_mutex_t lock;   /* the event log; always the innermost lock */
+  pbt_event *events;      /* details owned (NULL for "") */
+  int64_t nevents, capevents, reserved;
+};
+
+static const char *const kind_names[PBT_EVENT_NKINDS] = {
+    "report", "ready", "exploit", "explore", "failure", "note"};
+
+const char *pbt_event_kind_name(pbt_event_kind kind) {
+  return (unsigned)kind < PBT_EVENT_NKINDS ? kind_names[kind] : "?";
+}
+
+int pbt_event_kind_from_name(const char *name, pbt_event_kind *kind) {
+  int k;
+  for (k = 0; k < PBT_EVENT_NKINDS; k++)
+    if (strcmp(name, kind_names[k]) == 0) {
+      *kind = (pbt_event_kind)k;
+      return 0;
+    }
+  return -1;
+}
+
+static char *dup_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static void free_members(pbt_population *p, int64_t n) {
+  int64_t i, k;
+  for (i = 0; i < n; i++) {
+    member *m = &p->members[i];
+    for (k = 0; k < m->nstate; k++) {
+      free(m->state[k].name);
+      pbt_tensor_release(&m->state[k].t);
+    }
+    free(m->state);
+    free(m->hp);
+    free(m->hist);
+    pthread_mutex_destroy(&m->lock);
+  }
+}
+
+static void free_population(pbt_population *p, int64_t nmembers) {
+  int64_t e;
+  int k;
+  if (p->members) free_members(p, nmembers);
+  free(p->members);
+  if (p->specs)
+    for (k = 0; k < p->nhparams; k++) free((char *)p->specs[k].name);
+  free(p->specs);
+  for (e = 0; e < p->nevents; e++) free((char *)p->events[e].detail);
+  free(p->events);
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+}
+
+pbt_status pbt_population_new(pbt_population **out, int64_t size, int nhparams,
+                              const pbt_hparam_spec *hparams, int window,
+                              pbt_error *err) {
+  pbt_population *p;
+  pthread_mutexattr_t attr;
+  int64_t i;
+  int k, j;
+  *out = NULL;
+  if (size < 1) return pbt_fail(err, PBT_ERR_ARG, "size must be at least 1");
+  if (window < 0) return pbt_fail(err, PBT_ERR_ARG, "window must be at least 1");
+  if (window == 0) window = PBT_POPULATION_DEFAULT_WINDOW;
+  if (nhparams < 0) return pbt_fail(err, PBT_ERR_ARG, "negative hyperparameter count");
+  for (k = 0; k < nhparams; k++) {
+    const pbt_hparam_spec *s = &hparams[k];
+    if (s->name == NULL || s->name[0] == '\0')
+      return pbt_fail(err, PBT_ERR_ARG, "hyperparameter %d has no name", k + 1);
+    if ((unsigned)s->kind > PBT_HPARAM_CHOICE)
+      return pbt_fail(err, PBT_ERR_ARG, "hyperparameter '%s' has an unknown kind",
+                      s->name);
+    if (s->nchoices < 0)
+      return pbt_fail(err, PBT_ERR_ARG, "hyperparameter '%s' has a negative number of choices",
+                      s->name);
+    for (j = 0; j < k; j++)
+      if (strcmp(hparams[j].name, s->name) == 0)
+        return pbt_fail(err, PBT_ERR_ARG, "hyperparameter '%s' appears twice", s->name);
+  }
+  if ((uint64_t)size > SIZE_MAX / sizeof(member))
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  p = calloc(1, sizeof *p);
+  if (!p) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  p->refcount = 1;
+  p->size = size;
+  p->nhparams = nhparams;
+  p->window = window;
+  pthread_mutex_init(&p->lock, NULL);
+  p->specs = calloc(nhparams ? (size_t)nhparams : 1, sizeof *p->specs);
+  p->members = calloc((size_t)size, sizeof *p->members);
+  if (!p->specs || !p->members) {
+    free(p->members);
+    p->members = NULL;
+    free_population(p, 0);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  for (k = 0; k < nhparams; k++) {
+    p->specs[k] = hparams[k];
+    p->specs[k].name = dup_string(hparams[k].name);
+    if (!p->specs[k].name) {
+      free(p->members);
+      p->members = NULL;
+      free_population(p, 0);
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    }
+  }
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+  for (i = 0; i < size; i++) {
+    member *m = &p->members[i];
+    m->id = i;
+    m->parent = -1;
+    m->hp = calloc(nhparams ? (size_t)nhparams : 1, sizeof *m->hp);
+    m->hist = calloc((size_t)window, sizeof *m->hist);
+    pthread_mutex_init(&m->lock, &attr);
+    if (!m->hp || !m->hist) {
+      pthread_mutexattr_destroy(&attr);
+      free_population(p, i + 1);
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    }
+  }
+  pthread_mutexattr_destroy(&attr);
+  *out = p;
+  return PBT_OK;
+}
+
+void pbt_population_retain(pbt_population *p) {
+  __atomic_fetch_add(&p->refcount, 1, __ATOMIC_RELAXED);
+}
+
+void pbt_population_release(pbt_population *p) {
+  if (p && __atomic_fetch_sub(&p->refcount, 1, __ATOMIC_ACQ_REL) == 1)
+    free_population(p, p->size);
+}
+
+long pbt_population_refcount(const pbt_population *p) {
+  return __atomic_load_n(&p->refcount, __ATOMIC_RELAXED);
+}
+
+/* ---- shape ----------------------------------------------------------------- */
+
+int64_t pbt_population_size(const pbt_population *p) { return p->size; }
+int pbt_population_window(const pbt_population *p) { return p->window; }
+int pbt_population_nhparams(const pbt_population *p) { return p->nhparams; }
+
+const pbt_hparam_spec *pbt_population_hparam_spec(const pbt_population *p, int k) {
+  return k >= 0 && k < p->nhparams ? &p->specs[k] : NULL;
+}
+
+int pbt_population_find_hparam(const pbt_population *p, const char *name) {
+  int k;
+  for (k = 0; k < p->nhparams; k++)
+    if (strcmp(p->specs[k].name, name) == 0) return k;
+  return -1;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static pbt_status check_index(const pbt_population *p, int64_t i, pbt_error *err) {
+  if (i < 0 || i >= p->size)
+    return pbt_fail(err, PBT_ERR_ARG, "member %lld out of range for a population of %lld",
+                    (long long)i, (long long)p->size);
+  return PBT_OK;
+}
+
+/* Locks member i after checking the index. */
+static member *lock_member(pbt_population *p, int64_t i, pbt_error *err) {
+  member *m;
+  if (check_index(p, i, err)) return NULL;
+  m = &p->members[i];
+  pthread_mutex_lock(&m->lock);
+  return m;
+}
+
+static void unlock_member(member *m) { pthread_mutex_unlock(&m->lock); }
+
+static entry *find_entry(member *m, const char *name) {
+  int64_t k;
+  for (k = 0; k < m->nstate; k++)
+    if (strcmp(m->state[k].name, name) == 0) return &m->state[k];
+  return NULL;
+}
+
+static double wall_time(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Event slots are reserved before the change they record, so that logging
+ * never fails once the change is made. */
+static pbt_status reserve_event(pbt_population *p, pbt_error *err) {
+  pbt_status s = PBT_OK;
+  pthread_mutex_lock(&p->lock);
+  if (p->nevents + p->reserved + 1 > p->capevents) {
+    int64_t cap = p->capevents ? p->capevents * 2 : 256;
+    pbt_event *ev;
+    if ((uint64_t)cap > SIZE_MAX / sizeof *ev) ev = NULL;
+    else ev = realloc(p->events, (size_t)cap * sizeof *ev);
+    if (!ev) s = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    else {
+      p->events = ev;
+      p->capevents = cap;
+    }
+  }
+  if (!s) p->reserved++;
+  pthread_mutex_unlock(&p->lock);
+  return s;
+}
+
+static void unreserve_event(pbt_population *p) {
+  pthread_mutex_lock(&p->lock);
+  p->reserved--;
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* Appends an event for member m (locked by the caller) into a reserved
+ * slot; takes ownership of detail. */
+static void commit_event(pbt_population *p, pbt_event_kind kind, const member *m,
+                         int64_t other, char *detail) {
+  pbt_event e;
+  e.kind = kind;
+  e.member = m->id;
+  e.other = other;
+  e.step = m->steps;
+  e.has_score = m->has_score;
+  e.score = m->has_score ? m->last : NAN;
+  e.generation = m->generation;
+  e.detail = detail;
+  e.time = wall_time();
+  pthread_mutex_lock(&p->lock);
+  e.seq = p->nevents;
+  p->events[p->nevents++] = e;
+  p->reserved--;
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* A malloc'd copy of detail, NULL for none or "" (*ok = 0 when out of
+ * memory). */
+static char *copy_detail(const char *detail, int *ok) {
+  char *d;
+  *ok = 1;
+  if (detail == NULL || detail[0] == '\0') return NULL;
+  d = dup_string(detail);
+  if (!d) *ok = 0;
+  return d;
+}
+
+/* ---- members --------------------------------------------------------------- */
+
+pbt_status pbt_population_member(pbt_population *p, int64_t i,
+                                 pbt_member_info *out, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  out->id = m->id;
+  out->generation = m->generation;
+  out->parent = m->parent;
+  out->steps = m->steps;
+  out->status = m->status;
+  out->has_score = m->has_score;
+  out->last_score = m->has_score ? m->last : NAN;
+  out->nscores = m->hcount;
+  out->nstate = m->nstate;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_set_status(pbt_population *p, int64_t i,
+                                     pbt_member_status status, pbt_error *err) {
+  member *m;
+  if (status != PBT_MEMBER_ALIVE && status != PBT_MEMBER_FAILED)
+    return pbt_fail(err, PBT_ERR_ARG, "unknown status");
+  m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  m->status = status;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_set_steps(pbt_population *p, int64_t i, int64_t steps,
+                                    pbt_error *err) {
+  member *m;
+  if (steps < 0) return pbt_fail(err, PBT_ERR_ARG, "negative step count");
+  m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  m->steps = steps;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_lock(pbt_population *p, int64_t i, pbt_error *err) {
+  return lock_member(p, i, err) ? PBT_OK : PBT_ERR_ARG;
+}
+
+pbt_status pbt_population_unlock(pbt_population *p, int64_t i, pbt_error *err) {
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (pthread_mutex_unlock(&p->members[i].lock) != 0)
+    return pbt_fail(err, PBT_ERR_ARG, "member %lld is not locked by this thread",
+                    (long long)i);
+  return PBT_OK;
+}
+
+/* ---- hyperparameters ------------------------------------------------------ */
+
+pbt_status pbt_population_set_hparam(pbt_population *p, int64_t i, int k,
+                                     pbt_hvalue v, pbt_error *err) {
+  const pbt_hparam_spec *s;
+  member *m;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (k < 0 || k >= p->nhparams)
+    return pbt_fail(err, PBT_ERR_ARG, "hyperparameter %d out of range (%d defined)", k,
+                    p->nhparams);
+  s = &p->specs[k];
+  if (s->kind == PBT_HPARAM_CHOICE &&
+      (v.i < 0 || (s->nchoices > 0 && v.i >= s->nchoices)))
+    return pbt_fail(err, PBT_ERR_ARG,
+                    "choice %lld out of range for hyperparameter '%s' (%lld choices)",
+                    (long long)v.i, s->name, (long long)s->nchoices);
+  v.set = 1;
+  if (s->kind == PBT_HPARAM_FLOAT) v.i = 0;
+  else v.f = 0;
+  m = lock_member(p, i, err);
+  m->hp[k] = v;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_get_hparams(pbt_population *p, int64_t i,
+                                      pbt_hvalue *out, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  if (p->nhparams) memcpy(out, m->hp, (size_t)p->nhparams * sizeof *out);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+/* ---- state -------------------------------------------------------------------- */
+
+/* Entry `name` of m, created (empty, kind NONE) when absent. */
+static entry *entry_for(member *m, const char *name, pbt_error *err) {
+  entry *e = find_entry(m, name);
+  if (e) return e;
+  if (m->nstate == m->capstate) {
+    int64_t cap = m->capstate ? m->capstate * 2 : 8;
+    entry *st = realloc(m->state, (size_t)cap * sizeof *st);
+    if (!st) {
+      pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+      return NULL;
+    }
+    m->state = st;
+    m->capstate = cap;
+  }
+  e = &m->state[m->nstate];
+  memset(e, 0, sizeof *e);
+  e->name = dup_string(name);
+  if (!e->name) {
+    pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    return NULL;
+  }
+  m->nstate++;
+  return e;
+}
+
+static pbt_status check_name(const char *name, pbt_error *err) {
+  if (name == NULL || name[0] == '\0')
+    return pbt_fail(err, PBT_ERR_ARG, "state entry names must be non-empty");
+  return PBT_OK;
+}
+
+pbt_status pbt_population_set_tensor(pbt_population *p, int64_t i,
+                                     const char *name, const pbt_tensor *t,
+                                     pbt_error *err) {
+  member *m;
+  entry *e;
+  if (check_name(name, err)) return PBT_ERR_ARG;
+  if (t->storage == NULL)
+    return pbt_fail(err, PBT_ERR_ARG, "state entry '%s': tensor has been released", name);
+  m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  e = entry_for(m, name, err);
+  if (e) {
+    pbt_tensor_share(&e->t, t);
+    e->kind = PBT_STATE_TENSOR;
+  }
+  unlock_member(m);
+  return e ? PBT_OK : PBT_ERR_NOMEM;
+}
+
+pbt_status pbt_population_set_number(pbt_population *p, int64_t i,
+                                     const char *name, pbt_state_number v,
+                                     pbt_error *err) {
+  member *m;
+  entry *e;
+  if (check_name(name, err)) return PBT_ERR_ARG;
+  m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  e = entry_for(m, name, err);
+  if (e) {
+    pbt_tensor_release(&e->t);
+    if (v.is_int) v.f = (double)v.i;
+    else v.i = 0;
+    e->num = v;
+    e->kind = PBT_STATE_NUMBER;
+  }
+  unlock_member(m);
+  return e ? PBT_OK : PBT_ERR_NOMEM;
+}
+
+pbt_state_kind pbt_population_state_kind(pbt_population *p, int64_t i,
+                                         const char *name) {
+  pbt_state_kind kind = PBT_STATE_NONE;
+  member *m;
+  entry *e;
+  if (i < 0 || i >= p->size || name == NULL) return PBT_STATE_NONE;
+  m = &p->members[i];
+  pthread_mutex_lock(&m->lock);
+  e = find_entry(m, name);
+  if (e) kind = e->kind;
+  unlock_member(m);
+  return kind;
+}
+
+pbt_status pbt_population_get_tensor(pbt_population *p, int64_t i,
+                                     const char *name, pbt_tensor *dst,
+                                     pbt_error *err) {
+  pbt_status s = PBT_OK;
+  member *m = lock_member(p, i, err);
+  entry *e;
+  if (!m) return PBT_ERR_ARG;
+  e = find_entry(m, name);
+  if (!e || e->kind != PBT_STATE_TENSOR)
+    s = pbt_fail(err, PBT_ERR_ARG, "member has no state tensor '%s'", name);
+  else pbt_tensor_share(dst, &e->t);
+  unlock_member(m);
+  return s;
+}
+
+pbt_status pbt_population_get_number(pbt_population *p, int64_t i,
+                                     const char *name, pbt_state_number *out,
+                                     pbt_error *err) {
+  pbt_status s = PBT_OK;
+  member *m = lock_member(p, i, err);
+  entry *e;
+  if (!m) return PBT_ERR_ARG;
+  e = find_entry(m, name);
+  if (!e || e->kind != PBT_STATE_NUMBER)
+    s = pbt_fail(err, PBT_ERR_ARG, "member has no state number '%s'", name);
+  else *out = e->num;
+  unlock_member(m);
+  return s;
+}
+
+pbt_status pbt_population_state_name(pbt_population *p, int64_t i, int64_t k,
+                                     char *buf, size_t size,
+                                     pbt_state_kind *kind, pbt_error *err) {
+  pbt_status s = PBT_OK;
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  if (k < 0 || k >= m->nstate) {
+    s = pbt_fail(err, PBT_ERR_ARG, "state entry %lld out of range (%lld entries)",
+                 (long long)k, (long long)m->nstate);
+  } else {
+    if (size) {
+      strncpy(buf, m->state[k].name, size - 1);
+      buf[size - 1] = '\0';
+    }
+    if (kind) *kind = m->state[k].kind;
+  }
+  unlock_member(m);
+  return s;
+}
+
+static size_t tensor_bytes(const pbt_tensor *t) {
+  return (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
+}
+
+pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
+                                      size_t *out, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  int64_t k;
+  size_t n = 0;
+  if (!m) return PBT_ERR_ARG;
+  for (k = 0; k < m->nstate; k++)
+    if (m->state[k].kind == PBT_STATE_TENSOR) n += tensor_bytes(&m->state[k].t);
+  unlock_member(m);
+  *out = n;
+  return PBT_OK;
+}
+
+/* ---- scores ------------------------------------------------------------------ */
+
+pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
+                                 int64_t step, pbt_error *err) {
+  member *m;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (reserve_event(p, err)) return PBT_ERR_NOMEM;
+  m = lock_member(p, i, err);
+  if (m->hcount < p->window) {
+    m->hist[(m->hfirst + m->hcount) % p->window] = score;
+    m->hcount++;
+  } else {
+    m->hist[m->hfirst] = score;
+    m->hfirst = (m->hfirst + 1) % p->window;
+  }
+  m->has_score = 1;
+  m->last = score;
+  if (step >= 0) m->steps = step;
+  commit_event(p, PBT_EVENT_REPORT, m, -1, NULL);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_history(pbt_population *p, int64_t i, double *out,
+                                  int64_t *n, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  int64_t k;
+  if (!m) return PBT_ERR_ARG;
+  for (k = 0; k < m->hcount; k++) out[k] = m->hist[(m->hfirst + k) % p->window];
+  *n = m->hcount;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+void pbt_population_scores(pbt_population *p, double *out) {
+  int64_t i;
+  for (i = 0; i < p->size; i++) {
+    member *m = &p->members[i];
+    pthread_mutex_lock(&m->lock);
+    out[i] = m->has_score ? m->last : NAN;
+    unlock_member(m);
+  }
+}
+
+/* ---- exploit ------------------------------------------------------------------ */
+
+static const char *state_kind_word(pbt_state_kind k) {
+  return k == PBT_STATE_TENSOR ? "a tensor" : "a number";
+}
+
+/* Checks that recipient r can take donor d's state; on success fills
+ * pairs[k] with r's entry matching d's entry k. */
+static pbt_status match_states(member *r, member *d, entry **pairs,
+                               pbt_error *err) {
+  int64_t k;
+  char a[96], b[96];
+  for (k = 0; k < d->nstate; k++) {
+    entry *de = &d->state[k];
+    entry *re = k < r->nstate && strcmp(r->state[k].name, de->name) == 0
+                    ? &r->state[k]
+                    : find_entry(r, de->name);
+    if (!re)
+      return pbt_fail(err, PBT_ERR_SHAPE,
+                      "state entry '%s' is missing from the recipient", de->name);
+    if (re->kind != de->kind)
+      return pbt_fail(err, PBT_ERR_SHAPE,
+                      "state entry '%s' is %s in the donor and %s in the recipient",
+                      de->name, state_kind_word(de->kind), state_kind_word(re->kind));
+    if (de->kind == PBT_STATE_TENSOR) {
+      if (!pbt_shape_equal(de->t.ndim, de->t.shape, re->t.ndim, re->t.shape)) {
+        pbt_format_shape(a, sizeof a, de->t.ndim, de->t.shape);
+        pbt_format_shape(b, sizeof b, re->t.ndim, re->t.shape);
+        return pbt_fail(err, PBT_ERR_SHAPE,
+                        "state entry '%s': shape %s in the donor, %s in the recipient",
+                        de->name, a, b);
+      }
+      if (de->t.dtype != re->t.dtype)
+        return pbt_fail(err, PBT_ERR_DTYPE,
+                        "state entry '%s': %s in the donor, %s in the recipient",
+                        de->name, pbt_dtype_name(de->t.dtype),
+                        pbt_dtype_name(re->t.dtype));
+      if (de->t.storage == re->t.storage)
+        return pbt_fail(err, PBT_ERR_ARG,
+                        "state entry '%s' shares its storage with the donor's",
+                        de->name);
+    }
+    pairs[k] = re;
+  }
+  if (r->nstate != d->nstate)
+    for (k = 0; k < r->nstate; k++)
+      if (!find_entry(d, r->state[k].name))
+        return pbt_fail(err, PBT_ERR_SHAPE,
+                        "state entry '%s' is missing from the donor", r->state[k].name);
+  return PBT_OK;
+}
+
+static void copy_tensor(pbt_tensor *dst, const pbt_tensor *src) {
+  if (pbt_tensor_is_contiguous(dst) && pbt_tensor_is_contiguous(src))
+    memcpy(pbt_tensor_data(dst), pbt_tensor_data(src), tensor_bytes(dst));
+  else
+    pbt_copy_(dst, src, NULL); /* same shape and dtype, other storages: cannot fail */
+}
+
+pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
+                                  int64_t donor, pbt_error *err) {
+  member *r, *d, *lo, *hi;
+  entry **pairs;
+  pbt_status s;
+  int64_t k;
+  if (check_index(p, recipient, err) || check_index(p, donor, err)) return PBT_ERR_ARG;
+  if (recipient == donor)
+    return pbt_fail(err, PBT_ERR_ARG, "a member cannot exploit itself");
+  if (reserve_event(p, err)) return PBT_ERR_NOMEM;
+  r = &p->members[recipient];
+  d = &p->members[donor];
+  lo = recipient < donor ? r : d;
+  hi = recipient < donor ? d : r;
+  pthread_mutex_lock(&lo->lock);
+  pthread_mutex_lock(&hi->lock);
+  pairs = malloc((size_t)(d->nstate ? d->nstate : 1) * sizeof *pairs);
+  if (!pairs) s = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  else if (d->status == PBT_MEMBER_FAILED)
+    s = pbt_fail(err, PBT_ERR_ARG, "the donor has failed");
+  else s = match_states(r, d, pairs, err);
+  if (s) {
+    unlock_member(hi);
+    unlock_member(lo);
+    free(pairs);
+    unreserve_event(p);
+    return s;
+  }
+  for (k = 0; k < d->nstate; k++) {
+    entry *de = &d->state[k], *re = pairs[k];
+    if (de->kind == PBT_STATE_TENSOR) copy_tensor(&re->t, &de->t);
+    else re->num = de->num;
+  }
+  free(pairs);
+  if (p->nhparams) memcpy(r->hp, d->hp, (size_t)p->nhparams * sizeof *r->hp);
+  r->parent = d->id;
+  r->generation = d->generation + 1;
+  r->status = PBT_MEMBER_ALIVE;
+  memcpy(r->hist, d->hist, (size_t)p->window * sizeof *r->hist);
+  r->hfirst = d->hfirst;
+  r->hcount = d->hcount;
+  r->has_score = d->has_score;
+  r->last = d->last;
+  commit_event(p, PBT_EVENT_EXPLOIT, r, d->id, NULL);
+  unlock_member(hi);
+  unlock_member(lo);
+  return PBT_OK;
+}
+
+/* ---- event log ------------------------------------------------------------------ */
+
+pbt_status pbt_population_log(pbt_population *p, pbt_event_kind kind,
+                              int64_t i, int64_t other, const char *detail,
+                              pbt_error *err) {
+  member *m;
+  char *d;
+  int ok;
+  if ((unsigned)kind >= PBT_EVENT_NKINDS)
+    return pbt_fail(err, PBT_ERR_ARG, "unknown event kind");
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (other < -1 || other >= p->size)
+    return pbt_fail(err, PBT_ERR_ARG, "other member %lld out of range for a population of %lld",
+                    (long long)other, (long long)p->size);
+  d = copy_detail(detail, &ok);
+  if (!ok) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  if (reserve_event(p, err)) {
+    free(d);
+    return PBT_ERR_NOMEM;
+  }
+  m = lock_member(p, i, err);
+  commit_event(p, kind, m, other, d);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_fail(pbt_population *p, int64_t i, const char *detail,
+                               pbt_error *err) {
+  member *m;
+  char *d;
+  int ok;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  d = copy_detail(detail, &ok);
+  if (!ok) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  if (reserve_event(p, err)) {
+    free(d);
+    return PBT_ERR_NOMEM;
+  }
+  m = lock_member(p, i, err);
+  m->status = PBT_MEMBER_FAILED;
+  commit_event(p, PBT_EVENT_FAILURE, m, -1, d);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+int64_t pbt_population_nevents(pbt_population *p) {
+  int64_t n;
+  pthread_mutex_lock(&p->lock);
+  n = p->nevents;
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
+
+int64_t pbt_population_events(pbt_population *p, int64_t from, int64_t max,
+                              pbt_event *out) {
+  int64_t n = 0, e;
+  if (from < 0) from = 0;
+  pthread_mutex_lock(&p->lock);
+  for (e = from; e < p->nevents && n < max; e++, n++) {
+    out[n] = p->events[e];
+    if (!out[n].detail) out[n].detail = "";
+  }
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
+
+/* ---- benchmark reference --------------------------------------------------------- */
+
+double pbt_population_memcpy_bench(size_t bytes, int reps) {
+  pbt_tensor a, b;
+  int64_t n = (int64_t)(bytes / sizeof(float));
+  struct timespec t0, t1;
+  double best = -1;
+  volatile unsigned char sink = 0;
+  int r;
+  pbt_tensor_init(&a);
+  pbt_tensor_init(&b);
+  if (pbt_tensor_empty(&a, PBT_FLOAT32, 1, &n, NULL) ||
+      pbt_tensor_empty(&b, PBT_FLOAT32, 1, &n, NULL)) {
+    pbt_tensor_release(&a);
+    pbt_tensor_release(&b);
+    return -1;
+  }
+  bytes = (size_t)n * sizeof(float);
+  memset(pbt_tensor_data(&a), 1, bytes);
+  memset(pbt_tensor_data(&b), 2, bytes);
+  for (r = 0; r < reps; r++) {
+    double dt;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memcpy(pbt_tensor_data(&b), pbt_tensor_data(&a), bytes);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (bytes) sink ^= ((unsigned char *)pbt_tensor_data(&b))[(size_t)r % bytes];
+    dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (best < 0 || dt < best) best = dt;
+  }
+  (void)sink;
+  pbt_tensor_release(&a);
+  pbt_tensor_release(&b);
+  return best;
+}

@@ -1,0 +1,279 @@
+/*
+ * pbt_population.h -- the population store of Population Based Training.
+ *
+ * A population holds a fixed number of members.  Each member has
+ *   - an id (its 0-based index; ids never change), a generation, a parent
+ *     (the donor's id at its last exploit, -1 for none), a step count and a
+ *     status (alive or failed);
+ *   - one value for each of the population's hyperparameters, which are a
+ *     fixed, named list given at creation: continuous (a double), integer
+ *     (an int64_t, stored exactly) or categorical (a 0-based index into the
+ *     choices, which themselves live with the caller);
+ *   - a state: named tensors and named numbers, in the order they were
+ *     first set.  A state tensor SHARES its storage with the tensor it was
+ *     set from (pbt_tensor_share): the model's parameters are the member's
+ *     state, no copy is ever made when registering;
+ *   - the last score and a ring buffer of the most recent `window` scores.
+ *
+ * Exploit (pbt_population_exploit) copies a donor's state into the
+ * recipient's EXISTING buffers -- memcpy for contiguous entries, pbt_copy_
+ * otherwise, never an allocation -- after checking that both states have the
+ * same entries (names, kinds, shapes, dtypes); nothing is copied when they do
+ * not.  It also copies the state numbers and the hyperparameters, and:
+ *   - recipient.parent = donor.id;
+ *   - recipient.generation = donor.generation + 1: a member's generation is
+ *     the depth of its weights in the lineage tree (how many exploits lie
+ *     between them and an initial member);
+ *   - the recipient's score history and last score become copies of the
+ *     donor's: they describe the weights the recipient now has (the t-test
+ *     compares recent scores; the recipient's own history no longer
+ *     describes anything it holds);
+ *   - the recipient's status becomes alive (exploit is how a failed member
+ *     is replaced); a failed donor is refused;
+ *   - the recipient's step count is kept (it counts the training steps that
+ *     member's worker has run; an optimizer's own step counter belongs in
+ *     the state's numbers and is copied with them).
+ *
+ * Event log.  Reports, exploits, and the events the caller logs (ready,
+ * explore, failure, note) are appended to one log in the order they
+ * happen, each with a sequence number (0, 1, 2...), kind, member, other
+ * member (the donor of an exploit; -1 for none), the member's step count,
+ * a score (see pbt_event), the member's generation after the event and a
+ * detail string.  Given the same sequence of calls, the log is the same bit
+ * for bit: no clock enters these fields.  Each event also carries a wall
+ * time (`time`, seconds since the Unix epoch), which is NOT part of the log
+ * proper and must be left out of comparisons and of replayable output.
+ *
+ * Threads.  All functions may be called from several threads at once.
+ * Locking rules:
+ *   - each member has a mutex guarding its fields, its state list, its
+ *     history, and -- during an exploit -- its tensors' data;
+ *   - the population has one mutex guarding the event log; it is always the
+ *     innermost lock: no member lock is taken while it is held;
+ *   - exploit locks recipient and donor in increasing index order, then the
+ *     population (to log), so two exploits in opposite directions cannot
+ *     deadlock;
+ *   - every other function holds at most one member lock at a time (reading
+ *     all scores locks the members one after another).
+ * The store does not guard a tensor's data against the training code that
+ * writes it: a worker that trains member i while other threads may exploit
+ * from or into i should hold member i's lock across each step
+ * (pbt_population_lock / pbt_population_unlock; the member lock is
+ * recursive, so that worker may call the functions that touch member i,
+ * but it must not call pbt_population_exploit or take another member's
+ * lock while holding it).
+ *
+ * Life cycle.  pbt_population_new returns a population with a reference
+ * count of 1; pbt_population_retain / pbt_population_release (atomic) let
+ * each owner -- e.g. a userdata in each of several Lua states -- hold its own
+ * reference.  The last release frees it and releases its state tensors.
+ *
+ * Indices are 0-based here; functions given an index out of range return
+ * PBT_ERR_ARG.  Error messages name no function (the caller adds it).
+ */
+#ifndef PBT_POPULATION_H
+#define PBT_POPULATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pbt_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PBT_POPULATION_DEFAULT_WINDOW 10
+
+typedef enum pbt_hparam_kind {
+  PBT_HPARAM_FLOAT = 0, /* continuous: a double */
+  PBT_HPARAM_INT = 1,   /* integer: an int64_t */
+  PBT_HPARAM_CHOICE = 2 /* categorical: a 0-based index into the choices */
+} pbt_hparam_kind;
+
+typedef struct pbt_hparam_spec {
+  const char *name;     /* copied by pbt_population_new */
+  pbt_hparam_kind kind;
+  int64_t nchoices;     /* CHOICE: number of choices (0: not checked) */
+} pbt_hparam_spec;
+
+/* A hyperparameter's value: `f` for FLOAT, `i` for INT and CHOICE. */
+typedef struct pbt_hvalue {
+  int set; /* 0 until a value is given */
+  double f;
+  int64_t i;
+} pbt_hvalue;
+
+typedef enum pbt_member_status {
+  PBT_MEMBER_ALIVE = 0,
+  PBT_MEMBER_FAILED = 1
+} pbt_member_status;
+
+typedef struct pbt_member_info {
+  int64_t id, generation, parent, steps;
+  pbt_member_status status;
+  int has_score;     /* 0 until the first report */
+  double last_score;
+  int64_t nscores;   /* scores in the history (at most the window) */
+  int64_t nstate;    /* state entries (tensors and numbers) */
+} pbt_member_info;
+
+typedef enum pbt_event_kind {
+  PBT_EVENT_REPORT = 0,
+  PBT_EVENT_READY,
+  PBT_EVENT_EXPLOIT,
+  PBT_EVENT_EXPLORE,
+  PBT_EVENT_FAILURE,
+  PBT_EVENT_NOTE,
+  PBT_EVENT_NKINDS
+} pbt_event_kind;
+
+/* "report", "ready", "exploit", "explore", "failure", "note". */
+const char *pbt_event_kind_name(pbt_event_kind kind);
+/* Returns 0 and sets *kind for a known name, else -1. */
+int pbt_event_kind_from_name(const char *name, pbt_event_kind *kind);
+
+typedef struct pbt_event {
+  int64_t seq;        /* 0, 1, 2... in the order of the log */
+  pbt_event_kind kind;
+  int64_t member;
+  int64_t other;      /* the donor of an exploit, or what the caller logged; -1 none */
+  int64_t step;       /* the member's step count at the event */
+  int has_score;      /* 0: no score (score is NaN) */
+  double score;       /* report: the score; other kinds: the member's last
+                         score after the event (for exploit, the donor's) */
+  int64_t generation; /* the member's generation after the event */
+  const char *detail; /* never NULL; valid while the population lives */
+  double time;        /* wall clock, NOT part of the log proper */
+} pbt_event;
+
+typedef struct pbt_population pbt_population;
+
+/* ---- life cycle ---------------------------------------------------------- */
+/* size >= 1 members; window >= 1 (0 picks PBT_POPULATION_DEFAULT_WINDOW);
+ * hyperparameter names must be distinct and non-empty. */
+pbt_status pbt_population_new(pbt_population **out, int64_t size, int nhparams,
+                              const pbt_hparam_spec *hparams, int window,
+                              pbt_error *err);
+void pbt_population_retain(pbt_population *p);
+/* Drops one reference; the last one frees the population (NULL is fine). */
+void pbt_population_release(pbt_population *p);
+long pbt_population_refcount(const pbt_population *p);
+
+/* ---- shape of the population --------------------------------------------- */
+int64_t pbt_population_size(const pbt_population *p);
+int pbt_population_window(const pbt_population *p);
+int pbt_population_nhparams(const pbt_population *p);
+/* The spec of hyperparameter k (its name is owned by the population). */
+const pbt_hparam_spec *pbt_population_hparam_spec(const pbt_population *p, int k);
+/* Index of the hyperparameter called name, or -1. */
+int pbt_population_find_hparam(const pbt_population *p, const char *name);
+
+/* ---- members ------------------------------------------------------------- */
+pbt_status pbt_population_member(pbt_population *p, int64_t i,
+                                 pbt_member_info *out, pbt_error *err);
+pbt_status pbt_population_set_status(pbt_population *p, int64_t i,
+                                     pbt_member_status status, pbt_error *err);
+pbt_status pbt_population_set_steps(pbt_population *p, int64_t i, int64_t steps,
+                                    pbt_error *err);
+/* Marks member i failed and logs a failure event with that detail. */
+pbt_status pbt_population_fail(pbt_population *p, int64_t i, const char *detail,
+                               pbt_error *err);
+/* Holds member i's (recursive) lock; see the locking rules above. */
+pbt_status pbt_population_lock(pbt_population *p, int64_t i, pbt_error *err);
+pbt_status pbt_population_unlock(pbt_population *p, int64_t i, pbt_error *err);
+
+/* ---- hyperparameters ----------------------------------------------------- */
+/* Sets hyperparameter k of member i from v.f (FLOAT) or v.i (INT, CHOICE;
+ * a CHOICE must lie in 0..nchoices-1 when nchoices > 0). */
+pbt_status pbt_population_set_hparam(pbt_population *p, int64_t i, int k,
+                                     pbt_hvalue v, pbt_error *err);
+/* Copies the member's nhparams values into out. */
+pbt_status pbt_population_get_hparams(pbt_population *p, int64_t i,
+                                      pbt_hvalue *out, pbt_error *err);
+
+/* ---- state ----------------------------------------------------------------- */
+typedef enum pbt_state_kind {
+  PBT_STATE_NONE = 0,
+  PBT_STATE_TENSOR = 1,
+  PBT_STATE_NUMBER = 2
+} pbt_state_kind;
+
+/* A state number keeps whether it is an integer (is_int: value in i) or a
+ * double (value in f). */
+typedef struct pbt_state_number {
+  int is_int;
+  double f;
+  int64_t i;
+} pbt_state_number;
+
+/* Registers (or replaces) entry `name` of member i as a tensor that shares
+ * t's storage and geometry.  Names are non-empty. */
+pbt_status pbt_population_set_tensor(pbt_population *p, int64_t i,
+                                     const char *name, const pbt_tensor *t,
+                                     pbt_error *err);
+pbt_status pbt_population_set_number(pbt_population *p, int64_t i,
+                                     const char *name, pbt_state_number v,
+                                     pbt_error *err);
+/* What entry `name` of member i is (PBT_STATE_NONE when absent or i out of
+ * range). */
+pbt_state_kind pbt_population_state_kind(pbt_population *p, int64_t i,
+                                         const char *name);
+/* dst (released or initialised) becomes a view sharing the entry's storage. */
+pbt_status pbt_population_get_tensor(pbt_population *p, int64_t i,
+                                     const char *name, pbt_tensor *dst,
+                                     pbt_error *err);
+pbt_status pbt_population_get_number(pbt_population *p, int64_t i,
+                                     const char *name, pbt_state_number *out,
+                                     pbt_error *err);
+/* Name of state entry k (0-based, in order of registration) of member i,
+ * copied into buf (NUL-terminated); its kind in *kind. */
+pbt_status pbt_population_state_name(pbt_population *p, int64_t i, int64_t k,
+                                     char *buf, size_t size,
+                                     pbt_state_kind *kind, pbt_error *err);
+/* Total bytes of member i's state tensors (what an exploit into it copies). */
+pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
+                                      size_t *out, pbt_error *err);
+
+/* ---- scores ---------------------------------------------------------------- */
+/* Appends score to member i's history, sets its last score and, when
+ * step >= 0, its step count; logs a report event. */
+pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
+                                 int64_t step, pbt_error *err);
+/* Copies member i's history, oldest first, into out (room for the window);
+ * *n receives the count. */
+pbt_status pbt_population_history(pbt_population *p, int64_t i, double *out,
+                                  int64_t *n, pbt_error *err);
+/* Last score of every member into out[size]: NaN for a member with none. */
+void pbt_population_scores(pbt_population *p, double *out);
+
+/* ---- exploit ----------------------------------------------------------------- */
+/* See the top of this file.  On a mismatch returns PBT_ERR_SHAPE (shapes,
+ * names or kinds) or PBT_ERR_DTYPE and changes nothing; the message names
+ * the entry, e.g. "state entry 'w': shape [3,4] in the donor, [4,3] in the
+ * recipient". */
+pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
+                                  int64_t donor, pbt_error *err);
+
+/* ---- event log --------------------------------------------------------------- */
+/* Appends an event of that kind for member i (other: -1 for none); step,
+ * score and generation are the member's. detail may be NULL. */
+pbt_status pbt_population_log(pbt_population *p, pbt_event_kind kind,
+                              int64_t i, int64_t other, const char *detail,
+                              pbt_error *err);
+int64_t pbt_population_nevents(pbt_population *p);
+/* Copies up to max events from sequence number `from` on into out; returns
+ * how many. */
+int64_t pbt_population_events(pbt_population *p, int64_t from, int64_t max,
+                              pbt_event *out);
+
+/* ---- benchmark reference ------------------------------------------------------ */
+/* Seconds taken by the fastest of `reps` plain memcpy calls of `bytes`
+ * between two pre-faulted tensor storages (the reference for exploit's copy
+ * throughput); negative when the memory cannot be had. */
+double pbt_population_memcpy_bench(size_t bytes, int reps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
