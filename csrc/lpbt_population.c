@@ -321,7 +321,8 @@ static int p_exploit(lua_State *L) {
 }
 
 /* pop:log(kind, i [, other [, detail]]): kind is "ready", "explore",
- * "failure" (also marks the member failed) or "note". */
+ * "failure" (also marks the member failed) or "note"; other is a member, or
+ * nil or 0 for none. */
 static int p_log(lua_State *L) {
   static const char *const words[] = {"ready", "explore", "failure", "note", NULL};
   static const pbt_event_kind kinds[] = {PBT_EVENT_READY, PBT_EVENT_EXPLORE,
@@ -329,7 +330,8 @@ static int p_log(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
   int w = luaL_checkoption(L, 2, NULL, words);
   int64_t i = check_member(L, p, 3);
-  int64_t other = lua_isnoneornil(L, 4) ? -1 : check_member(L, p, 4);
+  int64_t other = lua_isnoneornil(L, 4) || (lua_isinteger(L, 4) && lua_tointeger(L, 4) == 0)
+                      ? -1 : check_member(L, p, 4);
   const char *detail = luaL_optstring(L, 5, NULL);
   pbt_error err;
   pbt_status s;

@@ -670,6 +670,7 @@ pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
   if (p->nhparams) memcpy(r->hp, d->hp, (size_t)p->nhparams * sizeof *r->hp);
   r->parent = d->id;
   r->generation = d->generation + 1;
+  r->steps = d->steps;
   r->status = PBT_MEMBER_ALIVE;
   memcpy(r->hist, d->hist, (size_t)p->window * sizeof *r->hist);
   r->hfirst = d->hfirst;

@@ -30,9 +30,9 @@
  *     describes anything it holds);
  *   - the recipient's status becomes alive (exploit is how a failed member
  *     is replaced); a failed donor is refused;
- *   - the recipient's step count is kept (it counts the training steps that
- *     member's worker has run; an optimizer's own step counter belongs in
- *     the state's numbers and is copied with them).
+ *   - the recipient's step count becomes the donor's: like the history, it
+ *     describes the weights (how many steps trained them), so a member's
+ *     step count and score curve continue the donor's, as in Ray Tune.
  *
  * Event log.  Reports, exploits, and the events the caller logs (ready,
  * explore, failure, note) are appended to one log in the order they

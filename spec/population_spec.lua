@@ -349,18 +349,18 @@ describe("pbt.Population", function()
       assert.are.same({ 9, 9, 9, 9 }, donor:select(1, 2):totable())
     end)
 
-    it("copies hyperparameters, lineage and history; keeps the step count", function()
+    it("copies hyperparameters, lineage, history and step count", function()
       local pop = make("float32", { window = 4 })
       for k = 1, 6 do pop:report(4, k, 100) end
       pop:report(2, -7, 30)
       pop:exploit(2, 4)
       assert.are.same({ lr = 0.01 * 4, bs = 64, opt = 1 }, pop:hparams(2))
-      assert.are.same({ id = 2, generation = 1, parent = 4, steps = 30, status = "alive",
+      assert.are.same({ id = 2, generation = 1, parent = 4, steps = 100, status = "alive",
         score = 6, nscores = 4 }, pop:member(2))
       assert.are.same({ 3, 4, 5, 6 }, pop:history(2))
       -- generation is the donor's + 1: the depth in the lineage tree
       pop:exploit(1, 2)
-      assert.are.same({ id = 1, generation = 2, parent = 2, steps = 0, status = "alive",
+      assert.are.same({ id = 1, generation = 2, parent = 2, steps = 100, status = "alive",
         score = 6, nscores = 4 }, pop:member(1))
       pop:exploit(2, 3)
       assert.are.equal(1, pop:member(2).generation)
@@ -368,6 +368,7 @@ describe("pbt.Population", function()
       assert.are.same({ lr = 0.01 * 3, bs = 48, opt = 3 }, pop:hparams(2))
       assert.are.same({}, pop:history(2))
       assert.is_nil(pop:member(2).score)
+      assert.are.equal(0, pop:member(2).steps)
     end)
 
     it("revives a failed recipient and refuses a failed donor", function()
@@ -427,26 +428,30 @@ describe("pbt.Population", function()
       pop:report(1, 0.5, 10)
       pop:report(2, 0.75, 10)
       pop:log("ready", 1)
+      pop:report(2, 0.75, 12)
       pop:exploit(1, 2)
       pop:log("explore", 1, nil, "lr 0.02 -> 0.024")
       pop:log("failure", 3, nil, "boom")
       pop:log("note", 4, 2, "start")
+      pop:log("note", 4, 0, "") -- 0 (or nil) for no other member; "" for no detail
       assert.are.same({
         { seq = 1, kind = "report", member = 1, step = 10, score = 0.5, generation = 0 },
         { seq = 2, kind = "report", member = 2, step = 10, score = 0.75, generation = 0 },
         { seq = 3, kind = "ready", member = 1, step = 10, score = 0.5, generation = 0 },
-        { seq = 4, kind = "exploit", member = 1, other = 2, step = 10, score = 0.75, generation = 1 },
-        { seq = 5, kind = "explore", member = 1, step = 10, score = 0.75, generation = 1,
+        { seq = 4, kind = "report", member = 2, step = 12, score = 0.75, generation = 0 },
+        { seq = 5, kind = "exploit", member = 1, other = 2, step = 12, score = 0.75, generation = 1 },
+        { seq = 6, kind = "explore", member = 1, step = 12, score = 0.75, generation = 1,
           detail = "lr 0.02 -> 0.024" },
-        { seq = 6, kind = "failure", member = 3, step = 0, generation = 0, detail = "boom" },
-        { seq = 7, kind = "note", member = 4, other = 2, step = 0, generation = 0, detail = "start" },
+        { seq = 7, kind = "failure", member = 3, step = 0, generation = 0, detail = "boom" },
+        { seq = 8, kind = "note", member = 4, other = 2, step = 0, generation = 0, detail = "start" },
+        { seq = 9, kind = "note", member = 4, step = 0, generation = 0 },
       }, pop:events())
-      assert.are.equal(7, pop:nevents())
+      assert.are.equal(9, pop:nevents())
       assert.are.equal("failed", pop:member(3).status)
-      local tail = pop:events(6)
+      local tail = pop:events(8)
       assert.are.equal(2, #tail)
-      assert.are.equal(6, tail[1].seq)
-      assert.are.same({}, pop:events(8))
+      assert.are.equal(8, tail[1].seq)
+      assert.are.same({}, pop:events(10))
     end)
 
     it("adds a wall time only when asked", function()
@@ -493,8 +498,8 @@ describe("pbt.Population", function()
         "bad argument #1 to 'log' (invalid option 'exploit')")
       assert.has_error(function() pop:log("ready", 3) end,
         "bad argument #2 to 'log' (member 3 out of range for a population of 2)")
-      assert.has_error(function() pop:log("ready", 1, 0) end,
-        "bad argument #3 to 'log' (member 0 out of range for a population of 2)")
+      assert.has_error(function() pop:log("ready", 1, -1) end,
+        "bad argument #3 to 'log' (member -1 out of range for a population of 2)")
       assert.has_error(function() pop:log("failure", 1, 2, "x") end,
         "bad argument #3 to 'log' (a failure names no other member)")
       assert.has_error(function() pop:events(0) end,

@@ -115,7 +115,7 @@ static void test_exploit(void) {
   CHECK(pbt_population_get_hparams(p, 1, hv, &err) == PBT_OK);
   CHECK(hv[0].set && hv[0].f == 0.01 * 3 && hv[1].i == 48 && hv[2].i == 0);
   CHECK(pbt_population_member(p, 1, &info, &err) == PBT_OK);
-  CHECK(info.parent == 3 && info.generation == 1 && info.steps == 0);
+  CHECK(info.parent == 3 && info.generation == 1 && info.steps == 8);
   CHECK(info.has_score && info.last_score == 0.75 && info.nscores == 2);
   CHECK(pbt_population_history(p, 1, hist, &n, &err) == PBT_OK);
   CHECK(n == 2 && hist[0] == 0.5 && hist[1] == 0.75);
