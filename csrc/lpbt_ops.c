@@ -54,6 +54,14 @@ static void check_operand(lua_State *L, int idx, pbt_tensor **t, double *v) {
 
 static int differentiable(pbt_binop op) { return op < PBT_EQ; }
 
+/* An in-place op cannot be recorded: while grad mode is on, a source that
+ * requires grad would silently lose its gradient, so it is refused. */
+static void check_inplace_source(lua_State *L, const pbt_tensor *src, const char *name) {
+  if (RG(src) && lpbt_grad_enabled(L))
+    luaL_error(L, "%s: the argument requires grad, the in-place result could not carry it "
+                  "(use the out-of-place op, or pbt.no_grad)", name);
+}
+
 /* out (a new tensor, or self when in_place) = arg1 op arg2; alpha at arg 3
  * for add and sub. */
 static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
@@ -73,6 +81,7 @@ static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
   if (in_place) {
     r = a;
     lpbt_check_inplace(L, a, name);
+    check_inplace_source(L, b, name);
   } else {
     r = lpbt_push_tensor(L);
   }

@@ -58,8 +58,11 @@ static int t_newindex(lua_State *L) {
   if (strcmp(key, "grad") != 0)
     return luaL_error(L, "cannot set field '%s' of a pbt.Tensor", key);
   if (!lua_isnil(L, 3)) {
-    const pbt_tensor *g = lpbt_check_tensor(L, 3);
+    const pbt_tensor *g = lpbt_test_tensor(L, 3);
     char a[96], b[96];
+    if (g == NULL)
+      return luaL_error(L, "grad: a pbt.Tensor or nil expected, got %s", luaL_typename(L, 3));
+    g = lpbt_check_tensor(L, 3); /* not released */
     if (g->dtype != t->dtype || !pbt_shape_equal(g->ndim, g->shape, t->ndim, t->shape)) {
       pbt_format_shape(a, sizeof a, g->ndim, g->shape);
       pbt_format_shape(b, sizeof b, t->ndim, t->shape);
@@ -598,6 +601,9 @@ static int m_copy_(lua_State *L) {
   const pbt_tensor *src = lpbt_check_tensor(L, 2);
   pbt_error err;
   lpbt_check_inplace(L, t, "copy_");
+  if (LPBT_REQUIRES_GRAD(src) && lpbt_grad_enabled(L))
+    return luaL_error(L, "copy_: the argument requires grad, the in-place result could not "
+                         "carry it (use the out-of-place op, or pbt.no_grad)");
   LPBT_CHECK(L, "copy_", pbt_copy_(t, src, &err), &err);
   lua_settop(L, 1);
   return 1;
@@ -646,6 +652,7 @@ static int m_set(lua_State *L) {
     return luaL_error(L, "set: expected %d indices and a value for a %d-d tensor, "
                       "got %d arguments", t->ndim, t->ndim, top - 1);
   check_indices(L, t, 2, idx);
+  lpbt_check_inplace(L, t, "set");
   pbt_tensor_set(t, idx, luaL_checknumber(L, top));
   lua_settop(L, 1);
   return 1;

@@ -16,24 +16,47 @@ local pack, unpack, select = table.pack, table.unpack, select
 
 -- ---- recording ---------------------------------------------------------------
 
-local function record(op, nres, ...)
-  local node = { op = op, outs = { ... }, args = pack(select(nres + 1, ...)) }
-  for i = nres + 1, #node.outs do node.outs[i] = nil end
-  set_grad_fn(node.outs[1], node)
-  -- max/min along a dim also return indices: no gradient flows through them
+-- The node of an op: { op = name, outs = {results}, args = {n = #args, args...} }.
+-- The common cases (one result; max/min along a dim: values and indices)
+-- are written out: no table.pack, no copying loop (this runs once per op).
+local function record(op, nres, r1, ...)
+  if nres == 1 then
+    set_grad_fn(r1, { op = op, outs = { r1 }, args = { n = select("#", ...), ... } })
+  elseif nres == 2 then
+    set_grad_fn(r1, { op = op, outs = { r1, (...) },
+                      args = { n = select("#", ...) - 1, select(2, ...) } })
+  else
+    local outs = { r1, ... }
+    for i = nres + 1, #outs do outs[i] = nil end
+    set_grad_fn(r1, { op = op, outs = outs, args = pack(select(nres, ...)) })
+  end
 end
-
 -- ---- helpers ---------------------------------------------------------------------
 
 local tensor_mt = getmetatable(T.zeros(0))
 local function is_tensor(x) return getmetatable(x) == tensor_mt end
 M.is_tensor = is_tensor
 
+--- autograd.record(op, nres, results..., args...): for ops written in Lua.
+-- Compute the results (with grad mode off, e.g. in pbt.no_grad), then call
+-- record: when grad mode is on and a tensor among args requires grad,
+-- results[1] becomes the output of a node of `op`, whose rule
+-- `rules[op](node, g)` must be registered.
+function M.record(op, nres, ...)
+  if not core.is_grad_enabled() then return end
+  for i = nres + 1, select("#", ...) do
+    local x = select(i, ...)
+    if is_tensor(x) and x.requires_grad then return record(op, nres, ...) end
+  end
+end
+
 local function same_shape(a, b)
   if #a ~= #b then return false end
   for i = 1, #a do if a[i] ~= b[i] then return false end end
   return true
 end
+
+local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 
 --- Sums g down to `shape`, undoing numpy broadcasting.
 local function sum_to(g, shape)
@@ -78,34 +101,46 @@ local function numel_ratio(a, out) return a:numel() / math.max(out:numel(), 1) e
 local rules = {}
 M.rules = rules
 
+-- the grads of arguments that do not require grad are not computed
+local function needs(x) return is_tensor(x) and x.requires_grad end
+
 rules.add = function(n, g)
   local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
-  return is_tensor(a) and sum_to(g, a:shape()) or nil,
-         is_tensor(b) and sum_to(alpha == 1 and g or g * alpha, b:shape()) or nil
+  return needs(a) and sum_to(g, a:shape()) or nil,
+         needs(b) and sum_to(alpha == 1 and g or g * alpha, b:shape()) or nil
 end
 rules.sub = function(n, g)
   local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
-  return is_tensor(a) and sum_to(g, a:shape()) or nil,
-         is_tensor(b) and sum_to(g * (-alpha), b:shape()) or nil
+  return needs(a) and sum_to(g, a:shape()) or nil,
+         needs(b) and sum_to(g * (-alpha), b:shape()) or nil
 end
 rules.mul = function(n, g)
   local a, b = n.args[1], n.args[2]
-  return is_tensor(a) and sum_to(g * b, a:shape()) or nil,
-         is_tensor(b) and sum_to(g * a, b:shape()) or nil
+  return needs(a) and sum_to(g * b, a:shape()) or nil,
+         needs(b) and sum_to(g * a, b:shape()) or nil
 end
 rules.div = function(n, g)
   local a, b = n.args[1], n.args[2]
-  local ga = is_tensor(a) and sum_to(g / b, a:shape()) or nil
-  local gb = is_tensor(b) and sum_to(-(g * n.outs[1]) / b, b:shape()) or nil
+  local ga = needs(a) and sum_to(g / b, a:shape()) or nil
+  local gb = needs(b) and sum_to(-(g * n.outs[1]) / b, b:shape()) or nil
   return ga, gb
 end
+-- d(a^b)/da = b a^(b-1) (0 for b = 0, even at a = 0); d(a^b)/db = a^b log a
+-- (0 where a^b = 0: a = 0 with b > 0)
 rules.pow = function(n, g)
   local a, b, out = n.args[1], n.args[2], n.outs[1]
   local ga, gb
-  if is_tensor(a) then ga = sum_to(g * b * a:pow(b - 1), a:shape()) end
-  if is_tensor(b) then
+  if needs(a) then
+    if b == 0 then ga = T.zeros_like(a)
+    else
+      local d = g * b * a:pow(b - 1)
+      if is_tensor(b) then d = T.where(b:eq(0), 0, d) end
+      ga = sum_to(d, a:shape())
+    end
+  end
+  if needs(b) then
     local la = is_tensor(a) and a:log() or math.log(a)
-    gb = sum_to(g * out * la, b:shape())
+    gb = sum_to(T.where(out:eq(0), 0, g * out * la), b:shape())
   end
   return ga, gb
 end
@@ -114,8 +149,8 @@ local function minmax_rule(cmp, reversed)
   return function(n, g)
     local a, b = n.args[1], n.args[2]
     local mask = is_tensor(a) and a[cmp](a, b) or b[reversed](b, a)
-    local ga = is_tensor(a) and sum_to(g * mask, a:shape()) or nil
-    local gb = is_tensor(b) and sum_to(g * (1 - mask), b:shape()) or nil
+    local ga = needs(a) and sum_to(g * mask, a:shape()) or nil
+    local gb = needs(b) and sum_to(g * (1 - mask), b:shape()) or nil
     return ga, gb
   end
 end
@@ -143,8 +178,8 @@ end
 rules.where = function(n, g)
   local mask, a, b = n.args[1], n.args[2], n.args[3]
   return nil,
-    is_tensor(a) and sum_to(T.where(mask, g, 0), a:shape()) or nil,
-    is_tensor(b) and sum_to(T.where(mask, 0, g), b:shape()) or nil
+    needs(a) and sum_to(T.where(mask, g, 0), a:shape()) or nil,
+    needs(b) and sum_to(T.where(mask, 0, g), b:shape()) or nil
 end
 
 rules.sum = function(n, g)
@@ -157,10 +192,18 @@ rules.mean = function(n, g)
   local d, keep = red_args(n.args, 2, a:dim())
   return unreduce(g, a, d, keep) / numel_ratio(a, n.outs[1])
 end
+-- d(prod)/da_i = the product of the others: P/a_i when the slice has no
+-- zero; at the zero of a slice with exactly one zero, the product of the
+-- rest; 0 elsewhere
 rules.prod = function(n, g)
   local a = n.args[1]
   local d, keep = red_args(n.args, 2, a:dim())
-  return unreduce(g * n.outs[1], a, d, keep) / a
+  local zero = a:eq(0)
+  local nzero = d and zero:sum(d, true) or zero:sum()
+  local a1 = T.where(zero, 1, a)
+  local p1 = d and a1:prod(d, true) or a1:prod()
+  local dp = p1 / a1 * nzero:eq(0) + p1 * zero * nzero:eq(1)
+  return unreduce(g, a, d, keep) * dp
 end
 local function maxmin_rule(n, g)
   local a = n.args[1]
@@ -197,18 +240,23 @@ rules.std = function(n, g)
   local a, d, keep, centred, cnt = var_parts(n)
   return unreduce(g / n.outs[1], a, d, keep) * centred / cnt
 end
+-- the gradient of a p-norm is 0 where the norm is 0 (as in PyTorch)
 rules.norm = function(n, g)
   local a, p = n.args[1], n.args[2] or 2
   local d, keep = red_args(n.args, 3, a:dim())
+  if p == 0 then return T.zeros_like(a) end
   local out = unreduce(n.outs[1], a, d, keep)
   local gg = unreduce(g, a, d, keep)
-  if p == 2 then return gg * a / out end
   if p == 1 then return gg * a:sign() end
-  if p == math.huge or p == -math.huge then
+  local r
+  if p == 2 then r = gg * a / out
+  elseif p == math.huge or p == -math.huge then
     local mask = a:abs():eq(out)
-    return gg * a:sign() * mask / (d and mask:sum(d, true) or mask:sum()):expand(a:shape())
+    r = gg * a:sign() * mask / (d and mask:sum(d, true) or mask:sum()):expand(a:shape())
+  else
+    r = gg * a:sign() * a:abs():pow(p - 1) / out:pow(p - 1)
   end
-  return gg * a:sign() * a:abs():pow(p - 1) / out:pow(p - 1)
+  return T.where(out:eq(0), 0, r)
 end
 rules.softmax = function(n, g)
   local y, d = n.outs[1], n.args[2]
@@ -238,8 +286,14 @@ rules.matmul = function(n, g)
   end
   return ga, gb
 end
-rules.dot = function(n, g) return g * n.args[2], g * n.args[1] end
-rules.outer = function(n, g) return g:matmul(n.args[2]), g.T:matmul(n.args[1]) end
+rules.dot = function(n, g)
+  local a, b = n.args[1], n.args[2]
+  return a.requires_grad and g * b or nil, b.requires_grad and g * a or nil
+end
+rules.outer = function(n, g)
+  local a, b = n.args[1], n.args[2]
+  return a.requires_grad and g:matmul(b) or nil, b.requires_grad and g.T:matmul(a) or nil
+end
 
 local function index_tensor(idx)
   return is_tensor(idx) and idx or T.tensor(idx, { dtype = "float64" })
@@ -340,6 +394,11 @@ function M.backward(t, grad)
         "has an implicit grad of 1)"):format(t:numel()), 2)
     end
     grad = T.ones_like(t)
+  elseif not is_tensor(grad) then
+    error(("bad argument #1 to 'backward' (pbt.Tensor expected, got %s)"):format(type(grad)), 2)
+  elseif grad:dtype() ~= t:dtype() or not same_shape(grad:shape(), t:shape()) then
+    error(("backward: a %s grad of shape %s cannot be the grad of a %s tensor of shape %s")
+      :format(grad:dtype(), shape_str(grad:shape()), t:dtype(), shape_str(t:shape())), 2)
   end
   if not t.grad_fn then accumulate(t, grad) return end
   local prev = set_grad_enabled(false)
@@ -353,11 +412,16 @@ function M.backward(t, grad)
       grads[out] = nil
       if g then
         local rule = rules[node.op]
-        if not rule then error("backward: no gradient rule for '" .. node.op .. "'") end
+        if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
         local gs = pack(rule(node, g))
         for i = 1, node.args.n do
           local x, gi = node.args[i], gs[i]
           if gi and is_tensor(x) and x.requires_grad then
+            if not same_shape(gi:shape(), x:shape()) then
+              error(("backward: the rule of '%s' gave a grad of shape %s for its argument " ..
+                "%d of shape %s"):format(node.op, shape_str(gi:shape()), i,
+                shape_str(x:shape())), 0)
+            end
             if x.grad_fn then
               local have = grads[x]
               grads[x] = have and have + gi or gi
@@ -382,52 +446,88 @@ function M.no_grad(fn, ...)
   return unpack(res, 2, res.n)
 end
 
+-- The multi-index (1-based) of the i-th element of shape in row-major order.
+local function unflatten(i, shape, idx)
+  i = i - 1
+  for d = #shape, 1, -1 do
+    idx[d] = i % shape[d] + 1
+    i = i // shape[d]
+  end
+  return idx
+end
+
 --- pbt.gradcheck(fn, inputs [, eps [, tol]]): compares the gradients that
 -- backward gives for fn(inputs...) with central finite differences.  The
--- inputs must be float64 tensors that require grad.  Returns true, or false
--- and a message naming the input, element and both values.
+-- inputs must be float64 leaf tensors that require grad, with no two elements
+-- sharing memory (not expanded); they may be non-contiguous views (t.T,
+-- narrow).  fn returns a tensor (its first result is used) of any shape.
+-- An analytic and a numeric derivative agree when |an - num| <= tol * (1 + |num|).
+-- Returns true, or false and a message naming the input, element, output
+-- element and both values.
 function M.gradcheck(fn, inputs, eps, tol)
   eps, tol = eps or 1e-6, tol or 1e-5
   for k, x in ipairs(inputs) do
     if not is_tensor(x) or x:dtype() ~= "float64" or not x.requires_grad then
       error(("gradcheck: input %d must be a float64 tensor that requires grad"):format(k), 2)
     end
+    if not x:is_leaf() then
+      error(("gradcheck: input %d must be a leaf (the result of an op is not; use " ..
+        "t:detach():requires_grad_())"):format(k), 2)
+    end
+    local shape, stride = x:shape(), x:stride()
+    for d = 1, #shape do
+      if stride[d] == 0 and shape[d] > 1 then
+        error(("gradcheck: input %d is expanded (its elements share memory); expand it " ..
+          "inside fn"):format(k), 2)
+      end
+    end
   end
   local function flat(x) return x:detach():contiguous():reshape(-1) end
-  local out = fn(unpack(inputs))
-  local nout = out:numel()
+  local function call()
+    local o = fn(unpack(inputs))
+    if not is_tensor(o) then
+      error("gradcheck: fn must return a pbt.Tensor, got " .. type(o), 3)
+    end
+    return o
+  end
+  local nout = call():numel()
   -- analytic Jacobian, one output element at a time
   local analytic = {}
   for j = 1, nout do
     for _, x in ipairs(inputs) do x.grad = nil end
-    local o = fn(unpack(inputs))
-    local go = T.zeros(nout, { dtype = o:dtype() })
-    go:set(j, 1)
-    o:backward(go:reshape(o:shape()))
+    local o = call()
+    if o.requires_grad then
+      local go = T.zeros(nout, { dtype = o:dtype() })
+      go:set(j, 1)
+      o:backward(go:reshape(o:shape()))
+    end
     analytic[j] = {}
     for k, x in ipairs(inputs) do
       analytic[j][k] = x.grad and flat(x.grad):totable() or nil
     end
   end
   for _, x in ipairs(inputs) do x.grad = nil end
-  -- numeric Jacobian, one input element at a time
+  -- numeric Jacobian, one input element at a time (perturbed through a
+  -- detached alias of the input, so that strided views work too)
+  local idx = {}
   for k, x in ipairs(inputs) do
-    if not x:is_contiguous() then
-      error(("gradcheck: input %d must be contiguous (perturbations go through a flat view)")
-        :format(k), 2)
-    end
-    local xv = x:detach():reshape(-1)
+    local xv, shape = x:detach(), x:shape()
+    local nd = #shape
     for i = 1, xv:numel() do
-      local orig = xv:get(i)
-      xv:set(i, orig + eps)
-      local fp = flat(M.no_grad(fn, unpack(inputs))):totable()
-      xv:set(i, orig - eps)
-      local fm = flat(M.no_grad(fn, unpack(inputs))):totable()
-      xv:set(i, orig)
+      unflatten(i, shape, idx)
+      local orig = xv:get(unpack(idx, 1, nd))
+      idx[nd + 1] = orig + eps
+      xv:set(unpack(idx, 1, nd + 1))
+      local fp = flat(M.no_grad(call)):totable()
+      idx[nd + 1] = orig - eps
+      xv:set(unpack(idx, 1, nd + 1))
+      local fm = flat(M.no_grad(call)):totable()
+      idx[nd + 1] = orig
+      xv:set(unpack(idx, 1, nd + 1))
       for j = 1, nout do
         local num = (fp[j] - fm[j]) / (2 * eps)
         local an = analytic[j][k] and analytic[j][k][i] or 0
-        if math.abs(an - num) > tol * (1 + math.abs(num)) then
+        if not (math.abs(an - num) <= tol * (1 + math.abs(num))) then
           return false, ("gradcheck: input %d, element %d, output %d: analytic %.10g, " ..
             "numeric %.10g"):format(k, i, j, an, num)
         end
