@@ -295,16 +295,24 @@ static int p_history(lua_State *L) {
   return 1;
 }
 
-/* pop:scores() -> last score of each member (NaN for none) */
+/* pop:scores([out]) -> last score of each member (NaN for none), in a new
+ * table or written into out (which is returned), so that a loop can reuse
+ * one table. */
 static int p_scores(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
-  int64_t n = pbt_population_size(p), k;
-  double *s = (double *)lua_newuserdatauv(L, (size_t)n * sizeof *s, 0);
-  pbt_population_scores(p, s);
-  lua_createtable(L, n > 1 << 24 ? 0 : (int)n, 0);
-  for (k = 0; k < n; k++) {
-    lua_pushnumber(L, s[k]);
-    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  int64_t n = pbt_population_size(p), from, k, got;
+  double s[256];
+  if (lua_isnoneornil(L, 2)) lua_createtable(L, n > 1 << 24 ? 0 : (int)n, 0);
+  else {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+  }
+  for (from = 0; from < n; from += got) {
+    got = pbt_population_scores(p, from, 256, s);
+    for (k = 0; k < got; k++) {
+      lua_pushnumber(L, s[k]);
+      lua_rawseti(L, -2, (lua_Integer)(from + k) + 1);
+    }
   }
   return 1;
 }

@@ -564,14 +564,17 @@ pbt_status pbt_population_history(pbt_population *p, int64_t i, double *out,
   return PBT_OK;
 }
 
-void pbt_population_scores(pbt_population *p, double *out) {
-  int64_t i;
-  for (i = 0; i < p->size; i++) {
+int64_t pbt_population_scores(pbt_population *p, int64_t from, int64_t n,
+                              double *out) {
+  int64_t i, k = 0;
+  if (from < 0) from = 0;
+  for (i = from; i < p->size && k < n; i++, k++) {
     member *m = &p->members[i];
     pthread_mutex_lock(&m->lock);
-    out[i] = m->has_score ? m->last : NAN;
+    out[k] = m->has_score ? m->last : NAN;
     unlock_member(m);
   }
+  return k;
 }
 
 /* ---- exploit ------------------------------------------------------------------ */

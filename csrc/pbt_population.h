@@ -244,8 +244,10 @@ pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
  * *n receives the count. */
 pbt_status pbt_population_history(pbt_population *p, int64_t i, double *out,
                                   int64_t *n, pbt_error *err);
-/* Last score of every member into out[size]: NaN for a member with none. */
-void pbt_population_scores(pbt_population *p, double *out);
+/* Last scores of members from..from+n-1 (clipped to the population) into
+ * out: NaN for a member with none.  Returns how many were written. */
+int64_t pbt_population_scores(pbt_population *p, int64_t from, int64_t n,
+                              double *out);
 
 /* ---- exploit ----------------------------------------------------------------- */
 /* See the top of this file.  On a mismatch returns PBT_ERR_SHAPE (shapes,

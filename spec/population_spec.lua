@@ -289,6 +289,18 @@ describe("pbt.Population", function()
       assert.are.equal(-1, s[2])
       assert.is_true(s[3] ~= s[3])
       assert.is_nil(pop:member(1).score)
+      local out = { 9, 9, 9 }
+      assert.are.equal(out, pop:scores(out))
+      assert.are.same({ -1 }, { out[2] })
+      assert.is_true(out[1] ~= out[1])
+    end)
+
+    it("reads populations larger than one batch of 256", function()
+      local pop = population.new { size = 600 }
+      for i = 1, 600 do pop:report(i, i * 0.5) end
+      local s = pop:scores()
+      assert.are.equal(600, #s)
+      for i = 1, 600 do assert.are.equal(i * 0.5, s[i]) end
     end)
 
     it("names its arguments in errors", function()

@@ -177,8 +177,9 @@ static void test_history_and_log(void) {
   for (k = 1; k <= 5; k++) CHECK(pbt_population_report(p, 0, (double)k, k * 10, &err) == PBT_OK);
   CHECK(pbt_population_history(p, 0, hist, &n, &err) == PBT_OK);
   CHECK(n == 3 && hist[0] == 3 && hist[1] == 4 && hist[2] == 5);
-  pbt_population_scores(p, s);
+  CHECK(pbt_population_scores(p, 0, 5, s) == 2);
   CHECK(s[0] == 5 && isnan(s[1]));
+  CHECK(pbt_population_scores(p, 1, 5, s) == 1 && isnan(s[0]));
   CHECK(pbt_population_log(p, PBT_EVENT_READY, 0, -1, NULL, &err) == PBT_OK);
   CHECK(pbt_population_log(p, PBT_EVENT_EXPLORE, 0, -1, "lr x1.2", &err) == PBT_OK);
   CHECK(pbt_population_fail(p, 1, "nan loss", &err) == PBT_OK);
