@@ -67,8 +67,9 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
  * is paid by tensors that do not require grad.
  */
 void lpbt_record(lua_State *L, const char *op, int nargs, int nres);
-/* In-place ops call this on their target: modifying a tensor that requires
- * grad while grad mode is on is an error, as in PyTorch. */
+/* In-place ops call this on their target: writing into an expanded tensor
+ * is an error, and so is modifying a tensor that requires grad while grad
+ * mode is on, as in PyTorch. */
 void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname);
 int lpbt_grad_enabled(lua_State *L);
 

@@ -82,6 +82,8 @@ void lpbt_record(lua_State *L, const char *op, int nargs, int nres) {
 }
 
 void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
+  pbt_error err;
+  if (pbt_check_writable(t, &err) != PBT_OK) lpbt_raise(L, fname, &err);
   if (LPBT_REQUIRES_GRAD(t) && lpbt_grad_enabled(L))
     luaL_error(L, "%s: a tensor that requires grad cannot be modified in place "
                   "(inside pbt.no_grad, or on t:detach(), it can)", fname);

@@ -188,6 +188,7 @@ static pbt_generator *trailing_generator(lua_State *L, int arg) {
 
 static int m_uniform_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
+  lpbt_check_inplace(L, t, "uniform_");
   double lo = luaL_optnumber(L, 2, 0), hi = luaL_optnumber(L, 3, 1);
   pbt_fill_uniform_(t, trailing_generator(L, 4), lo, hi);
   lua_settop(L, 1);
@@ -196,6 +197,7 @@ static int m_uniform_(lua_State *L) {
 
 static int m_normal_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
+  lpbt_check_inplace(L, t, "normal_");
   double mean = luaL_optnumber(L, 2, 0), std = luaL_optnumber(L, 3, 1);
   luaL_argcheck(L, std >= 0, 3, "standard deviation must be >= 0");
   pbt_fill_normal_(t, trailing_generator(L, 4), mean, std);

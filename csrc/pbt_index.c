@@ -222,7 +222,23 @@ pbt_status pbt_scatter_add_(pbt_tensor *t, int dim, const pbt_tensor *index,
     if (d != dim && index->shape[d] > t->shape[d]) return misfit(index, "tensor", t, err);
     if (index->shape[d] > src->shape[d]) return misfit(index, "source", src, err);
   }
+  if ((s = pbt_check_writable(t, err))) return s;
   if ((s = check_indices(index, base, t->shape[dim], err))) return s;
+  /* an index or source that shares t's storage would change under the
+   * writes (and an index could then point outside t): read copies */
+  if (index->storage == t->storage || src->storage == t->storage) {
+    pbt_tensor ci, cs;
+    pbt_tensor_init(&ci);
+    pbt_tensor_init(&cs);
+    if (index->storage == t->storage) s = pbt_clone(&ci, index, err);
+    else pbt_tensor_share(&ci, index);
+    if (!s && src->storage == t->storage) s = pbt_clone(&cs, src, err);
+    else if (!s) pbt_tensor_share(&cs, src);
+    if (!s) s = pbt_scatter_add_(t, dim, &ci, &cs, base, err);
+    pbt_tensor_release(&ci);
+    pbt_tensor_release(&cs);
+    return s;
+  }
   memcpy(tst, t->stride, sizeof tst);
   td = tst[dim];
   tst[dim] = 0;

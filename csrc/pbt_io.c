@@ -110,17 +110,11 @@ uint32_t pbt_crc32(uint32_t crc, const void *p, size_t n) {
 /* ---- raw tensor bytes --------------------------------------------------------- */
 
 /* numel with overflow checks; returns -1 on overflow. */
+/* numel of a shape, or -1 when pbt_shape_numel refuses it (too many
+ * elements for any tensor). */
 static int64_t shape_numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  int i;
-  for (i = 0; i < ndim; i++) {
-    if (shape[i] < 0) return -1;
-    if (shape[i] == 0) return 0;
-  }
-  for (i = 0; i < ndim; i++) {
-    if (n > INT64_MAX / shape[i]) return -1;
-    n *= shape[i];
-  }
+  int64_t n;
+  if (pbt_shape_numel(ndim, shape, &n, NULL) != PBT_OK) return -1;
   return n;
 }
 

@@ -369,6 +369,9 @@ static pbt_status multiply(pbt_tensor *out, const pbt_tensor *a,
   if (out->storage && out->dtype != p->dt)
     return pbt_fail(err, PBT_ERR_DTYPE, "out has dtype %s, expected %s",
                     pbt_dtype_name(out->dtype), pbt_dtype_name(p->dt));
+  if (out->storage && pbt_shape_equal(out->ndim, out->shape, rnd, rshape) &&
+      (s = pbt_check_writable(out, err)))
+    return s;
 
   /* the output: out, or a temporary when out cannot take the result */
   if (!out->storage) {

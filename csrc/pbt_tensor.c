@@ -121,11 +121,15 @@ void pbt_tensor_share(pbt_tensor *dst, const pbt_tensor *src) {
   *dst = *src;
 }
 
-/* Computes numel with overflow and sign checks. */
-static pbt_status checked_numel(int ndim, const int64_t *shape, int64_t *numel,
-                                pbt_error *err) {
+/* The largest product of non-zero sizes of any tensor: its elements, even
+ * of the widest dtype, and every stride in bytes fit in half of size_t. */
+#define PBT_MAX_ELEMENTS ((int64_t)(SIZE_MAX / 2 / sizeof(double)))
+
+pbt_status pbt_shape_numel(int ndim, const int64_t *shape, int64_t *numel,
+                           pbt_error *err) {
   int64_t n = 1;
   int i;
+  char buf[200];
   if (ndim < 0 || ndim > PBT_MAX_DIM)
     return pbt_fail(err, PBT_ERR_ARG, "%d dimensions (at most %d allowed)",
                     ndim, PBT_MAX_DIM);
@@ -137,8 +141,10 @@ static pbt_status checked_numel(int ndim, const int64_t *shape, int64_t *numel,
    * when a zero size makes the tensor empty */
   for (i = 0; i < ndim; i++) {
     if (shape[i] == 0) continue;
-    if (n > INT64_MAX / shape[i])
-      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    if (n > PBT_MAX_ELEMENTS / shape[i]) {
+      pbt_format_shape(buf, sizeof buf, ndim, shape);
+      return pbt_fail(err, PBT_ERR_SHAPE, "shape %s has too many elements", buf);
+    }
     n *= shape[i];
   }
   for (i = 0; i < ndim; i++)
@@ -162,10 +168,9 @@ pbt_status pbt_tensor_empty(pbt_tensor *dst, pbt_dtype dtype, int ndim,
   size_t es = pbt_dtype_size(dtype);
   pbt_status st;
   pbt_tensor_release(dst);
-  st = checked_numel(ndim, shape, &numel, err);
+  st = pbt_shape_numel(ndim, shape, &numel, err);
+  if (st == PBT_ERR_SHAPE) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   if (st) return st;
-  if ((uint64_t)numel > SIZE_MAX / es / 2)
-    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   dst->storage = storage_new((size_t)numel * es);
   if (!dst->storage) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   dst->offset = 0;
@@ -497,6 +502,11 @@ pbt_status pbt_expand(pbt_tensor *dst, const pbt_tensor *src, int ndim,
       }
     }
   }
+  {
+    int64_t numel;
+    pbt_status s = pbt_shape_numel(ndim, sh, &numel, err);
+    if (s) return s;
+  }
   pbt_tensor_share(dst, src);
   dst->ndim = ndim;
   memcpy(dst->shape, sh, sizeof(int64_t) * (size_t)ndim);
@@ -620,12 +630,23 @@ int pbt_iter_next(pbt_iter *it) {
 
 /* ---- copies ------------------------------------------------------------- */
 
+pbt_status pbt_check_writable(const pbt_tensor *t, pbt_error *err) {
+  int i;
+  for (i = 0; i < t->ndim; i++)
+    if (t->stride[i] == 0 && t->shape[i] > 1)
+      return pbt_fail(err, PBT_ERR_ARG,
+                      "cannot write into an expanded tensor (clone it first)");
+  return PBT_OK;
+}
+
 pbt_status pbt_copy_(pbt_tensor *dst, const pbt_tensor *src, pbt_error *err) {
   int64_t sst[PBT_MAX_DIM];
   const int64_t *strides[2];
   pbt_iter it;
   char a[96], b[96];
   int i, lead = dst->ndim - src->ndim;
+  pbt_status ws = pbt_check_writable(dst, err);
+  if (ws) return ws;
   if (lead < 0) goto bad;
   for (i = 0; i < src->ndim; i++)
     if (src->shape[i] != 1 && src->shape[i] != dst->shape[i + lead]) goto bad;

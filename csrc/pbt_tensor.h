@@ -88,6 +88,12 @@ pbt_status pbt_tensor_empty_like(pbt_tensor *dst, const pbt_tensor *src,
                                  pbt_error *err);
 
 /* ---- metadata ---------------------------------------------------------- */
+/* Number of elements of a shape, checking sizes >= 0, ndim <= PBT_MAX_DIM
+ * and that the product of the non-zero sizes stays below a bound that keeps
+ * every byte count and stride in range (PBT_ERR_SHAPE "shape [...] has too
+ * many elements" otherwise). */
+pbt_status pbt_shape_numel(int ndim, const int64_t *shape, int64_t *numel,
+                           pbt_error *err);
 int64_t pbt_tensor_numel(const pbt_tensor *t);
 int pbt_tensor_is_contiguous(const pbt_tensor *t);
 /* Pointer to the first element (storage data + offset). */
@@ -129,6 +135,12 @@ pbt_status pbt_expand(pbt_tensor *dst, const pbt_tensor *src, int ndim,
 /* Merges dimensions start..end (inclusive); copies if it must. */
 pbt_status pbt_flatten(pbt_tensor *dst, const pbt_tensor *src, int start,
                        int end, pbt_error *err);
+
+/* PBT_OK when every element of t has its own memory; an expanded tensor (a
+ * stride of 0 in a dimension of size > 1) fails with PBT_ERR_ARG "cannot
+ * write into an expanded tensor (clone it first)".  Every function that
+ * writes into an existing tensor checks this. */
+pbt_status pbt_check_writable(const pbt_tensor *t, pbt_error *err);
 
 /* ---- copies ------------------------------------------------------------ */
 /* dst shares src when src is contiguous, else is a contiguous copy. */
