@@ -44,6 +44,16 @@ typedef struct lpbt_tensor {
 #define LPBT_UV_GRAD 1
 #define LPBT_UV_GRAD_FN 2
 
+/* Argument tables (shapes, options, indices) are read raw: no metamethod
+ * runs between checking a tensor argument and calling the core, so Lua code
+ * cannot release a tensor that is about to be used. */
+#define LPBT_LEN(L, i) ((lua_Integer)lua_rawlen((L), (i)))
+static inline int lpbt_rawfield(lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  return lua_rawget(L, idx);
+}
+
 /* The pbt.Tensor at arg (raises on anything else or a released tensor). */
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);
 /* The pbt.Tensor at arg, or NULL. */

@@ -183,13 +183,13 @@ int lpbt_check_shape(lua_State *L, int first, int64_t *shape, int allow_infer,
   int n = 0, isnum;
   lua_Integer v;
   if (lua_type(L, first) == LUA_TTABLE) {
-    lua_Integer len = luaL_len(L, first), i;
+    lua_Integer len = LPBT_LEN(L, first), i;
     if (len > PBT_MAX_DIM)
       luaL_argerror(L, first,
                     lua_pushfstring(L, "%I dimensions (at most %d allowed)", len,
                                     PBT_MAX_DIM));
     for (i = 1; i <= len; i++) {
-      lua_geti(L, first, i);
+      lua_rawgeti(L, first, i);
       v = lua_tointegerx(L, -1, &isnum);
       shape[n++] = shape_entry(L, first, allow_infer, v, isnum, "size");
       lua_pop(L, 1);
@@ -213,7 +213,7 @@ pbt_dtype lpbt_opt_dtype(lua_State *L, int idx, pbt_dtype def) {
   pbt_dtype dt = def;
   if (lua_isnoneornil(L, idx)) return def;
   luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, "dtype") != LUA_TNIL) {
     const char *name = lua_tostring(L, -1);
     if (name == NULL || lua_type(L, -1) != LUA_TSTRING ||
         pbt_dtype_from_name(name, &dt) != 0)
@@ -233,7 +233,7 @@ pbt_generator *lpbt_opt_generator(lua_State *L, int idx) {
   pbt_generator *g = NULL;
   if (!lua_isnoneornil(L, idx)) {
     luaL_checktype(L, idx, LUA_TTABLE);
-    if (lua_getfield(L, idx, "generator") != LUA_TNIL) {
+    if (lpbt_rawfield(L, idx, "generator") != LUA_TNIL) {
       g = (pbt_generator *)luaL_testudata(L, -1, LPBT_GENERATOR);
       if (!g) luaL_argerror(L, idx, "field 'generator' is not a pbt.Generator");
     }

@@ -91,9 +91,9 @@ static int nested_shape(lua_State *L, int arg, int64_t *shape) {
     if (n == PBT_MAX_DIM)
       luaL_argerror(L, arg, lua_pushfstring(L, "more than %d levels of nesting",
                                             PBT_MAX_DIM));
-    shape[n++] = (int64_t)luaL_len(L, -1);
+    shape[n++] = (int64_t)LPBT_LEN(L, -1);
     if (shape[n - 1] == 0) break;
-    lua_geti(L, -1, 1);
+    lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
   }
   lua_pop(L, 1);
@@ -113,12 +113,12 @@ static void nested_fill(lua_State *L, int arg, pbt_tensor *t, int d,
     pbt_tensor_set(t, idx, v);
     return;
   }
-  if (lua_type(L, -1) != LUA_TTABLE || luaL_len(L, -1) != t->shape[d])
+  if (lua_type(L, -1) != LUA_TTABLE || LPBT_LEN(L, -1) != t->shape[d])
     luaL_argerror(L, arg, "ragged index table");
   luaL_checkstack(L, 2, "index table");
   for (i = 0; i < t->shape[d]; i++) {
     idx[d] = i;
-    lua_geti(L, -1, (lua_Integer)i + 1);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
     nested_fill(L, arg, t, d + 1, idx);
     lua_pop(L, 1);
   }

@@ -281,11 +281,11 @@ static red_args read_red_args(lua_State *L, int arg, int ndim) {
   red_args r;
   r.dim = -1, r.keepdim = 0, r.unbiased = 1;
   if (lua_type(L, arg) == LUA_TTABLE) {
-    if (lua_getfield(L, arg, "dim") != LUA_TNIL) r.dim = table_dim(L, arg, ndim);
+    if (lpbt_rawfield(L, arg, "dim") != LUA_TNIL) r.dim = table_dim(L, arg, ndim);
     lua_pop(L, 1);
-    lua_getfield(L, arg, "keepdim");
+    lpbt_rawfield(L, arg, "keepdim");
     r.keepdim = lua_toboolean(L, -1);
-    if (lua_getfield(L, arg, "unbiased") != LUA_TNIL)
+    if (lpbt_rawfield(L, arg, "unbiased") != LUA_TNIL)
       r.unbiased = lua_toboolean(L, -1);
     lua_pop(L, 2);
     return r;

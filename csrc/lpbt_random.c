@@ -84,10 +84,10 @@ static int g_set_state(lua_State *L) {
   pbt_error err;
   int i, isnum;
   luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_argcheck(L, luaL_len(L, 2) == PBT_GENERATOR_STATE_WORDS, 2,
+  luaL_argcheck(L, LPBT_LEN(L, 2) == PBT_GENERATOR_STATE_WORDS, 2,
                 "state must be a table of 6 integers (from state())");
   for (i = 0; i < PBT_GENERATOR_STATE_WORDS; i++) {
-    lua_geti(L, 2, i + 1);
+    lua_rawgeti(L, 2, i + 1);
     w[i] = (uint64_t)lua_tointegerx(L, -1, &isnum);
     if (!isnum) luaL_argerror(L, 2, "state must be a table of 6 integers (from state())");
     lua_pop(L, 1);

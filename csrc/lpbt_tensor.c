@@ -249,9 +249,9 @@ static void nested_shape(lua_State *L, int idx, int *ndim, int64_t *shape) {
     if (n == PBT_MAX_DIM)
       luaL_argerror(L, 1, lua_pushfstring(L, "more than %d levels of nesting",
                                           PBT_MAX_DIM));
-    shape[n++] = (int64_t)luaL_len(L, -1);
+    shape[n++] = (int64_t)LPBT_LEN(L, -1);
     if (shape[n - 1] == 0) break;
-    lua_geti(L, -1, 1);
+    lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
   }
   lua_pop(L, 1);
@@ -272,13 +272,13 @@ static void nested_fill(lua_State *L, pbt_tensor *t, int d, int64_t *idx) {
     pbt_tensor_set(t, idx, v);
     return;
   }
-  if (lua_type(L, -1) != LUA_TTABLE || luaL_len(L, -1) != t->shape[d])
+  if (lua_type(L, -1) != LUA_TTABLE || LPBT_LEN(L, -1) != t->shape[d])
     luaL_argerror(L, 1, lua_pushfstring(L, "ragged nested table: expected %I entries "
                                            "at depth %d",
                                         (lua_Integer)t->shape[d], d + 1));
   for (i = 0; i < t->shape[d]; i++) {
     idx[d] = i;
-    lua_geti(L, -1, (lua_Integer)i + 1);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
     nested_fill(L, t, d + 1, idx);
     lua_pop(L, 1);
   }
@@ -431,10 +431,14 @@ static int m_permute(lua_State *L) {
   pbt_error err;
   pbt_tensor *r;
   if (lua_type(L, 2) == LUA_TTABLE) { /* permute{...}: spread the table */
-    n = (int)luaL_len(L, 2);
+    lua_Integer len = LPBT_LEN(L, 2);
+    luaL_argcheck(L, len == t->ndim, 2,
+                  lua_pushfstring(L, "permutation of %I dimensions for a %d-d tensor",
+                                  len, t->ndim));
+    n = (int)len;
     lua_settop(L, 2);
     luaL_checkstack(L, n, "permute");
-    for (i = 0; i < n; i++) lua_geti(L, 2, i + 1);
+    for (i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1);
     lua_remove(L, 2);
   }
   n = lua_gettop(L) - 1;

@@ -128,9 +128,11 @@ describe("pbt.Tensor", function()
       assert.are.equal(0, t:numel())
       assert.are.same({ 3, 0, 2 }, t:shape())
       assert.are.same({ {}, {}, {} }, t:totable())
-      -- a zero size makes the product empty, however large the others
-      assert.are.equal(0, T.empty(1 << 40, 0, 1 << 20):numel())
-      assert.are.equal(0, T.empty(0, 1 << 40, 1 << 20):numel())
+      -- a zero size makes the product empty, however large the others (as
+      -- long as their product keeps every stride in range: at most 2^59)
+      assert.are.equal(0, T.empty(1 << 30, 0, 1 << 20):numel())
+      assert.are.equal(0, T.empty(0, 1 << 39, 1 << 20):numel())
+      assert.has_error(function() T.empty(1 << 40, 0, 1 << 20) end, "empty: not enough memory")
     end)
   end)
 
