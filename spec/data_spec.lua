@@ -313,7 +313,8 @@ describe("pbt.data", function()
       assert.has_error(function() data.idx() end,
         "bad argument #1 to 'idx' (string expected, got no value)")
       writefile(path("ok.idx"), idx_header(0x08, { 1 }) .. "\1")
-      assert.has_error(function() data.idx(path("ok.idx"), { dtype = "int8" }) end)
+      assert.has_error(function() data.idx(path("ok.idx"), { dtype = "int8" }) end,
+        "bad argument #2 to 'idx' (unknown dtype 'int8' (float32 or float64))")
       assert.has_error(function() data.idx(path("ok.idx"), { scale = "x" }) end,
         "bad argument #2 to 'idx' (field 'scale' must be a number)")
     end)
