@@ -46,7 +46,7 @@ pbt_status pbt_sgd_step(pbt_tensor *p, const pbt_tensor *grad, pbt_tensor *buf,
  * Adam (decoupled = 0) and AdamW (decoupled = 1); step counts from 1 and
  * includes this update:
  *   Adam:  g = g + weight_decay * p        AdamW:  p = p * (1 - lr * weight_decay)
- *   m = m + (1 - beta1) * (g - m)           (PyTorch's lerp)
+ *   m = beta1 * m + (1 - beta1) * g
  *   v = beta2 * v + (1 - beta2) * g * g
  *   p = p - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
  */

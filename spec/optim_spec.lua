@@ -291,6 +291,12 @@ describe("pbt.optim", function()
       assert.are.equal(0.5, opt:state_dict().lr)
     end)
 
+    it("show in tostring", function()
+      local opt = optim.SGD({ param(P0), param({ 1.0 }) }, { lr = 0.5, momentum = 0.9 })
+      assert.are.equal("pbt.optim.SGD(lr=0.5, momentum=0.9, dampening=0, nesterov=false, "
+                       .. "weight_decay=0; 2 parameters)", tostring(opt))
+    end)
+
     it("are validated again at step()", function()
       local p = param(P0)
       local opt = optim.SGD({ p }, { lr = 0.1 })
@@ -359,9 +365,15 @@ describe("pbt.optim", function()
           local ref = T({ { 1, 2, 3 }, { 4, 5, 6 } }, { dtype = dtype }):requires_grad_()
           local opts = { lr = 0.1, momentum = name ~= "Adam" and name ~= "AdamW" and 0.9 or nil }
           local o1, o2 = optim[name]({ pt }, opts), optim[name]({ ref }, opts)
-          for _ = 1, 3 do
-            pt.grad = T(gvals, { dtype = dtype }).T -- non-contiguous gradient
-            ref.grad = T(gvals, { dtype = dtype })
+          local gvals_t = { { 0.5, 1.5 }, { -1, -0.25 }, { 2, 0.75 } }
+          for s = 1, 3 do
+            if s % 2 == 1 then -- strided parameter, contiguous gradient, and the reverse
+              pt.grad = T(gvals_t, { dtype = dtype })
+              ref.grad = T(gvals_t, { dtype = dtype }).T
+            else -- both strided, and both contiguous
+              pt.grad = T(gvals, { dtype = dtype }).T
+              ref.grad = T(gvals, { dtype = dtype })
+            end
             o1:step()
             o2:step()
           end
@@ -373,7 +385,7 @@ describe("pbt.optim", function()
                                      AdamW = ADAMW_DEFAULTS, RMSprop = RMSPROP_DEFAULTS })[name], opts)
           local p, buf, m, v = 2.0, nil, 0, 0
           for s = 1, 3 do
-            local g = gvals[1][2]
+            local g = gvals[1][2] -- = gvals_t[2][1]
             if name == "SGD" then
               buf = buf and h.momentum * buf + g or g
               p = p - h.lr * buf
