@@ -122,6 +122,10 @@ pbt_generator *lpbt_check_generator(lua_State *L, int arg);
 /* The __index metamethod of pbt.Tensor; upvalue 3 is the methods table. */
 int lpbt_tensor_index(lua_State *L);
 
+/* Pushes a new tensor of dtype dt filled from the nested table (or number)
+ * at arg; errors name fname and call the table `what` ("index table"). */
+pbt_tensor *lpbt_tensor_from_table(lua_State *L, int arg, pbt_dtype dt,
+                                   const char *fname, const char *what);
 /* pbt.tensor(nested_table_or_number [, opts]) (lpbt_tensor.c). */
 int lpbt_tensor_new(lua_State *L);
 

@@ -83,67 +83,14 @@ static int m_addmm_(lua_State *L) { return addmm(L, "addmm_"); }
 
 /* ---- index arguments ----------------------------------------------------------- */
 
-/* Shape of a nested table of numbers, following the first entries. */
-static int nested_shape(lua_State *L, int arg, int64_t *shape) {
-  int n = 0;
-  lua_pushvalue(L, arg);
-  while (lua_type(L, -1) == LUA_TTABLE) {
-    if (n == PBT_MAX_DIM)
-      luaL_argerror(L, arg, lua_pushfstring(L, "more than %d levels of nesting",
-                                            PBT_MAX_DIM));
-    shape[n++] = (int64_t)LPBT_LEN(L, -1);
-    if (shape[n - 1] == 0) break;
-    lua_rawgeti(L, -1, 1);
-    lua_remove(L, -2);
-  }
-  lua_pop(L, 1);
-  return n;
-}
-
-/* Fills t from the nested table on top of the stack. */
-static void nested_fill(lua_State *L, int arg, pbt_tensor *t, int d,
-                        int64_t *idx) {
-  int64_t i;
-  if (d == t->ndim) {
-    int isnum;
-    double v = lua_tonumberx(L, -1, &isnum);
-    if (!isnum)
-      luaL_argerror(L, arg, lua_pushfstring(L, "number expected in index table, got %s",
-                                            luaL_typename(L, -1)));
-    pbt_tensor_set(t, idx, v);
-    return;
-  }
-  if (lua_type(L, -1) != LUA_TTABLE || LPBT_LEN(L, -1) != t->shape[d])
-    luaL_argerror(L, arg, "ragged index table");
-  luaL_checkstack(L, 2, "index table");
-  for (i = 0; i < t->shape[d]; i++) {
-    idx[d] = i;
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    nested_fill(L, arg, t, d + 1, idx);
-    lua_pop(L, 1);
-  }
-}
-
 /* The indices at arg: a pbt.Tensor, or a (nested) table turned into a
  * float64 tensor that is pushed on the stack to stay alive. */
 static const pbt_tensor *check_index_arg(lua_State *L, int arg,
                                          const char *fname) {
-  int64_t shape[PBT_MAX_DIM], idx[PBT_MAX_DIM];
-  pbt_tensor *t = lpbt_test_tensor(L, arg);
-  pbt_error err;
-  int ndim;
-  if (t) return lpbt_check_tensor(L, arg);
+  if (lpbt_test_tensor(L, arg)) return lpbt_check_tensor(L, arg);
   if (lua_type(L, arg) != LUA_TTABLE)
     luaL_typeerror(L, arg, "pbt.Tensor or table");
-  ndim = nested_shape(L, arg, shape);
-  t = lpbt_push_tensor(L);
-  LPBT_CHECK(L, fname, pbt_tensor_empty(t, PBT_FLOAT64, ndim, shape, &err), &err);
-  if (pbt_tensor_numel(t) > 0) {
-    lua_pushvalue(L, arg);
-    nested_fill(L, arg, t, 0, idx);
-    lua_pop(L, 1);
-  }
-  return t;
+  return lpbt_tensor_from_table(L, arg, PBT_FLOAT64, fname, "index table");
 }
 
 /* ---- indexing -------------------------------------------------------------------- */

@@ -241,66 +241,76 @@ static int f_eye(lua_State *L) {
   return 1;
 }
 
-/* tensor(nested_table_or_number [, opts]) */
-static void nested_shape(lua_State *L, int idx, int *ndim, int64_t *shape) {
+/* ---- tensors from nested tables ---------------------------------------- */
+
+/* Shape of the nested table (or number) at arg, following first entries. */
+static int nested_shape(lua_State *L, int arg, int64_t *shape) {
   int n = 0;
-  lua_pushvalue(L, idx);
+  lua_pushvalue(L, arg);
   while (lua_type(L, -1) == LUA_TTABLE) {
     if (n == PBT_MAX_DIM)
-      luaL_argerror(L, 1, lua_pushfstring(L, "more than %d levels of nesting",
-                                          PBT_MAX_DIM));
+      luaL_argerror(L, arg, lua_pushfstring(L, "more than %d levels of nesting",
+                                            PBT_MAX_DIM));
     shape[n++] = (int64_t)LPBT_LEN(L, -1);
     if (shape[n - 1] == 0) break;
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
   }
   lua_pop(L, 1);
-  *ndim = n;
+  return n;
 }
 
-static void nested_fill(lua_State *L, pbt_tensor *t, int d, int64_t *idx) {
+/* Fills t from the nested table on top of the stack; what names it in
+ * messages ("nested table", "index table"). */
+static void nested_fill(lua_State *L, int arg, const char *what, pbt_tensor *t,
+                        int d, int64_t *idx) {
   int64_t i;
   if (d == t->ndim) {
     int isnum;
     double v = lua_tonumberx(L, -1, &isnum);
     if (!isnum) {
-      if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1), isnum = 1;
+      if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
       else
-        luaL_argerror(L, 1, lua_pushfstring(L, "number expected in nested table, got %s",
-                                            luaL_typename(L, -1)));
+        luaL_argerror(L, arg, lua_pushfstring(L, "number expected in %s, got %s", what,
+                                              luaL_typename(L, -1)));
     }
     pbt_tensor_set(t, idx, v);
     return;
   }
   if (lua_type(L, -1) != LUA_TTABLE || LPBT_LEN(L, -1) != t->shape[d])
-    luaL_argerror(L, 1, lua_pushfstring(L, "ragged nested table: expected %I entries "
-                                           "at depth %d",
-                                        (lua_Integer)t->shape[d], d + 1));
+    luaL_argerror(L, arg, lua_pushfstring(L, "ragged %s: expected %I entries at depth %d",
+                                          what, (lua_Integer)t->shape[d], d + 1));
+  luaL_checkstack(L, 2, what);
   for (i = 0; i < t->shape[d]; i++) {
     idx[d] = i;
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    nested_fill(L, t, d + 1, idx);
+    nested_fill(L, arg, what, t, d + 1, idx);
     lua_pop(L, 1);
   }
 }
 
-int lpbt_tensor_new(lua_State *L) {
+pbt_tensor *lpbt_tensor_from_table(lua_State *L, int arg, pbt_dtype dt,
+                                   const char *fname, const char *what) {
   int64_t shape[PBT_MAX_DIM], idx[PBT_MAX_DIM];
-  int ndim = 0;
+  int ndim = nested_shape(L, arg, shape);
   pbt_error err;
-  pbt_tensor *t;
+  pbt_tensor *t = lpbt_push_tensor(L);
+  LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
+  lpbt_gc_hint(L, t);
+  if (pbt_tensor_numel(t) > 0) {
+    lua_pushvalue(L, arg);
+    nested_fill(L, arg, what, t, 0, idx);
+    lua_pop(L, 1);
+  }
+  return t;
+}
+
+/* tensor(nested_table_or_number [, opts]) */
+int lpbt_tensor_new(lua_State *L) {
   pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   if (lua_type(L, 1) != LUA_TNUMBER && lua_type(L, 1) != LUA_TTABLE)
     return luaL_typeerror(L, 1, "table or number");
-  nested_shape(L, 1, &ndim, shape);
-  t = lpbt_push_tensor(L);
-  LPBT_CHECK(L, "tensor", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
-  lpbt_gc_hint(L, t);
-  if (pbt_tensor_numel(t) > 0) {
-    lua_pushvalue(L, 1);
-    nested_fill(L, t, 0, idx);
-    lua_pop(L, 1);
-  }
+  lpbt_tensor_from_table(L, 1, dt, "tensor", "nested table");
   return 1;
 }
 

@@ -187,7 +187,7 @@ describe("pbt.Tensor", function()
       assert.has_error(function() t:index_select(1, { "a" }) end,
         "bad argument #2 to 'index_select' (number expected in index table, got string)")
       assert.has_error(function() t:index_select(1, { { 1 }, { 1, 2 } }) end,
-        "bad argument #2 to 'index_select' (ragged index table)")
+        "bad argument #2 to 'index_select' (ragged index table: expected 1 entries at depth 2)")
     end)
   end)
 
