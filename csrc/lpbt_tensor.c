@@ -803,18 +803,25 @@ static void emit(printer *p, int d, int64_t *idx) {
 }
 
 static int t_tostring(lua_State *L) {
-  const pbt_tensor *t = lpbt_check_tensor(L, 1);
+  const pbt_tensor *t = (const pbt_tensor *)luaL_checkudata(L, 1, LPBT_TENSOR);
   printer p;
   int64_t idx[PBT_MAX_DIM];
   char shape[128];
+  if (!t->storage) { /* as io's "file (closed)": printing never raises */
+    lua_pushliteral(L, "pbt.Tensor (released)");
+    return 1;
+  }
   p.t = t;
   p.summarise = pbt_tensor_numel(t) > SUMMARISE;
   p.integral = 1;
   p.mx = 0, p.mn = HUGE_VAL;
-  each_shown(&p, 0, idx, scan_value);
-  p.sci = !p.integral && (p.mx >= 1e6 || p.mn < 1e-4);
+  p.sci = 0;
   p.width = 0;
-  each_shown(&p, 0, idx, width_value);
+  if (pbt_tensor_numel(t) > 0) { /* an empty tensor may still have long dims */
+    each_shown(&p, 0, idx, scan_value);
+    p.sci = !p.integral && (p.mx >= 1e6 || p.mn < 1e-4);
+    each_shown(&p, 0, idx, width_value);
+  }
   luaL_buffinit(L, &p.b);
   if (t->ndim == 0) {
     char buf[64];
