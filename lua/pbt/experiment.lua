@@ -163,7 +163,7 @@ M.member_seed = member_seed
 
 -- ---- the population store -------------------------------------------------------
 
-local Pop = core.population
+local Pop = require("pbt.population")
 
 -- hyperparameter kinds for the C store: choices are stored as 1-based indices
 local function hp_specs(e)
@@ -306,8 +306,8 @@ function Experiment:run(opts)
     m.steps, m.since = m.steps + 1, m.since + 1
     evaluations = evaluations + 1
     if not ok then
-      pop:set_status(i, "failed")
-      log("failure", i, nil, tostring(err))
+      pop:set_steps(i, m.steps)
+      log("failure", i, nil, tostring(err)) -- also marks it failed
       m.failed = true
       return false
     end
@@ -327,7 +327,8 @@ function Experiment:run(opts)
       exploits = exploits + 1
       copy_lua_parts(m.parts, dm.parts)
       m.failed = false
-      m.steps = dm.steps
+      m.steps = dm.steps -- the weights' training steps, through the lineage
+      pop:set_steps(i, m.steps)
       if not e.copy_hparams then set_h(i, own) end
     end
     local h = e.explore(copy_h(base), e.space, G)
