@@ -25,7 +25,7 @@ WARN    = -std=c11 -Wall -Wextra -pedantic -Wmissing-prototypes -Wstrict-prototy
 # pbt never reads errno after math calls; this lets gcc vectorize sqrt
 MATH    = -fno-math-errno
 ALL_CFLAGS = $(CFLAGS) $(OPT) $(MATH) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Icsrc
-LIBS    = -lopenblas -lz -lm
+LIBS    = -lopenblas -lz -lm -pthread
 
 CORE_SRC = $(wildcard csrc/pbt_*.c)
 BIND_SRC = $(wildcard csrc/lpbt_*.c)
@@ -61,6 +61,10 @@ $(BUILD)/include/pbt.h: $(PUBLIC_HEADERS)
 $(CTEST): spec/test_core.c $(LIBPBT) $(BUILD)/include/pbt.h
 	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
 
+CTEST_POP = $(BUILD)/test_population
+$(CTEST_POP): spec/test_population.c $(LIBPBT) $(BUILD)/include/pbt.h
+	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS) -pthread
+
 deps:
 	@sh .ci/deps
 
@@ -83,8 +87,9 @@ echo "$$passed passed, $$failed failed" | tee $(BUILD)/counts; \
 endef
 
 test: deps
-	$(MAKE) --no-print-directory all $(CTEST)
+	$(MAKE) --no-print-directory all $(CTEST) $(CTEST_POP)
 	$(CTEST)
+	$(CTEST_POP)
 	$(MAKE) --no-print-directory test-lua
 
 test-lua:
@@ -93,16 +98,18 @@ test-lua:
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 check: deps
 	$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" \
-	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core
+	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core build/asan/test_population
 	build/asan/test_core
+	build/asan/test_population
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory BUILD=build/asan test-lua
 
 valgrind: deps
 	@command -v valgrind >/dev/null || sh .ci/deps valgrind
-	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core
+	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core build/debug/test_population
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_population
 	$(MAKE) --no-print-directory BUILD=build/debug \
 	  BUSTED="valgrind -q --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=1 $(LUA) /usr/bin/busted --ignore-lua" \
 	  test-lua

@@ -11,5 +11,10 @@
 #include "pbt_ops.h"
 #include "pbt_linalg.h"
 #include "pbt_io.h"
+#include "pbt_data.h"
+#include "pbt_optim.h"
+#include "pbt_nn.h"
+#include "pbt_population.h"
+#include "pbt_stats.h"
 
 #endif
