@@ -128,7 +128,7 @@ typedef struct pool_geom {
 #define m_exp expf
 #define m_log logf
 #define m_log1p log1pf
-#define m_erf erff
+#define m_erfc erfcf
 #define m_sqrt sqrtf
 #include "pbt_nn.c"
 #undef real
@@ -136,14 +136,14 @@ typedef struct pool_geom {
 #undef m_exp
 #undef m_log
 #undef m_log1p
-#undef m_erf
+#undef m_erfc
 #undef m_sqrt
 #define real double
 #define S(name) name##_f64
 #define m_exp exp
 #define m_log log
 #define m_log1p log1p
-#define m_erf erf
+#define m_erfc erfc
 #define m_sqrt sqrt
 #include "pbt_nn.c"
 #undef real
@@ -151,7 +151,7 @@ typedef struct pool_geom {
 #undef m_exp
 #undef m_log
 #undef m_log1p
-#undef m_erf
+#undef m_erfc
 #undef m_sqrt
 #undef PBT_NN_GENERIC
 
@@ -1124,7 +1124,7 @@ static void S(bce_backward)(int64_t n, const real *x, const real *t,
 static void S(gelu)(int64_t n, const real *x, real *out) {
   int64_t i;
   for (i = 0; i < n; i++)
-    out[i] = (real)0.5 * x[i] * (1 + m_erf(x[i] * (real)0.70710678118654752440));
+    out[i] = (real)0.5 * x[i] * m_erfc(x[i] * (real)-0.70710678118654752440);
 }
 
 static void S(gelu_backward)(int64_t n, const real *g, const real *x,
@@ -1132,7 +1132,7 @@ static void S(gelu_backward)(int64_t n, const real *g, const real *x,
   int64_t i;
   for (i = 0; i < n; i++) {
     real v = x[i];
-    real cdf = (real)0.5 * (1 + m_erf(v * (real)0.70710678118654752440));
+    real cdf = (real)0.5 * m_erfc(v * (real)-0.70710678118654752440);
     real pdf = (real)0.39894228040143267794 * m_exp((real)-0.5 * v * v);
     gx[i] = g[i] * (cdf + v * pdf);
   }

@@ -162,7 +162,8 @@ pbt_status pbt_bce_with_logits_backward(pbt_tensor *gx, pbt_tensor *gt,
 
 /* ---- activations, normalisation, dropout --------------------------------- */
 
-/* GELU, exact: y = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)); out has x's
+/* GELU, exact: y = x * Phi(x) = x/2 * erfc(-x / sqrt 2) (erfc keeps the
+ * negative tail accurate); out has x's
  * shape.  The backward: gx = g * (Phi(x) + x * phi(x)). */
 pbt_status pbt_gelu(pbt_tensor *out, const pbt_tensor *x, pbt_error *err);
 pbt_status pbt_gelu_backward(pbt_tensor *gx, const pbt_tensor *g,

@@ -1,0 +1,670 @@
+local pbt = require("pbt")
+local nn = require("pbt.nn")
+local T = pbt.tensor
+
+local function gen(seed) return pbt.Generator(seed or 1) end
+
+local function randn(shape, seed, dtype)
+  return T.randn(shape, { dtype = dtype or "float64", generator = gen(seed) })
+end
+
+local function leaf(shape, seed) return randn(shape, seed):requires_grad_() end
+
+local function check(fn, inputs, eps, tol)
+  local ok, msg = pbt.gradcheck(fn, inputs, eps, tol)
+  assert(ok, msg)
+end
+
+local function assert_close(expected, got, tol)
+  tol = tol or 1e-6
+  local e = type(expected) == "table" and T.tensor(expected, { dtype = "float64" }) or expected
+  assert.same(e:shape(), got:shape())
+  assert(T.allclose(got:astype("float64"), e:astype("float64"), tol, tol),
+    "expected\n" .. tostring(e) .. "\ngot\n" .. tostring(got))
+end
+
+local function error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(err)
+end
+
+local function assert_error_ends(fn, msg)
+  local err = error_of(fn)
+  assert(err:sub(-#msg) == msg, ("expected an error ending in %q, got %q"):format(msg, err))
+end
+
+local dtypes = { "float32", "float64" }
+
+-- plain-Lua references -------------------------------------------------------------
+
+-- x [N][C][H][W], w [O][C][kh][kw], b [O] or nil (nested tables)
+local function ref_conv(x, w, b, sh, sw, ph, pw)
+  local N, C, H, W = #x, #x[1], #x[1][1], #x[1][1][1]
+  local O, kh, kw = #w, #w[1][1], #w[1][1][1]
+  local OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+  local out = {}
+  for n = 1, N do
+    out[n] = {}
+    for o = 1, O do
+      out[n][o] = {}
+      for i = 1, OH do
+        out[n][o][i] = {}
+        for j = 1, OW do
+          local s = b and b[o] or 0
+          for c = 1, C do
+            for ki = 1, kh do
+              for kj = 1, kw do
+                local r, q = (i - 1) * sh - ph + ki, (j - 1) * sw - pw + kj
+                if r >= 1 and r <= H and q >= 1 and q <= W then
+                  s = s + x[n][c][r][q] * w[o][c][ki][kj]
+                end
+              end
+            end
+          end
+          out[n][o][i][j] = s
+        end
+      end
+    end
+  end
+  return out
+end
+
+-- x [N][C][H][W]: values and 1-based positions in the plane
+local function ref_pool(x, kh, kw, sh, sw, ph, pw)
+  local N, C, H, W = #x, #x[1], #x[1][1], #x[1][1][1]
+  local OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+  local out, idx = {}, {}
+  for n = 1, N do
+    out[n], idx[n] = {}, {}
+    for c = 1, C do
+      out[n][c], idx[n][c] = {}, {}
+      for i = 1, OH do
+        out[n][c][i], idx[n][c][i] = {}, {}
+        for j = 1, OW do
+          local best, at = -math.huge, nil
+          for ki = 1, kh do
+            for kj = 1, kw do
+              local r, q = (i - 1) * sh - ph + ki, (j - 1) * sw - pw + kj
+              if r >= 1 and r <= H and q >= 1 and q <= W and x[n][c][r][q] > best then
+                best, at = x[n][c][r][q], (r - 1) * W + q
+              end
+            end
+          end
+          out[n][c][i][j], idx[n][c][i][j] = best, at
+        end
+      end
+    end
+  end
+  return out, idx
+end
+
+local function logsumexp(row)
+  local m = -math.huge
+  for _, v in ipairs(row) do m = math.max(m, v) end
+  local s = 0
+  for _, v in ipairs(row) do s = s + math.exp(v - m) end
+  return m + math.log(s)
+end
+
+describe("pbt.nn", function()
+  describe("functional kernels: forward values", function()
+    it("conv2d: a 1-channel 3x3 kernel on a 4x4 input, worked out by hand", function()
+      for _, dt in ipairs(dtypes) do
+        local x = T.arange(1, 17, { dtype = dt }):reshape(1, 1, 4, 4)
+        local w = T.tensor({ { { { 1, 2, 0 }, { 0, 1, 0 }, { 0, 0, -1 } } } }, { dtype = dt })
+        -- out[i][j] = x[i][j] + 2 x[i][j+1] + x[i+1][j+1] - x[i+2][j+2] = 12 i + 3 j
+        assert_close({ { { { 0, 3 }, { 12, 15 } } } }, nn.conv2d(x, w))
+        assert_close({ { { { 0.5, 3.5 }, { 12.5, 15.5 } } } },
+          nn.conv2d(x, w, T.tensor({ 0.5 }, { dtype = dt })))
+        -- stride 2, padding 1: windows start at (-1,-1), (-1,1), (1,-1), (1,1)
+        assert_close({ { { { -5, -5 }, { 5, 15 } } } }, nn.conv2d(x, w, nil, { stride = 2, padding = 1 }))
+        -- a 3-d input [C,H,W]
+        assert_close({ { { 0, 3 }, { 12, 15 } } }, nn.conv2d(x:reshape(1, 4, 4), w))
+      end
+    end)
+
+    it("conv2d matches a plain loop: channels, strides, paddings, non-contiguous input", function()
+      local cases = {
+        { n = 2, c = 3, h = 5, w = 6, o = 4, kh = 3, kw = 2, sh = 1, sw = 1, ph = 0, pw = 0 },
+        { n = 1, c = 2, h = 7, w = 5, o = 3, kh = 3, kw = 3, sh = 2, sw = 3, ph = 1, pw = 2 },
+        { n = 3, c = 4, h = 4, w = 4, o = 2, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0 },
+        { n = 2, c = 1, h = 6, w = 6, o = 2, kh = 5, kw = 5, sh = 1, sw = 1, ph = 2, pw = 2 },
+        { n = 1, c = 2, h = 3, w = 8, o = 2, kh = 2, kw = 4, sh = 2, sw = 2, ph = 1, pw = 0 },
+      }
+      for k, cs in ipairs(cases) do
+        for _, dt in ipairs(dtypes) do
+          local x = randn({ cs.n, cs.c, cs.w, cs.h }, k, dt):transpose(3, 4) -- non-contiguous
+          local w = randn({ cs.o, cs.c, cs.kh, cs.kw }, k + 10, dt)
+          local b = randn({ cs.o }, k + 20, dt)
+          local ref = ref_conv(x:totable(), w:totable(), b:totable(), cs.sh, cs.sw, cs.ph, cs.pw)
+          local got = nn.conv2d(x, w, b, { stride = { cs.sh, cs.sw }, padding = { cs.ph, cs.pw } })
+          assert_close(ref, got, 1e-4)
+        end
+      end
+    end)
+
+    it("conv2d: the module keeps its workspace and gives the same result each call", function()
+      local conv = nn.Conv2d(2, 3, 3, { padding = 1, generator = gen(3) })
+      local x = T.rand(2, 2, 5, 5, { generator = gen(4) })
+      local a = conv(x)
+      local b = conv(T.rand(1, 2, 9, 9, { generator = gen(5) })) -- a bigger workspace
+      assert.same({ 1, 3, 9, 9 }, b:shape())
+      assert(T.equal(a, conv(x)))
+    end)
+
+    it("max_pool2d by hand, with the positions of the maxima", function()
+      for _, dt in ipairs(dtypes) do
+        local x = T.tensor({ { { { 1, 5, 2, 0 }, { 3, 4, 8, 1 }, { 0, 2, 7, 6 }, { 9, 1, 3, 3 } } } },
+          { dtype = dt })
+        local out, idx = nn.max_pool2d(x, 2)
+        assert_close({ { { { 5, 8 }, { 9, 7 } } } }, out)
+        assert_close({ { { { 2, 7 }, { 13, 11 } } } }, idx)
+        assert_close({ { { { 5, 8 }, { 9, 7 } } } }, nn.MaxPool2d(2)(x))
+        -- kernel 3, stride 1, no padding: the maxima of the four 3x3 windows
+        assert_close({ { { { 8, 8 }, { 9, 8 } } } }, (nn.max_pool2d(x, 3, { stride = 1 })))
+      end
+    end)
+
+    it("max_pool2d matches a plain loop: strides, paddings, 3-d input, non-contiguous", function()
+      local cases = {
+        { 2, 3, 6, 6, 2, 2, 2, 2, 0, 0 }, { 1, 2, 7, 5, 3, 3, 2, 2, 1, 1 },
+        { 2, 1, 5, 8, 3, 2, 1, 2, 1, 0 }, { 1, 1, 4, 4, 4, 4, 1, 1, 0, 0 },
+      }
+      for k, cs in ipairs(cases) do
+        for _, dt in ipairs(dtypes) do
+          local x = randn({ cs[1], cs[2], cs[4], cs[3] }, k, dt):transpose(3, 4)
+          local ref, ridx = ref_pool(x:totable(), cs[5], cs[6], cs[7], cs[8], cs[9], cs[10])
+          local out, idx = nn.max_pool2d(x, { cs[5], cs[6] },
+            { stride = { cs[7], cs[8] }, padding = { cs[9], cs[10] } })
+          assert_close(ref, out)
+          assert_close(ridx, idx)
+        end
+      end
+      local x3 = randn({ 2, 4, 4 }, 9)
+      local ref = ref_pool({ x3:totable() }, 2, 2, 2, 2, 0, 0)
+      assert_close(ref[1], (nn.max_pool2d(x3, 2)))
+    end)
+
+    it("max_pool2d: a NaN in a window wins", function()
+      local x = T.tensor({ { { { 1, 0 / 0, 2, 0 }, { 3, 4, 8, 1 } } } })
+      local out, idx = nn.max_pool2d(x, 2)
+      assert(out:get(1, 1, 1, 1) ~= out:get(1, 1, 1, 1))
+      assert.equal(2, idx:get(1, 1, 1, 1))
+      assert.equal(8, out:get(1, 1, 1, 2))
+      assert.equal(7, idx:get(1, 1, 1, 2))
+    end)
+
+    it("cross_entropy from log-sum-exp, mean, sum and none, labels as a table or a tensor", function()
+      local rows = { { 1, 2, 3 }, { 1, 1, 1 }, { -2, 0.5, 4 } }
+      local labels = { 3, 1, 2 }
+      local l = {}
+      for i, r in ipairs(rows) do l[i] = logsumexp(r) - r[labels[i]] end
+      for _, dt in ipairs(dtypes) do
+        local x = T.tensor(rows, { dtype = dt })
+        local tol = dt == "float32" and 1e-5 or 1e-12
+        assert.near((l[1] + l[2] + l[3]) / 3, nn.cross_entropy(x, labels):item(), tol)
+        assert.near(l[1] + l[2] + l[3], nn.cross_entropy(x, labels, "sum"):item(), tol)
+        assert_close(l, nn.cross_entropy(x, T.tensor(labels, { dtype = "float32" }), "none"), tol)
+        assert.equal(dt, nn.cross_entropy(x, labels):dtype())
+      end
+      -- non-contiguous logits
+      local xt = T.tensor(rows, { dtype = "float64" }):t():contiguous():t()
+      assert.near((l[1] + l[2] + l[3]) / 3, nn.cross_entropy(xt, labels):item(), 1e-12)
+    end)
+
+    it("cross_entropy is stable for large logits", function()
+      local x = T.tensor({ { 1000, 0, -1000 }, { 1000, 1000, 0 } })
+      local l = nn.cross_entropy(x, { 1, 2 }, "none")
+      assert.near(0, l:get(1), 1e-6)
+      assert.near(math.log(2), l:get(2), 1e-6)
+    end)
+
+    it("cross_entropy rejects bad labels and shapes", function()
+      local x = T.zeros(2, 3)
+      assert.has_error(function() nn.cross_entropy(x, { 1, 4 }) end,
+        "cross_entropy: label 4 out of range for 3 classes")
+      assert.has_error(function() nn.cross_entropy(x, { 0, 1 }) end,
+        "cross_entropy: label 0 out of range for 3 classes")
+      assert.has_error(function() nn.cross_entropy(x, { 1.5, 1 }) end,
+        "cross_entropy: label 1.5 is not an integer")
+      assert.has_error(function() nn.cross_entropy(x, { 1 }) end,
+        "cross_entropy: labels of shape [1] do not fit logits of shape [2,3]")
+      assert.has_error(function() nn.cross_entropy(T.zeros(3), { 1 }) end,
+        "cross_entropy: expects 2-d logits [N,K], got shape [3]")
+      assert_error_ends(function() nn.cross_entropy(x, { 1, 2 }, "avg") end,
+        "cross_entropy: reduction must be 'mean', 'sum' or 'none', got 'avg'")
+    end)
+
+    it("nll_loss picks -logp at the labels", function()
+      local lp = T.tensor({ { -0.1, -2.0, -3.0 }, { -1.5, -0.5, -2.5 } }, { dtype = "float64" })
+      assert.near((0.1 + 0.5) / 2, nn.nll_loss(lp, { 1, 2 }):item(), 1e-12)
+      assert.near(3.0 + 1.5, nn.nll_loss(lp, T.tensor({ 3, 1 }), "sum"):item(), 1e-12)
+      -- log_softmax then nll_loss is cross_entropy
+      local x = randn({ 4, 5 }, 3)
+      assert.near(nn.cross_entropy(x, { 1, 5, 2, 2 }):item(),
+        nn.nll_loss(x:log_softmax(2), { 1, 5, 2, 2 }):item(), 1e-12)
+    end)
+
+    it("mse_loss and binary_cross_entropy_with_logits by formula", function()
+      local p = T.tensor({ 1, 2, 3 }, { dtype = "float64" })
+      local t = T.tensor({ 1.5, 2, 1 }, { dtype = "float64" })
+      assert.near((0.25 + 0 + 4) / 3, nn.mse_loss(p, t):item(), 1e-12)
+      assert.near(4.25, nn.mse_loss(p, t, "sum"):item(), 1e-12)
+      assert_close({ 0.25, 0, 4 }, nn.mse_loss(p, t, "none"))
+      local xs, ts = { -3, -0.5, 0, 2, 40 }, { 0, 1, 0.5, 1, 0 }
+      local want, sum = {}, 0
+      for i, x in ipairs(xs) do
+        local s = 1 / (1 + math.exp(-x))
+        local one_minus = x > 20 and math.exp(-x) or 1 - s
+        want[i] = -(ts[i] * math.log(s) + (1 - ts[i]) * math.log(one_minus))
+        sum = sum + want[i]
+      end
+      want[5] = 40 -- log(1 + e^40) ~ 40 to double precision
+      for _, dt in ipairs(dtypes) do
+        local x, tt = T.tensor(xs, { dtype = dt }), T.tensor(ts, { dtype = dt })
+        assert_close(want, nn.binary_cross_entropy_with_logits(x, tt, "none"), 1e-6)
+        assert.near((sum - (want[5] - 40)) / 5, nn.binary_cross_entropy_with_logits(x, tt):item(),
+          1e-5)
+      end
+      assert.has_error(function()
+        nn.binary_cross_entropy_with_logits(T.zeros(3), T.zeros(4))
+      end, "binary_cross_entropy_with_logits: targets of shape [4] do not fit logits of shape [3]")
+    end)
+
+    it("accuracy is the fraction of rows whose argmax is the label", function()
+      local x = T.tensor({ { 1, 2 }, { 3, 0 }, { 0, 1 } })
+      assert.near(2 / 3, nn.accuracy(x, { 2, 1, 1 }), 1e-15)
+      assert.equal(1, nn.accuracy(x, T.tensor({ 2, 1, 2 })))
+      assert.equal("number", type(nn.accuracy(x, { 1, 1, 1 })))
+    end)
+
+    it("gelu at known points: x * Phi(x)", function()
+      local want = { 0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416,
+        -0.004049694094890287, -5.919525870226207e-09 }
+      for _, dt in ipairs(dtypes) do
+        local x = T.tensor({ 0, 1, -1, 2, -3, -6 }, { dtype = dt })
+        assert_close(want, nn.gelu(x), dt == "float32" and 1e-6 or 1e-14)
+        assert_close(want, nn.GELU()(x), dt == "float32" and 1e-6 or 1e-14)
+      end
+    end)
+
+    it("layer_norm by formula, with weight and bias, over one or two dimensions", function()
+      local x = T.tensor({ { 1, 2, 3, 4 }, { 2, 2, 2, 6 } }, { dtype = "float64" })
+      local r1, r2 = 1 / math.sqrt(1.25 + 1e-5), 1 / math.sqrt(3 + 1e-5)
+      assert_close({ { -1.5 * r1, -0.5 * r1, 0.5 * r1, 1.5 * r1 }, { -r2, -r2, -r2, 3 * r2 } },
+        nn.layer_norm(x, 4), 1e-12)
+      local w = T.tensor({ 1, 2, 3, 4 }, { dtype = "float64" })
+      local b = T.tensor({ 0, 0, 0, 1 }, { dtype = "float64" })
+      assert_close({ { -1.5 * r1, -1 * r1, 1.5 * r1, 6 * r1 + 1 }, { -r2, -2 * r2, -3 * r2, 12 * r2 + 1 } },
+        nn.layer_norm(x, { 4 }, w, b), 1e-12)
+      -- over both dimensions: mean 2.75, biased variance 2.1875
+      local all = nn.layer_norm(x, { 2, 4 }, nil, nil, 0)
+      assert.near((1 - 2.75) / math.sqrt(2.1875), all:get(1, 1), 1e-12)
+      local ln = nn.LayerNorm(4, { dtype = "float64" })
+      assert_close(nn.layer_norm(x, 4), ln(x), 1e-12)
+      assert.has_error(function() nn.layer_norm(x, 3) end,
+        "layer_norm: normalized shape [3] does not fit input of shape [2,4]")
+    end)
+
+    it("linear: x w^T + b for 1-d, 2-d, 3-d and transposed inputs", function()
+      local w = T.tensor({ { 1, 2, 3 }, { 0, -1, 1 } }, { dtype = "float64" })
+      local b = T.tensor({ 0.5, -0.5 }, { dtype = "float64" })
+      local x = T.tensor({ { 1, 1, 1 }, { 2, 0, -1 } }, { dtype = "float64" })
+      assert_close({ { 6.5, -0.5 }, { -0.5, -1.5 } }, nn.linear(x, w, b))
+      assert_close({ { 6, 0 }, { -1, -1 } }, nn.linear(x, w))
+      assert_close({ 6.5, -0.5 }, nn.linear(T.tensor({ 1, 1, 1 }, { dtype = "float64" }), w, b))
+      assert_close({ { { 6.5, -0.5 }, { -0.5, -1.5 } } }, nn.linear(x:reshape(1, 2, 3), w, b))
+      assert_close({ { 6.5, -0.5 }, { -0.5, -1.5 } }, nn.linear(x:t():contiguous():t(), w, b))
+      assert.has_error(function() nn.linear(T.zeros(2, 4), T.zeros(3, 3)) end,
+        "linear: input of shape [2,4] does not fit weight of shape [3,3]")
+    end)
+
+    it("embedding picks rows at 1-based indices", function()
+      local w = T.tensor({ { 1, 2 }, { 3, 4 }, { 5, 6 } })
+      assert_close({ { { 5, 6 }, { 1, 2 } }, { { 3, 4 }, { 3, 4 } } },
+        nn.embedding(T.tensor({ { 3, 1 }, { 2, 2 } }), w))
+      assert_close({ { 3, 4 } }, nn.embedding({ 2 }, w))
+      local e = nn.Embedding(10, 4, { generator = gen(2) })
+      assert.same({ 2, 3, 4 }, e(T.tensor({ { 1, 2, 3 }, { 10, 9, 8 } })):shape())
+    end)
+
+    it("error texts of the kernels name the shapes", function()
+      assert.has_error(function() nn.conv2d(T.zeros(1, 2, 5, 5), T.zeros(4, 3, 3, 3)) end,
+        "conv2d: input of shape [1,2,5,5] has 2 channels, weight of shape [4,3,3,3] expects 3")
+      assert.has_error(function() nn.conv2d(T.zeros(2, 5, 5, 5, 1), T.zeros(4, 3, 3, 3)) end,
+        "conv2d: expects a 4-d input [N,C,H,W], got shape [2,5,5,5,1]")
+      assert.has_error(function() nn.conv2d(T.zeros(1, 1, 4, 4), T.zeros(1, 1, 5, 5)) end,
+        "conv2d: kernel 5x5 does not fit the padded input 4x4")
+      assert.has_error(function() nn.max_pool2d(T.zeros(1, 1, 4, 4), 5) end,
+        "max_pool2d: kernel 5x5 does not fit the padded input 4x4")
+      assert.has_error(function() nn.max_pool2d(T.zeros(1, 1, 4, 4), 3, { padding = 2 }) end,
+        "max_pool2d: padding 2x2 larger than half the kernel 3x3")
+      assert.has_error(function() nn.max_pool2d(T.zeros(4, 4), 2) end,
+        "max_pool2d: expects a 3-d or 4-d input, got shape [4,4]")
+      assert.has_error(function() nn.conv2d(T.zeros(1, 1, 4, 4), T.zeros(1, 1, 3, 3, { dtype = "float64" })) end,
+        "conv2d: dtypes float32 and float64 do not match")
+      assert_error_ends(function() nn.Conv2d(1, 2, 3, { stride = 0 }) end,
+        "Conv2d: stride must be >= 1, got 0")
+    end)
+  end)
+
+  describe("gradients (gradcheck in float64)", function()
+    it("linear, with and without bias, non-contiguous and 3-d inputs", function()
+      local x, w, b = leaf({ 3, 4 }, 1), leaf({ 2, 4 }, 2), leaf({ 2 }, 3)
+      check(function(x_, w_, b_) return nn.linear(x_, w_, b_) end, { x, w, b })
+      check(function(x_, w_) return nn.linear(x_, w_) end, { x, w })
+      local xt = leaf({ 4, 3 }, 4)
+      check(function(x_, w_, b_) return nn.linear(x_:t(), w_, b_) end, { xt, w, b })
+      local x3 = leaf({ 2, 2, 4 }, 5)
+      check(function(x_, w_, b_) return nn.linear(x_, w_, b_) end, { x3, w, b })
+      -- only the weight requires grad
+      local xc = randn({ 3, 4 }, 6)
+      check(function(w_) return nn.linear(xc, w_, b) end, { w })
+    end)
+
+    it("conv2d with stride, padding, a 1x1 kernel and a non-contiguous input", function()
+      local cases = {
+        { x = { 2, 2, 5, 4 }, w = { 3, 2, 3, 2 }, stride = 1, padding = 0 },
+        { x = { 1, 2, 5, 5 }, w = { 2, 2, 3, 3 }, stride = 2, padding = 1 },
+        { x = { 2, 1, 4, 6 }, w = { 2, 1, 2, 3 }, stride = { 2, 1 }, padding = { 0, 2 } },
+        { x = { 2, 3, 3, 3 }, w = { 2, 3, 1, 1 }, stride = 1, padding = 0 },
+      }
+      for k, cs in ipairs(cases) do
+        local x, w, b = leaf(cs.x, k), leaf(cs.w, k + 10), leaf({ cs.w[1] }, k + 20)
+        local opts = { stride = cs.stride, padding = cs.padding }
+        check(function(x_, w_, b_) return nn.conv2d(x_, w_, b_, opts) end, { x, w, b })
+      end
+      local xt = leaf({ 1, 2, 4, 5 }, 7)
+      local w = leaf({ 2, 2, 3, 3 }, 8)
+      check(function(x_, w_) return nn.conv2d(x_:transpose(3, 4), w_, nil, { padding = 1 }) end,
+        { xt, w })
+      -- the module, through its parameters
+      local conv = nn.Conv2d(2, 3, 3, { stride = 2, padding = 1, generator = gen(9), dtype = "float64" })
+      local x = leaf({ 2, 2, 5, 5 }, 9)
+      check(function(x_) return conv(x_) end, { x, conv.weight, conv.bias })
+    end)
+
+    it("max_pool2d with stride and padding", function()
+      local x = leaf({ 2, 2, 5, 5 }, 1)
+      check(function(x_) return nn.max_pool2d(x_, 2) end, { x })
+      check(function(x_) return nn.max_pool2d(x_, 3, { stride = 2, padding = 1 }) end, { x })
+      check(function(x_) return nn.max_pool2d(x_:transpose(3, 4), { 2, 3 }, { stride = 1 }) end, { x })
+      local x3 = leaf({ 2, 4, 4 }, 2)
+      check(function(x_) return nn.MaxPool2d(2)(x_) end, { x3 })
+    end)
+
+    it("cross_entropy (mean, sum, none) and nll_loss", function()
+      local x = leaf({ 4, 5 }, 1)
+      local labels = T.tensor({ 2, 5, 1, 2 })
+      for _, red in ipairs({ "mean", "sum", "none" }) do
+        check(function(x_) return nn.cross_entropy(x_, labels, red) end, { x })
+        check(function(x_) return nn.nll_loss(x_:log_softmax(2), labels, red) end, { x })
+      end
+      check(function(x_) return nn.cross_entropy(x_:t(), { 1, 2, 3, 4, 1 }) end, { x })
+    end)
+
+    it("binary_cross_entropy_with_logits, also through the targets; mse_loss", function()
+      local x, t = leaf({ 3, 2 }, 1), randn({ 3, 2 }, 2):sigmoid():requires_grad_()
+      for _, red in ipairs({ "mean", "sum", "none" }) do
+        check(function(x_, t_) return nn.binary_cross_entropy_with_logits(x_, t_, red) end, { x, t })
+        check(function(x_, t_) return nn.mse_loss(x_, t_, red) end, { x, t })
+      end
+    end)
+
+    it("gelu, layer_norm (with and without affine parameters), activations", function()
+      local x = leaf({ 3, 4 }, 1)
+      check(function(x_) return nn.gelu(x_) end, { x })
+      check(function(x_) return nn.gelu(x_:t()) end, { x })
+      local w, b = leaf({ 4 }, 2), leaf({ 4 }, 3)
+      check(function(x_, w_, b_) return nn.layer_norm(x_, 4, w_, b_) end, { x, w, b })
+      check(function(x_) return nn.layer_norm(x_, 4) end, { x })
+      check(function(x_) return nn.layer_norm(x_:t(), 3) end, { x })
+      local x3, w2, b2 = leaf({ 2, 2, 3 }, 4), leaf({ 2, 3 }, 5), leaf({ 2, 3 }, 6)
+      check(function(x_, w_, b_) return nn.layer_norm(x_, { 2, 3 }, w_, b_) end, { x3, w2, b2 })
+      check(function(x_, b_) return nn.layer_norm(x_, { 2, 3 }, nil, b_) end, { x3, b2 })
+      for _, m in ipairs({ nn.ReLU(), nn.Tanh(), nn.Sigmoid(), nn.GELU() }) do
+        check(function(x_) return m(x_) end, { x })
+      end
+    end)
+
+    it("dropout (the mask drawn again from the same seed)", function()
+      local x = leaf({ 4, 5 }, 1)
+      check(function(x_) return nn.dropout(x_, 0.4, { generator = gen(7) }) end, { x })
+    end)
+
+    it("embedding, through index_select", function()
+      local e = nn.Embedding(5, 3, { generator = gen(1), dtype = "float64" })
+      local idx = T.tensor({ { 1, 5 }, { 5, 2 } })
+      check(function() return e(idx) end, { e.weight })
+    end)
+
+    it("a Sequential MLP and a small CNN, through every parameter", function()
+      local g = gen(3)
+      local mlp = nn.Sequential(nn.Linear(4, 5, { generator = g, dtype = "float64" }), nn.Tanh(),
+        nn.LayerNorm(5, { dtype = "float64" }), nn.Linear(5, 3, { generator = g, dtype = "float64" }))
+      local x = randn({ 2, 4 }, 4)
+      local inputs = mlp:parameters()
+      check(function() return nn.cross_entropy(mlp(x), { 3, 1 }) end, inputs)
+      local cnn = nn.Sequential(nn.Conv2d(1, 2, 3, { padding = 1, generator = g, dtype = "float64" }),
+        nn.GELU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3, { generator = g, dtype = "float64" }))
+      local xi = randn({ 2, 1, 4, 4 }, 5)
+      check(function() return nn.cross_entropy(cnn(xi), { 1, 3 }, "sum") end, cnn:parameters())
+    end)
+  end)
+
+  describe("modules", function()
+    it("parameter counts and shapes", function()
+      local cases = {
+        { nn.Linear(784, 256), 784 * 256 + 256 },
+        { nn.Linear(10, 3, { bias = false }), 30 },
+        { nn.Conv2d(1, 16, 3), 16 * 9 + 16 },
+        { nn.Conv2d(16, 32, { 3, 5 }, { bias = false }), 32 * 16 * 15 },
+        { nn.LayerNorm(10), 20 },
+        { nn.LayerNorm({ 2, 3 }, { elementwise_affine = false }), 0 },
+        { nn.Embedding(10, 4), 40 },
+        { nn.Sequential(nn.Conv2d(1, 16, 3, { padding = 1 }), nn.ReLU(), nn.MaxPool2d(2),
+          nn.Conv2d(16, 32, 3, { padding = 1 }), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+          nn.Linear(32 * 7 * 7, 10)), 160 + 4640 + 15690 },
+        { nn.Sequential(nn.ReLU(), nn.Dropout(0.5), nn.Flatten()), 0 },
+      }
+      for _, c in ipairs(cases) do assert.equal(c[2], c[1]:num_parameters()) end
+      local conv = nn.Conv2d(3, 8, { 3, 5 })
+      assert.same({ 8, 3, 3, 5 }, conv.weight:shape())
+      assert.same({ 8 }, conv.bias:shape())
+      assert.same({ 10, 784 }, nn.Linear(784, 10).weight:shape())
+      assert.is_nil(nn.Linear(2, 3, { bias = false }).bias)
+    end)
+
+    it("default initialisation: uniform in +-1/sqrt(fan_in), from the given generator", function()
+      local lin = nn.Linear(100, 50, { generator = gen(1) })
+      local bound = 0.1
+      for _, t in ipairs({ lin.weight, lin.bias }) do
+        assert.is_true(t:abs():max():item() <= bound)
+      end
+      assert.is_true(lin.weight:abs():max():item() > 0.99 * bound)
+      assert.near(0, lin.weight:mean():item(), 0.01)
+      -- uniform(-a, a) has variance a^2 / 3
+      assert.near(bound * bound / 3, lin.weight:var():item(), 1e-4)
+      local again = nn.Linear(100, 50, { generator = gen(1) })
+      assert(T.equal(lin.weight, again.weight) and T.equal(lin.bias, again.bias))
+      assert(not T.equal(lin.weight, nn.Linear(100, 50, { generator = gen(2) }).weight))
+      local conv = nn.Conv2d(4, 6, 3, { generator = gen(1) })
+      assert.is_true(conv.weight:abs():max():item() <= 1 / 6)
+      assert.is_true(conv.weight:abs():max():item() > 0.95 / 6)
+      local e = nn.Embedding(200, 50, { generator = gen(1) })
+      assert.near(0, e.weight:mean():item(), 0.03)
+      assert.near(1, e.weight:std():item(), 0.03)
+      local ln = nn.LayerNorm(3)
+      assert(T.equal(ln.weight, T.ones(3)) and T.equal(ln.bias, T.zeros(3)))
+      assert.equal("float64", nn.Linear(2, 2, { dtype = "float64" }).weight:dtype())
+      assert.is_true(lin.weight.requires_grad and lin.weight:is_leaf())
+    end)
+
+    it("named_parameters: names and a fixed order; parameters() follows it", function()
+      local m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.LayerNorm(3), nn.Linear(3, 2)))
+      local names = {}
+      for i, p in ipairs(m:named_parameters()) do
+        names[i] = p[1]
+        assert.equal(p[2], m:parameters()[i])
+      end
+      assert.same({ "1.weight", "1.bias", "3.1.weight", "3.1.bias", "3.2.weight", "3.2.bias" }, names)
+      assert.equal(m[3][2].weight, m:parameters()[5])
+      assert.equal(3, #m)
+    end)
+
+    it("a shared parameter is listed once", function()
+      local lin = nn.Linear(3, 3)
+      local m = nn.Sequential(lin, nn.ReLU(), lin)
+      assert.equal(2, #m:parameters())
+      assert.equal(12, m:num_parameters())
+    end)
+
+    it("forward and __call; Sequential chains its children", function()
+      local m = nn.Sequential(nn.Linear(2, 2, { generator = gen(1) }), nn.ReLU())
+      local x = T.tensor({ { 1, -1 } })
+      local want = nn.linear(x, m[1].weight, m[1].bias):relu()
+      assert(T.equal(want, m(x)))
+      assert(T.equal(want, m:forward(x)))
+      assert.equal("Sequential(\n  (1): Linear(in_features=2, out_features=2, bias=true)\n" ..
+        "  (2): ReLU()\n)", tostring(m))
+    end)
+
+    it("zero_grad drops every parameter's gradient", function()
+      local m = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
+      m(T.ones(4, 3)):sum():backward()
+      for _, p in ipairs(m:parameters()) do assert.is_not_nil(p.grad) end
+      m:zero_grad()
+      for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
+    end)
+
+    it("train() and eval() set training recursively; Dropout is off in eval mode", function()
+      local drop = nn.Dropout(0.5, { generator = gen(1) })
+      local m = nn.Sequential(nn.Linear(4, 4), nn.Sequential(drop))
+      assert.is_true(m.training and drop.training)
+      assert.equal(m, m:eval())
+      assert.is_false(m.training or m[1].training or m[2].training or drop.training)
+      local x = T.ones(100, 100)
+      assert.equal(x, drop(x)) -- the identity
+      m:train()
+      assert.is_true(drop.training)
+      local y = drop(x)
+      local kept = y:ne(0):sum():item()
+      assert.is_true(kept > 4500 and kept < 5500) -- 10000 draws, p = 0.5
+      assert(T.equal(y:ne(0) * 2, y)) -- the kept values are scaled by 1 / (1 - p)
+      -- the same generator seed gives the same mask
+      local a = nn.Dropout(0.3, { generator = gen(5) })(x)
+      local b = nn.Dropout(0.3, { generator = gen(5) })(x)
+      assert(T.equal(a, b))
+      assert.equal(x, nn.Dropout(0)(x))
+      assert(T.equal(T.zeros(3, 3), nn.Dropout(1)(T.ones(3, 3))))
+      assert_error_ends(function() nn.Dropout(1.5) end, "Dropout: probability must be in [0, 1], got 1.5")
+    end)
+
+    it("state_dict holds references; load_state_dict copies and round-trips", function()
+      local a = nn.Sequential(nn.Linear(4, 3, { generator = gen(1) }), nn.ReLU(),
+        nn.LayerNorm(3))
+      local b = nn.Sequential(nn.Linear(4, 3, { generator = gen(2) }), nn.ReLU(),
+        nn.LayerNorm(3))
+      local sd = a:state_dict()
+      local keys = {}
+      for k in pairs(sd) do keys[#keys + 1] = k end
+      table.sort(keys)
+      assert.same({ "1.bias", "1.weight", "3.bias", "3.weight" }, keys)
+      assert.equal(a[1].weight, sd["1.weight"]) -- a reference, as in PyTorch
+      assert(not T.equal(a[1].weight, b[1].weight))
+      local wb = b[1].weight
+      assert.equal(b, b:load_state_dict(sd))
+      assert.equal(wb, b[1].weight) -- copied into the existing tensor
+      assert(T.equal(a[1].weight, b[1].weight) and T.equal(a[1].bias, b[1].bias))
+      assert.are_not.equal(a[1].weight, b[1].weight)
+      assert.is_true(b[1].weight.requires_grad)
+      -- a snapshot of clones, loaded back after training changed the weights
+      local snap = {}
+      for k, v in pairs(a:state_dict()) do snap[k] = v:clone() end
+      pbt.no_grad(function() a[1].weight:fill_(7) end)
+      a:load_state_dict(snap)
+      assert(T.equal(snap["1.weight"], a[1].weight))
+      -- float64 entries are converted into the float32 tensors
+      local sd64 = {}
+      for k, v in pairs(snap) do sd64[k] = v:astype("float64") end
+      a:load_state_dict(sd64)
+      assert.equal("float32", a[1].weight:dtype())
+    end)
+
+    it("load_state_dict names a missing, mis-shaped or unexpected entry and copies nothing", function()
+      local m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+      local before = m[1].weight:clone()
+      local sd = {}
+      for k, v in pairs(m:state_dict()) do sd[k] = v:detach():clone():fill_(1) end
+      sd["1.weight"] = nil
+      assert_error_ends(function() m:load_state_dict(sd) end,
+        "load_state_dict: missing entry '1.weight'")
+      sd["1.weight"] = T.zeros(3, 4)
+      assert_error_ends(function() m:load_state_dict(sd) end,
+        "load_state_dict: '1.weight' has shape [3,4], expected [4,3]")
+      sd["1.weight"] = T.zeros(4, 3)
+      sd["3.weight"] = T.zeros(1)
+      assert_error_ends(function() m:load_state_dict(sd) end,
+        "load_state_dict: unexpected entry '3.weight'")
+      assert(T.equal(before, m[1].weight)) -- nothing copied by the failed calls
+      sd["1.bias"] = "x"
+      assert_error_ends(function() m:load_state_dict(sd, { strict = false }) end,
+        "load_state_dict: '1.bias' is a string, expected a tensor")
+      sd["1.bias"] = nil
+      m:load_state_dict(sd, { strict = false }) -- missing and unexpected entries allowed
+      assert(T.equal(T.zeros(4, 3), m[1].weight))
+    end)
+
+    it("a custom module in a few lines of Lua", function()
+      local Net = nn.Module:extend("Net")
+      function Net:init(n_in, n_hidden, opts)
+        self.fc1 = nn.Linear(n_in, n_hidden, opts)
+        self.fc2 = nn.Linear(n_hidden, 1, opts)
+        self.scale = T.ones(1):requires_grad_() -- a leaf that requires grad: a parameter
+        self.steps = 0                          -- a plain field
+        self:register_buffer("calls", T.zeros(1))
+      end
+      function Net:forward(x)
+        self.steps = self.steps + 1
+        return self.fc2(self.fc1(x):tanh()) * self.scale
+      end
+      local net = Net(3, 4, { generator = gen(1) })
+      local names = {}
+      for i, p in ipairs(net:named_parameters()) do names[i] = p[1] end
+      assert.same({ "scale", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias" }, names)
+      assert.equal(1 + 16 + 5, net:num_parameters())
+      local y = net(T.ones(2, 3))
+      assert.same({ 2, 1 }, y:shape())
+      assert.equal(1, net.steps)
+      y:sum():backward()
+      assert.is_not_nil(net.scale.grad)
+      assert.is_not_nil(net.fc1.weight.grad)
+      local sd = net:state_dict()
+      assert.equal(net.calls, sd.calls) -- buffers are in the state_dict, not in parameters()
+      assert.is_not_nil(sd["fc2.bias"])
+      assert.equal("Net", net.__name)
+      -- in a Sequential, named by position
+      local seq = nn.Sequential(Net(3, 2), nn.Sigmoid())
+      assert.equal("1.fc1.weight", seq:named_parameters()[2][1])
+      -- replacing and removing entries
+      net.fc2 = nn.Linear(4, 2)
+      assert.equal(1 + 16 + 10, net:num_parameters())
+      net.scale = nil
+      assert.equal(16 + 10, net:num_parameters())
+      assert_error_ends(function() net.fc1 = T.zeros(2) end,
+        "cannot assign a tensor that does not require grad to submodule 'fc1' of a Net " ..
+        "(a parameter takes a leaf tensor that requires grad, a submodule takes a module)")
+      -- explicit registration; subclasses inherit methods
+      local Sub = Net:extend("Sub")
+      function Sub:init() Net.init(self, 2, 2); self:register_parameter("extra", T.zeros(2)) end
+      local s = Sub()
+      assert.is_true(s.extra.requires_grad)
+      assert.equal("extra", s:named_parameters()[2][1])
+      assert.same({ 1, 1 }, s(T.ones(1, 2)):shape())
+      s:add_module("head", nn.Linear(1, 1))
+      assert.equal(s.head, s:children()[3])
+      assert_error_ends(function() s:add_module("x", 3) end, "add_module: a module expected, got number")
+    end)
+  end)
+end)
