@@ -272,9 +272,7 @@ function Experiment:run(opts)
     return false
   end
 
-  local view = setmetatable({ size = n }, {
-    __newindex = function() error("experiment: the population view is read-only", 2) end,
-  })
+  local view = { size = n }
   function view.score(_, i) return pop:scores()[i] end
   function view.scores(_) return pop:scores() end
   function view.history(_, i) return pop:history(i) end
@@ -285,6 +283,9 @@ function Experiment:run(opts)
   end
   function view.hparams(_, i) return copy_h(members[i].h) end
   function view.member(_, i) return pop:member(i) end
+  setmetatable(view, {
+    __newindex = function() error("experiment: the population view is read-only", 2) end,
+  })
 
   local function log(kind, i, other, detail) pop:log(kind, i, other or 0, detail or "") end
 
