@@ -86,8 +86,9 @@ static pbt_status read_labels(const pbt_tensor *labels, int64_t n, int64_t k,
 
 static pbt_status reduced_out(pbt_tensor *out, pbt_dtype dt, pbt_reduction red,
                               int ndim, const int64_t *shape, pbt_error *err) {
+  int64_t none = 0; /* a 0-d tensor: no sizes, but a valid pointer */
   if (red == PBT_REDUCTION_NONE) return pbt_tensor_empty(out, dt, ndim, shape, err);
-  return pbt_tensor_empty(out, dt, 0, NULL, err);
+  return pbt_tensor_empty(out, dt, 0, &none, err);
 }
 
 /* The scale of loss element i's gradient, given the loss's gradient g. */
