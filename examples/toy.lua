@@ -15,7 +15,8 @@ package.cpath = "./build/?.so;" .. package.cpath
 local pbt = require("pbt")
 local T = pbt.tensor
 
-local out = arg[1] or "/tmp/pbt-toy"
+-- the output directory, when run as a script (not when loaded by a spec)
+local out = (arg and arg[0] and arg[0]:match("toy%.lua$") and arg[1]) or "/tmp/pbt-toy"
 
 local function toy(method, seed)
   local exploit, explore = method == "pbt" or method == "exploit only",

@@ -42,7 +42,7 @@ local submodules = {
   nn = "pbt.nn", optim = "pbt.optim", data = "pbt.data", stats = "pbt.stats",
   select = "pbt.select", explore = "pbt.explore", ready = "pbt.ready",
   exploit = "pbt.exploit", json = "pbt.json", svg = "pbt.svg",
-  population = "pbt.population",
+  population = "pbt.population", space = "pbt.space",
 }
 local from_experiment = { experiment = true, replay = true, load_experiment = "load" }
 setmetatable(pbt, {
