@@ -102,16 +102,56 @@ PBT_INLINE real S(unop)(int op, real x) {
   return 0;
 }
 
+/* The fast kernel of op, for x where S(fast_domain)(op, x). */
+PBT_INLINE real S(unop_fast)(int op, real x) {
+  switch (op) {
+  case PBT_LOG: return S(m_log_fast)(x);
+  case PBT_LOG1P: return S(m_log1p_fast)(x);
+  case PBT_SIN: return S(m_sin_fast)(x);
+  case PBT_COS: return S(m_cos_fast)(x);
+  }
+  return S(unop)(op, x);
+}
+
+/* In chunks: the fast kernel when the whole chunk is in its domain, else
+ * the full function and libm for the elements that need it.  The chunk is
+ * read before it is written, so o may be a. */
+PBT_INLINE void S(unloop_chunked)(int op, int64_t n, real *o, int64_t so,
+                                  const real *a, int64_t sa) {
+  int64_t i, j, m;
+  for (i = 0; i < n; i += FAST_CHUNK) {
+    real *oc = o + i * so;
+    const real *ac = a + i * sa;
+    int outside = 0;
+    m = n - i < FAST_CHUNK ? n - i : FAST_CHUNK;
+    for (j = 0; j < m; j++) outside |= !S(fast_domain)(op, ac[j * sa]);
+    if (!outside) {
+      for (j = 0; j < m; j++) oc[j * so] = S(unop_fast)(op, ac[j * sa]);
+    } else {
+      real x[FAST_CHUNK];
+      for (j = 0; j < m; j++) x[j] = ac[j * sa];
+      for (j = 0; j < m; j++) oc[j * so] = S(unop)(op, x[j]);
+      for (j = 0; j < m; j++)
+        if (S(needs_libm)(op, x[j])) oc[j * so] = S(libm)(op, x[j]);
+    }
+  }
+}
+
 PBT_INLINE void S(unloop)(int op, int64_t n, real *o, int64_t so,
                           const real *a, int64_t sa) {
   int64_t i;
-  if (so == 1 && sa == 1)
+  if (sizeof(real) == sizeof(float) &&
+      (op == PBT_LOG || op == PBT_LOG1P || op == PBT_SIN || op == PBT_COS)) {
+    if (so == 1 && sa == 1) S(unloop_chunked)(op, n, o, 1, a, 1);
+    else S(unloop_chunked)(op, n, o, so, a, sa);
+  } else if (so == 1 && sa == 1) {
     for (i = 0; i < n; i++) o[i] = S(unop)(op, a[i]);
-  else
+  } else {
     for (i = 0; i < n; i++) o[i * so] = S(unop)(op, a[i * sa]);
+  }
 }
 
-static PBT_CLONES void S(unary_row)(pbt_unop op, int64_t n, real *o,
+static PBT_CLONES_FMA void S(unary_row)(pbt_unop op, int64_t n, real *o,
                                     int64_t so, const real *a, int64_t sa) {
   switch (op) {
   case PBT_NEG: S(unloop)(PBT_NEG, n, o, so, a, sa); break;
@@ -225,34 +265,39 @@ static accreal S(msum)(int kind, const real *x, int64_t n, const accreal *c,
   return S(msum)(kind, x, h, c, p) + S(msum)(kind, x + h, n - h, c, p);
 }
 
-/* acc[j] += f(x[r * inner + j]) for r < R, j < inner. */
+/* acc[j] += f(x[r * inner + j]) for r < R, j < inner.  COL_GROUP rows are
+ * read at once (summed, then added to acc): acc then goes through the
+ * cache COL_GROUP times less often, and the rows are streams the prefetcher
+ * follows; blocks of columns would make short streams instead. */
+PBT_INLINE void S(mcol_op)(int kind, const real *x, int64_t R, int64_t inner,
+                           accreal *acc, const accreal *c, accreal p) {
+  int64_t r = 0, j;
+  int k;
+  for (; r + COL_GROUP <= R; r += COL_GROUP, x += COL_GROUP * inner)
+    for (j = 0; j < inner; j++) {
+      accreal s = 0;
+      /* unrolled first, so that gcc vectorizes the loop over j */
+#pragma GCC unroll 8
+      for (k = 0; k < COL_GROUP; k++)
+        s += S(msmap)(kind, x[k * inner + j], c, j, p);
+      acc[j] += s;
+    }
+  for (; r < R; r++, x += inner)
+    for (j = 0; j < inner; j++) acc[j] += S(msmap)(kind, x[j], c, j, p);
+}
+
 static PBT_CLONES void S(mcol)(int kind, const real *x, int64_t R,
                                int64_t inner, accreal *acc, const accreal *c,
                                accreal p) {
-  int64_t r, j;
-  for (r = 0; r < R; r++, x += inner) switch (kind) {
-    case MS_SUM:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_SUM, x[j], c, j, p);
-      break;
-    case MS_SQ:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_SQ, x[j], c, j, p);
-      break;
-    case MS_ABS:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_ABS, x[j], c, j, p);
-      break;
-    case MS_POW:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_POW, x[j], c, j, p);
-      break;
-    case MS_NZ:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_NZ, x[j], c, j, p);
-      break;
-    case MS_DEV2:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_DEV2, x[j], c, j, p);
-      break;
-    case MS_EXP:
-      for (j = 0; j < inner; j++) acc[j] += S(msmap)(MS_EXP, x[j], c, j, p);
-      break;
-    }
+  switch (kind) {
+  case MS_SUM: S(mcol_op)(MS_SUM, x, R, inner, acc, c, p); break;
+  case MS_SQ: S(mcol_op)(MS_SQ, x, R, inner, acc, c, p); break;
+  case MS_ABS: S(mcol_op)(MS_ABS, x, R, inner, acc, c, p); break;
+  case MS_POW: S(mcol_op)(MS_POW, x, R, inner, acc, c, p); break;
+  case MS_NZ: S(mcol_op)(MS_NZ, x, R, inner, acc, c, p); break;
+  case MS_DEV2: S(mcol_op)(MS_DEV2, x, R, inner, acc, c, p); break;
+  case MS_EXP: S(mcol_op)(MS_EXP, x, R, inner, acc, c, p); break;
+  }
 }
 
 /* ---- products, maxima ----------------------------------------------------- */
@@ -338,38 +383,61 @@ static PBT_CLONES real S(max_row)(int want_max, const real *x, int64_t n) {
 }
 
 /* Column maxima over R >= 1 rows: m[j] and idx[j] (positions), or when idx
- * is NULL m[j] only, using nan[] (inner elements) as scratch. */
-static PBT_CLONES void S(max_col)(int want_max, const real *x, int64_t R,
-                                  int64_t inner, real *m, int64_t *idx,
-                                  real *nan) {
-  int64_t r, j;
+ * is NULL m[j] only, using nan[] (inner elements) as scratch.  COL_GROUP
+ * rows at once, as S(mcol_op). */
+PBT_INLINE void S(max_col_op)(int want_max, const real *x, int64_t R,
+                              int64_t inner, real *m, int64_t *idx,
+                              real *nan) {
+  int64_t r = 1, j;
+  int k;
   for (j = 0; j < inner; j++) m[j] = x[j];
+  x += inner;
   if (idx) {
     for (j = 0; j < inner; j++) idx[j] = 0;
-    for (r = 1; r < R; r++) {
-      x += inner;
+    for (; r + COL_GROUP <= R; r += COL_GROUP, x += COL_GROUP * inner)
+      for (j = 0; j < inner; j++) {
+        real v = m[j];
+        int64_t at = idx[j];
+#pragma GCC unroll 8
+        for (k = 0; k < COL_GROUP; k++) {
+          real t = x[k * inner + j];
+          if (S(beats)(want_max, t, v)) v = t, at = r + k;
+        }
+        m[j] = v, idx[j] = at;
+      }
+    for (; r < R; r++, x += inner)
       for (j = 0; j < inner; j++)
         if (S(beats)(want_max, x[j], m[j])) m[j] = x[j], idx[j] = r;
-    }
     return;
   }
   for (j = 0; j < inner; j++) nan[j] = 0;
-  for (r = 1; r < R; r++) {
-    x += inner;
-    if (want_max)
-      for (j = 0; j < inner; j++) {
-        real v = x[j];
-        m[j] = v > m[j] ? v : m[j];
-        nan[j] = v != v ? v : nan[j];
+  for (; r + COL_GROUP <= R; r += COL_GROUP, x += COL_GROUP * inner)
+    for (j = 0; j < inner; j++) {
+      real v = m[j], nn = nan[j];
+#pragma GCC unroll 8
+      for (k = 0; k < COL_GROUP; k++) {
+        real t = x[k * inner + j];
+        if (want_max) v = t > v ? t : v;
+        else v = t < v ? t : v;
+        nn = t != t ? t : nn;
       }
-    else
-      for (j = 0; j < inner; j++) {
-        real v = x[j];
-        m[j] = v < m[j] ? v : m[j];
-        nan[j] = v != v ? v : nan[j];
-      }
-  }
+      m[j] = v, nan[j] = nn;
+    }
+  for (; r < R; r++, x += inner)
+    for (j = 0; j < inner; j++) {
+      real t = x[j];
+      if (want_max) m[j] = t > m[j] ? t : m[j];
+      else m[j] = t < m[j] ? t : m[j];
+      nan[j] = t != t ? t : nan[j];
+    }
   for (j = 0; j < inner; j++) m[j] = nan[j] != nan[j] ? nan[j] : m[j];
+}
+
+static PBT_CLONES void S(max_col)(int want_max, const real *x, int64_t R,
+                                  int64_t inner, real *m, int64_t *idx,
+                                  real *nan) {
+  if (want_max) S(max_col_op)(1, x, R, inner, m, idx, nan);
+  else S(max_col_op)(0, x, R, inner, m, idx, nan);
 }
 
 /* ---- drivers: a contiguous [outer, R, inner] block reduced over R --------- */

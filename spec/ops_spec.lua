@@ -284,6 +284,129 @@ describe("pbt.Tensor", function()
         end
       end)
 
+      -- Many inputs of every magnitude: a geometric sweep of both signs, the
+      -- float32 values nearest to multiples of pi/2 (where sin or cos is
+      -- near 0, so an error of the argument reduction shows), arguments
+      -- beyond 16384 (libm's path), subnormals and the special values.  In
+      -- chunks of 256 with and without a special value: the fast kernels of
+      -- log, log1p, sin and cos run over whole chunks.
+      local function sweep_inputs(dtype, lo)
+        local xs = {}
+        local function add(v) xs[#xs + 1] = round_to(dtype, v) end
+        for k = 0, 600 do
+          local m = 10 ^ (-30 + k * 0.06) -- 1e-30 .. 1e6
+          if m >= lo then add(m) add(-m) end
+        end
+        for k = 1, 400 do
+          add(k * math.pi / 2) add(-k * 7 * math.pi / 2) add(k * 31 * math.pi / 2)
+        end
+        for _, v in ipairs { 1e4, -1e4, 12345.678, 16384, 16385, -20000.5, 1e5, 3e6, -1e10, 3e38 } do
+          add(v)
+        end
+        return xs
+      end
+
+      -- log1p and expm1 accurate in double (Goldberg's and Kahan's tricks)
+      local function log1p(v)
+        local u = 1 + v
+        if u == 1 then return v end
+        return math.log(u) * v / (u - 1)
+      end
+      local function expm1(y)
+        local u = math.exp(y)
+        if u == 1 then return y end
+        if u - 1 == -1 then return -1 end
+        return (u - 1) * y / math.log(u)
+      end
+      local function tanh(x)
+        if math.abs(x) > 20 then return x > 0 and 1 or -1 end
+        local t = expm1(2 * math.abs(x))
+        return (x < 0 and -1 or 1) * t / (t + 2)
+      end
+
+      local ACCURATE = {
+        { "sin", math.sin, -math.huge },
+        { "cos", math.cos, -math.huge },
+        { "log", math.log, 0 },
+        { "log1p", log1p, -1 },
+        { "tanh", tanh, -math.huge },
+      }
+
+      for _, case in ipairs(ACCURATE) do
+        local name, f, lo = case[1], case[2], case[3]
+        it(name .. " is accurate over a sweep of inputs (" .. dtype .. ")", function()
+          local xs = sweep_inputs(dtype, lo)
+          if lo > -math.huge then
+            local ys = {}
+            for _, v in ipairs(xs) do if v > lo then ys[#ys + 1] = v end end
+            if name == "log1p" then
+              for k = 1, 200 do ys[#ys + 1] = round_to(dtype, -1 + k * 0.00499) end
+            end
+            xs = ys
+          end
+          local x = T(xs, { dtype = dtype })
+          local got = flat(x[name](x))
+          local rtol = dtype == "float32" and 1e-6 or 1e-14
+          for i, v in ipairs(xs) do
+            local want = f(v)
+            local err = math.abs(got[i] - want)
+            if not (err <= rtol * math.abs(want) + 1e-300) then
+              error(string.format("%s(%.9g) = %.17g, expected %.17g", name, v, got[i], want))
+            end
+          end
+          -- a strided view gives the same values
+          local wide = T.zeros({ #xs, 2 }, { dtype = dtype })
+          wide:select(2, 1):copy_(x)
+          wide:select(2, 2):fill_(0 / 0)
+          assert.are.same(got, flat(wide:select(2, 1)[name](wide:select(2, 1))))
+        end)
+      end
+
+      it("sin, cos, log and log1p at special values and in mixed chunks (" .. dtype .. ")", function()
+        local inf, nan = math.huge, 0 / 0
+        local function sign(v) return 1 / v end
+        local s = flat(T({ 0, -0.0, inf, -inf, nan, 1e-40, -1e-40 }, { dtype = dtype }):sin())
+        assert.are.same({ inf, -inf }, { sign(s[1]), sign(s[2]) })
+        assert.is_true(isnan(s[3]) and isnan(s[4]) and isnan(s[5]))
+        assert.are.same({ round_to(dtype, 1e-40), round_to(dtype, -1e-40) }, { s[6], s[7] })
+        local c = flat(T({ 0, -0.0, inf, -inf, nan, 1e-40 }, { dtype = dtype }):cos())
+        assert.are.same({ 1, 1 }, { c[1], c[2] })
+        assert.is_true(isnan(c[3]) and isnan(c[4]) and isnan(c[5]))
+        assert.are.equal(1, c[6])
+        local l = flat(T({ 0, -0.0, -1, -inf, inf, nan, 1e-45, 1e-40, 3.4e38 }, { dtype = dtype }):log())
+        assert.are.same({ -inf, -inf, inf }, { l[1], l[2], l[5] })
+        assert.is_true(isnan(l[3]) and isnan(l[4]) and isnan(l[6]))
+        for i, v in ipairs { 1e-45, 1e-40, 3.4e38 } do
+          local a = round_to(dtype, v)
+          assert.is_true(math.abs(l[6 + i] - math.log(a)) <= 1e-6 * math.abs(math.log(a)), "log " .. v)
+        end
+        local lp = flat(T({ 0, -0.0, -1, -2, -inf, inf, nan, 1e-30, -1e-40 }, { dtype = dtype }):log1p())
+        assert.are.same({ inf, -inf }, { sign(lp[1]), sign(lp[2]) })
+        assert.are.same({ -inf, inf }, { lp[3], lp[6] })
+        assert.is_true(isnan(lp[4]) and isnan(lp[5]) and isnan(lp[7]))
+        assert.are.same({ round_to(dtype, 1e-30), round_to(dtype, -1e-40) }, { lp[8], lp[9] })
+        -- 1000 elements; a special value in the 2nd and 4th chunk of 256
+        for _, case in ipairs { { "sin", math.sin, 2e5 }, { "cos", math.cos, -3e7 },
+                                { "log", math.log, 0 }, { "log1p", log1p, -1 } } do
+          local name, f, special = case[1], case[2], case[3]
+          local xs = {}
+          for i = 1, 1000 do xs[i] = round_to(dtype, 0.5 + (i % 97) * 0.731) end
+          xs[300], xs[900] = special, nan
+          local got = flat(T(xs, { dtype = dtype })[name](T(xs, { dtype = dtype })))
+          for i, v in ipairs(xs) do
+            local want = f(v)
+            if isnan(want) then
+              assert.is_true(isnan(got[i]), name .. " " .. i)
+            elseif want == -inf then
+              assert.are.equal(want, got[i])
+            else
+              assert.is_true(math.abs(got[i] - want) <= 1e-6 * math.abs(want) + 1e-300,
+                string.format("%s(%.9g) = %.17g, expected %.17g", name, v, got[i], want))
+            end
+          end
+        end
+      end)
+
       it("relu and sign keep NaN (" .. dtype .. ")", function()
         local x = T({ 0 / 0 }, { dtype = dtype })
         assert.is_true(isnan(x:relu():item()))
