@@ -1,6 +1,9 @@
 # pbt -- Population Based Training for Lua 5.4 with a C core.
 #
 #   make            build build/pbt/core.so (the Lua module) and build/libpbt.a
+#   make run        the main job: install what is missing (as root), build, and
+#                   run examples/fashion_pbt.lua (PBT against random search on
+#                   Fashion-MNIST; the run's files go to runs/fashion_pbt)
 #   make test       install missing Debian packages (as root), build, run the
 #                   C test program and the whole busted suite
 #   make check      the same suite under -fsanitize=address,undefined
@@ -37,7 +40,7 @@ MODULE = $(BUILD)/pbt/core.so
 LIBPBT = $(BUILD)/libpbt.a
 CTEST  = $(BUILD)/test_core
 
-.PHONY: all deps test test-c test-lua check valgrind rock-check bench bench-mlp install clean
+.PHONY: all deps run test test-c test-lua check valgrind rock-check bench bench-mlp install clean
 
 all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
 
@@ -67,6 +70,11 @@ $(CTEST_POP): spec/test_population.c $(LIBPBT) $(BUILD)/include/pbt.h
 
 deps:
 	@sh .ci/deps
+
+run:
+	@sh .ci/deps dataset-fashion-mnist
+	$(MAKE) --no-print-directory all
+	$(LUA) examples/fashion_pbt.lua runs/fashion_pbt
 
 # The busted suite; TAP output is kept in $(BUILD)/busted.tap and summed up
 # in one line "N passed, N failed" (also written to $(BUILD)/counts).  The

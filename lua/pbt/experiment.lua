@@ -115,9 +115,9 @@ local function flatten(state)
           for _, p in ipairs(v:named_parameters()) do
             parts.tensors[#parts.tensors + 1] = { name = name .. "." .. p[1], tensor = p[2] }
           end
-          if type(v.buffers) == "function" then
-            for bname, b in pairs(v:buffers()) do
-              parts.tensors[#parts.tensors + 1] = { name = name .. ".buffer." .. bname, tensor = b }
+          if type(v.named_buffers) == "function" then
+            for _, b in ipairs(v:named_buffers()) do
+              parts.tensors[#parts.tensors + 1] = { name = name .. "." .. b[1], tensor = b[2] }
             end
           end
         elseif type(v.state_dict) == "function" and type(v.load_state_dict) == "function" then
