@@ -138,6 +138,11 @@ static int arith(lua_State *L, pbt_binop op, const char *name) {
   double av, bv;
   pbt_error err;
   pbt_status s;
+  int k;
+  for (k = 1; k <= 2; k++) /* an operator has no argument numbers to name */
+    if (lua_type(L, k) != LUA_TNUMBER && !lpbt_test_tensor(L, k))
+      return luaL_error(L, "%s: pbt.Tensor or number expected, got %s", name,
+                        luaL_typename(L, k));
   check_operand(L, 1, &a, &av);
   check_operand(L, 2, &b, &bv);
   lua_settop(L, 2);

@@ -534,8 +534,13 @@ pbt_status pbt_read_file(const char *path, pbt_buf *out, pbt_error *err) {
   int fd, e;
   pbt_status st;
   out->len = 0;
-  fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return io_fail(err, "open", path, errno);
+  if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+    close(fd); /* a device or a pipe: no end to read up to */
+    return pbt_fail(err, PBT_ERR_IO, "cannot read %s: not a regular file", path);
+  }
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
       (uint64_t)sb.st_size < SIZE_MAX - 1) {
     st = pbt_buf_reserve(out, (size_t)sb.st_size + 1, err);
