@@ -67,6 +67,8 @@ size_t pbt_truncation_count(size_t n, double fraction) {
 }
 
 static pbt_status check_fraction(double fraction, pbt_error *err) {
+  if (isnan(fraction)) /* %g would print the sign of a NaN: "-nan" */
+    return pbt_fail(err, PBT_ERR_ARG, "fraction must be in (0, 0.5], got nan");
   if (!(fraction > 0 && fraction <= 0.5))
     return pbt_fail(err, PBT_ERR_ARG, "fraction must be in (0, 0.5], got %g",
                     fraction);
@@ -152,6 +154,8 @@ pbt_status pbt_ttest_check_options(size_t window, double alpha,
   if (window < 2)
     return pbt_fail(err, PBT_ERR_ARG, "window must be at least 2, got %lu",
                     (unsigned long)window);
+  if (isnan(alpha))
+    return pbt_fail(err, PBT_ERR_ARG, "alpha must be in (0, 1), got nan");
   if (!(alpha > 0 && alpha < 1))
     return pbt_fail(err, PBT_ERR_ARG, "alpha must be in (0, 1), got %g",
                     alpha);

@@ -147,6 +147,10 @@ local cases = {
 }
 
 describe("pbt.stats", function()
+  it("is pbt.stats", function()
+    assert.are.equal(stats, pbt.stats)
+  end)
+
   describe(".welch()", function()
     it("agrees with scipy.stats.ttest_ind(equal_var=False) to 1e-9 relative", function()
       assert.is_true(#cases >= 15)

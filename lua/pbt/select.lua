@@ -32,8 +32,8 @@
 -- ttest and tournament on a population of one member return nil.
 local core = require("pbt.core")
 
-local select = {}
+local M = {}
 for _, name in ipairs({ "truncation", "ttest", "tournament", "rank" }) do
-  select[name] = core.stats[name]
+  M[name] = core.stats[name]
 end
-return select
+return M

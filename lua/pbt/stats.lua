@@ -16,8 +16,8 @@
 --   stats.t_cdf(t, df), stats.t_sf(t, df)  Student's t: P(T <= t), P(T > t)
 local core = require("pbt.core")
 
-local stats = {}
+local M = {}
 for _, name in ipairs({ "welch", "betainc", "t_cdf", "t_sf" }) do
-  stats[name] = core.stats[name]
+  M[name] = core.stats[name]
 end
-return stats
+return M
