@@ -699,6 +699,9 @@ static pbt_status geom_init(red_geom *g, const pbt_tensor *a, int dim,
     }
     g->ndim = k;
   }
+  /* no result element (an empty outer or inner block): nothing to run over R,
+   * however long R is */
+  if (g->outer == 0 || g->inner == 0) g->R = 0;
   need = ((size_t)dwords * (size_t)g->inner + 1) * sizeof(double);
   if (need <= sizeof g->stack_work) {
     g->work = g->stack_work;
