@@ -16,5 +16,6 @@
 #include "pbt_nn.h"
 #include "pbt_population.h"
 #include "pbt_stats.h"
+#include "pbt_select.h"
 
 #endif

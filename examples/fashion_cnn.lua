@@ -7,8 +7,10 @@
 --   make && lua5.4 examples/fashion_cnn.lua [epochs=3]
 --
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+if not package.loaded.pbt then -- run from a checkout: use its lua/ and build/
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
 local pbt = require("pbt")
 local nn, optim, data = require("pbt.nn"), require("pbt.optim"), require("pbt.data")
 

@@ -13,8 +13,10 @@
 --   lua5.4 lua/pbt/cli.lua run examples/fashion_pbt.lua --out DIR   (PBT only)
 --
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+if not package.loaded.pbt then -- run from a checkout: use its lua/ and build/
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
 local pbt = require("pbt")
 local nn, optim, data, T = pbt.nn, pbt.optim, pbt.data, pbt.tensor
 

@@ -10,8 +10,10 @@
 -- exploit only and grid search (neither).
 --
 --   lua5.4 examples/toy.lua [out_dir]      (default out_dir: /tmp/pbt-toy)
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+if not package.loaded.pbt then -- run from a checkout: use its lua/ and build/
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
 local pbt = require("pbt")
 local T = pbt.tensor
 
