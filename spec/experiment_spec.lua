@@ -241,6 +241,8 @@ describe("pbt.experiment", function()
     assert.is_true(pbt.tensor.equal(r.best.state.w, best.tensors.w))
     local sched = json.decode(read(dir .. "/schedule.json"))
     assert.are.equal(#r.schedules, #sched)
+    assert.are.equal(#r.schedules[1], #sched[1].entries)
+    assert.are.equal(r.schedules[1].steps, sched[1].steps)
     for _, name in ipairs({ "scores.svg", "hparam_lr.svg", "lineage.svg" }) do
       local svg = read(dir .. "/" .. name)
       assert.matches("^<%?xml", svg)

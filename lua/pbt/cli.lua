@@ -11,7 +11,8 @@
 --       (default: the best member of that run) and prints its final score
 if not package.loaded["pbt"] then
   -- running from a checkout: find lua/ and build/ next to this file
-  local here = (arg and arg[0] or ""):match("^(.*)/lua/pbt/cli%.lua$")
+  local script = arg and arg[0] or ""
+  local here = script == "lua/pbt/cli.lua" and "." or script:match("^(.*)/lua/pbt/cli%.lua$")
   if here then
     package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. package.path
     package.cpath = here .. "/build/?.so;" .. package.cpath
@@ -20,9 +21,9 @@ end
 
 local M = {}
 
-local usage = [[
+local usage = [==[
 usage: pbt run FILE [--out DIR] [--seed S] [--quiet]
-       pbt replay FILE RUN_DIR [--member I]]]
+       pbt replay FILE RUN_DIR [--member I]]==]
 
 local function parse(args)
   local opts, pos = {}, {}

@@ -497,7 +497,9 @@ function Experiment:run(opts)
       for _, p in ipairs(members[b].parts.tensors) do saved.tensors[p.name] = p.tensor end
       local ok, err = core.save(out .. "/best.pbt", saved)
       if not ok then error("experiment: " .. tostring(err), 0) end
-      atomic_write(out .. "/schedule.json", json.encode(result.schedules) .. "\n")
+      local plain = {}
+      for i, s in ipairs(result.schedules) do plain[i] = M.schedule_table(s) end
+      atomic_write(out .. "/schedule.json", json.encode(plain) .. "\n")
     end
   end
   return result
@@ -565,6 +567,21 @@ function M.write_pictures(out, e, members, events)
   write("lineage.svg", svg.lineage{ title = e.name .. ": lineage", nodes = nodes, members = #members })
 end
 
+--- A schedule as a plain table for JSON: {root=, seed=, steps=, entries={...}}.
+function M.schedule_table(s)
+  local entries = {}
+  for k, e in ipairs(s) do entries[k] = e end
+  return { root = s.root, seed = s.seed, steps = s.steps, entries = entries }
+end
+
+--- The other way round (accepts a schedule that already is one).
+local function schedule_from(t)
+  if type(t) ~= "table" or not t.entries then return t end
+  local s = { root = t.root, seed = t.seed, steps = t.steps }
+  for k, e in ipairs(t.entries) do s[k] = e end
+  return s
+end
+
 -- ---- replay -------------------------------------------------------------------------------
 
 --- Trains one fresh member from scratch following a schedule (as recorded
@@ -576,6 +593,7 @@ function M.replay(experiment, schedule, opts)
   local e = experiment
   if type(e) == "string" then e = M.load(e) end
   if getmetatable(e) ~= Experiment then error("replay: expects an experiment or a file name", 2) end
+  schedule = schedule_from(schedule)
   if type(schedule) ~= "table" or not schedule[1] or not schedule[1].h then
     error("replay: the schedule must be a list of {step =, h =} entries (from a run's schedules)", 2)
   end
