@@ -10,22 +10,7 @@ local DTYPES = { "float32", "float64" }
 local function f32(x) return (string.unpack("f", string.pack("f", x))) end
 local function round_to(dtype, x) if dtype == "float32" then return f32(x) end return x end
 
--- all elements of a tensor as a flat table in row-major order, via get
-local function flat(t)
-  local out, shape, idx = {}, t:shape(), {}
-  local function walk(d)
-    if d > #shape then
-      out[#out + 1] = t:get(table.unpack(idx, 1, #shape))
-      return
-    end
-    for i = 1, shape[d] do
-      idx[d] = i
-      walk(d + 1)
-    end
-  end
-  walk(1)
-  return out
-end
+local flat = require("spec.helper").flat -- all elements, row-major, via get
 
 local function grid(n, m, v)
   local t = {}

@@ -12,22 +12,7 @@ local function round(x, dtype)
   return x
 end
 
--- all elements of a tensor in row-major order, via get
-local function flat(t)
-  local out, shape, idx = {}, t:shape(), {}
-  local function walk(d)
-    if d > #shape then
-      out[#out + 1] = t:get(table.unpack(idx, 1, #shape))
-      return
-    end
-    for i = 1, shape[d] do
-      idx[d] = i
-      walk(d + 1)
-    end
-  end
-  walk(1)
-  return out
-end
+local flat = require("spec.helper").flat -- all elements, row-major, via get
 
 -- the value member m holds at flat position k of entry e (distinct everywhere)
 local function value(m, e, k) return m * 1000 + e * 100 + k + 0.25 end

@@ -21,22 +21,7 @@ end
 -- 10 * i + j: every element tells where it came from
 local function ij(i, j) return 10 * i + j end
 
--- all elements of a tensor as a flat table in row-major order, via get
-local function flat(t)
-  local out, shape, idx = {}, t:shape(), {}
-  local function walk(d)
-    if d > #shape then
-      out[#out + 1] = t:get(table.unpack(idx, 1, #shape))
-      return
-    end
-    for i = 1, shape[d] do
-      idx[d] = i
-      walk(d + 1)
-    end
-  end
-  walk(1)
-  return out
-end
+local flat = require("spec.helper").flat -- all elements, row-major, via get
 
 local function seq(a, b, step)
   local out = {}
