@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "pbt_io.h"
 #include "pbt_random.h"
 #include "pbt_tensor.h"
 
@@ -82,6 +83,12 @@ void lpbt_record(lua_State *L, const char *op, int nargs, int nres);
  * mode is on, as in PyTorch. */
 void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname);
 int lpbt_grad_enabled(lua_State *L);
+
+/* Pushes an empty pbt_buf in a to-be-closed userdata ("pbt.Buffer"): its
+ * bytes are freed when the calling C function returns or raises, so a
+ * binding never raises while holding malloc'd memory. */
+#define LPBT_BUFFER "pbt.Buffer"
+pbt_buf *lpbt_push_buf(lua_State *L);
 
 /* Raises "<fname>: <message>" for a failed status. */
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err);

@@ -41,6 +41,28 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   if (kb >= 4) lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
 }
 
+/* ---- a Lua-owned byte buffer ---------------------------------------------- */
+
+static int buf_free(lua_State *L) {
+  pbt_buf *b = (pbt_buf *)luaL_checkudata(L, 1, LPBT_BUFFER);
+  pbt_buf_free(b);
+  return 0;
+}
+
+pbt_buf *lpbt_push_buf(lua_State *L) {
+  pbt_buf *b = (pbt_buf *)lua_newuserdatauv(L, sizeof *b, 0);
+  pbt_buf_init(b);
+  if (luaL_newmetatable(L, LPBT_BUFFER)) {
+    lua_pushcfunction(L, buf_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, buf_free);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
+  return b;
+}
+
 /* ---- autograd ------------------------------------------------------------ */
 
 /* registry["pbt.autograd"] = { record = function, enabled = boolean } */

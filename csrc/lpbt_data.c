@@ -20,31 +20,6 @@
 #include "lpbt.h"
 #include "pbt_data.h"
 
-/* ---- a Lua-owned pbt_buf ---------------------------------------------------- */
-
-#define LPBT_DATABUF "pbt.DataBuffer"
-
-static int buf_free(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)luaL_checkudata(L, 1, LPBT_DATABUF);
-  pbt_buf_free(b);
-  return 0;
-}
-
-/* Pushes an empty pbt_buf in a to-be-closed userdata: its bytes are freed
- * when the calling C function returns or raises. */
-static pbt_buf *push_buf(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)lua_newuserdatauv(L, sizeof *b, 0);
-  pbt_buf_init(b);
-  if (luaL_newmetatable(L, LPBT_DATABUF)) {
-    lua_pushcfunction(L, buf_free);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, buf_free);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-  lua_toclose(L, -1);
-  return b;
-}
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -129,7 +104,7 @@ static int f_csv(lua_State *L) {
   o.dtype = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   o.header = opt_boolean(L, 2, "header", 0);
   o.delimiter = opt_delimiter(L, 2);
-  names = push_buf(L);
+  names = lpbt_push_buf(L);
   t = lpbt_push_tensor(L);
   if (pbt_csv_load(t, path, &o, names, &err) != PBT_OK)
     return load_fail(L, "csv", &err);

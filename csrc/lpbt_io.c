@@ -22,31 +22,6 @@
 #include "lpbt.h"
 #include "pbt_io.h"
 
-/* ---- a Lua-owned pbt_buf ------------------------------------------------------- */
-
-#define LPBT_IOBUF "pbt.IOBuffer"
-
-static int buf_free(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)luaL_checkudata(L, 1, LPBT_IOBUF);
-  pbt_buf_free(b);
-  return 0;
-}
-
-/* Pushes an empty pbt_buf in a to-be-closed userdata: its bytes are freed
- * when the calling C function returns or raises. */
-static pbt_buf *push_buf(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)lua_newuserdatauv(L, sizeof *b, 0);
-  pbt_buf_init(b);
-  if (luaL_newmetatable(L, LPBT_IOBUF)) {
-    lua_pushcfunction(L, buf_free);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, buf_free);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-  lua_toclose(L, -1);
-  return b;
-}
 
 /* ---- save -------------------------------------------------------------------- */
 
@@ -280,7 +255,7 @@ static int m_save(lua_State *L) {
   lua_newtable(L);
   S.L = L;
   S.seen = lua_gettop(L);
-  S.buf = push_buf(L);
+  S.buf = lpbt_push_buf(L);
   enc_check(L, pbt_enc_begin(S.buf, &err), &err);
   save_value(&S, 2, 0, NULL);
   pbt_enc_finish(S.buf);
@@ -369,7 +344,7 @@ static int m_load(lua_State *L) {
   D.L = L;
   D.path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
-  b = push_buf(L);
+  b = lpbt_push_buf(L);
   if (pbt_read_file(D.path, b, &err) != PBT_OK) {
     if (err.status == PBT_ERR_NOMEM) return luaL_error(L, "load: not enough memory");
     lua_pushnil(L);
