@@ -68,11 +68,11 @@ CTEST_POP = $(BUILD)/test_population
 $(CTEST_POP): spec/test_population.c $(LIBPBT) $(BUILD)/include/pbt.h
 	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS) -pthread
 
+# the data specs read Fashion-MNIST too (they are pending without it)
 deps:
-	@sh .ci/deps
-
-run:
 	@sh .ci/deps dataset-fashion-mnist
+
+run: deps
 	$(MAKE) --no-print-directory all
 	$(LUA) examples/fashion_pbt.lua runs/fashion_pbt
 
