@@ -59,7 +59,8 @@ static inline int lpbt_rawfield(lua_State *L, int idx, const char *k) {
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);
 /* The pbt.Tensor at arg, or NULL. */
 pbt_tensor *lpbt_test_tensor(lua_State *L, int arg);
-/* Pushes a new, released (empty) tensor userdata and returns its header. */
+/* Pushes a new, released (empty) tensor userdata and returns its header; its
+ * alloc hint is the state's storage cache (see lpbt_core.c). */
 pbt_tensor *lpbt_push_tensor(lua_State *L);
 
 /* Tells the Lua collector about the bytes of a new result's storage, which

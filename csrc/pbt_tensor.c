@@ -4,18 +4,26 @@
 
 #include <sys/mman.h>
 
+#include <pthread.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The storage header and its data live in one allocation; data starts at
- * the first 64-byte boundary after the header. */
+/* The storage header and its data live in one allocation (the header at
+ * its start); data starts at the first 64-byte boundary after the header. */
 struct pbt_storage {
   long refcount; /* touched only through __atomic builtins */
   size_t nbytes;
   void *data;
+  pbt_allocator *alloc; /* NULL: plain malloc; else holds a reference */
+  size_t capacity;      /* bytes the block can hold (>= nbytes) */
+  int bin;              /* size class, when alloc is set */
+  /* while the block sits in its allocator's cache: its bin's list and the
+   * list of all cached blocks, most recently freed first */
+  pbt_storage *bin_prev, *bin_next, *age_prev, *age_next;
 };
 
 #define PBT_ALIGN 64
@@ -65,30 +73,217 @@ int pbt_dtype_from_name(const char *name, pbt_dtype *dtype) {
  * instead of 10,000 (about 2 us each on these machines), which is most of
  * the cost of an elementwise op on 1e7 elements. */
 #define PBT_HUGE ((size_t)2 << 20)
+/* Bytes from the start of a 2 MiB-aligned block to its data. */
+#define PBT_HEAD (((sizeof(pbt_storage) + PBT_ALIGN - 1) / PBT_ALIGN) * PBT_ALIGN)
 
-static pbt_storage *storage_new(size_t nbytes) {
+/* A block with room for `capacity` bytes of data, or NULL. */
+static pbt_storage *block_new(size_t capacity) {
   size_t head = sizeof(pbt_storage) + PBT_ALIGN;
   pbt_storage *s;
   uintptr_t p;
-  if (nbytes > SIZE_MAX - head - PBT_HUGE) return NULL;
-  if (nbytes >= PBT_HUGE) {
-    size_t total = (PBT_ALIGN + nbytes + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
+  if (capacity > SIZE_MAX - head - PBT_HUGE) return NULL;
+  if (capacity >= PBT_HUGE) {
+    size_t total = (PBT_HEAD + capacity + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
     void *block;
     if (posix_memalign(&block, PBT_HUGE, total) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
     madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is fine */
 #endif
     s = (pbt_storage *)block;
-    p = (uintptr_t)block + PBT_ALIGN;
+    p = (uintptr_t)block + PBT_HEAD;
   } else {
-    s = malloc(head + nbytes);
+    s = malloc(head + capacity);
     if (!s) return NULL;
     p = ((uintptr_t)(s + 1) + PBT_ALIGN - 1) & ~(uintptr_t)(PBT_ALIGN - 1);
   }
   s->refcount = 1;
-  s->nbytes = nbytes;
+  s->nbytes = capacity;
+  s->capacity = capacity;
   s->data = (void *)p;
+  s->alloc = NULL;
+  s->bin = -1;
+  s->bin_prev = s->bin_next = s->age_prev = s->age_next = NULL;
+#ifdef PBT_ALLOC_POISON
+  memset(s->data, 0xff, capacity); /* NaNs: shows reads of unset elements */
+#endif
   return s;
+}
+
+/* ---- allocators ---------------------------------------------------------- */
+
+/* Size classes: 8 per power of two, 2^e (1 + k/8) for k = 1..8, from
+ * PBT_ALLOC_MIN_BYTES (2^16) on. */
+#define BIN_STEPS 8
+#define BIN_MIN_LOG 16
+#define BIN_COUNT ((64 - BIN_MIN_LOG + 1) * BIN_STEPS)
+
+struct pbt_allocator {
+  long refcount; /* atomic */
+  pthread_mutex_t lock;
+  /* under lock: */
+  size_t limit, cached_bytes, cached_blocks;
+  uint64_t hits, misses;
+  pbt_storage *age_head, *age_tail;
+  pbt_storage *bins[BIN_COUNT];
+};
+
+/* The size class of n >= PBT_ALLOC_MIN_BYTES and its capacity, or -1 when n
+ * is too big for any class. */
+static int size_class(size_t n, size_t *capacity) {
+  int e = 63, bin;
+  size_t base, step, k;
+  while (e > 0 && !((n - 1) >> e & 1)) e--; /* 2^e <= n-1 < 2^(e+1) */
+  if (e >= 62) return -1;
+  base = (size_t)1 << e;
+  step = base / BIN_STEPS;
+  k = (n - base + step - 1) / step; /* 1..BIN_STEPS: capacity base + k step */
+  *capacity = base + k * step;
+  bin = (e - BIN_MIN_LOG + 1) * BIN_STEPS + (int)k - 1;
+  return bin >= 0 && bin < BIN_COUNT ? bin : -1;
+}
+
+pbt_status pbt_allocator_new(pbt_allocator **a, size_t max_cached_bytes,
+                             pbt_error *err) {
+  pbt_allocator *p = calloc(1, sizeof *p);
+  *a = NULL;
+  if (!p) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  if (pthread_mutex_init(&p->lock, NULL) != 0) {
+    free(p);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  p->refcount = 1;
+  p->limit = max_cached_bytes;
+  *a = p;
+  return PBT_OK;
+}
+
+void pbt_allocator_retain(pbt_allocator *a) {
+  __atomic_fetch_add(&a->refcount, 1, __ATOMIC_RELAXED);
+}
+
+/* Unlinks a cached block (under the lock). */
+static void cache_unlink(pbt_allocator *a, pbt_storage *s) {
+  if (s->bin_prev) s->bin_prev->bin_next = s->bin_next;
+  else a->bins[s->bin] = s->bin_next;
+  if (s->bin_next) s->bin_next->bin_prev = s->bin_prev;
+  if (s->age_prev) s->age_prev->age_next = s->age_next;
+  else a->age_head = s->age_next;
+  if (s->age_next) s->age_next->age_prev = s->age_prev;
+  else a->age_tail = s->age_prev;
+  a->cached_bytes -= s->capacity;
+  a->cached_blocks--;
+}
+
+/* Takes the oldest blocks out of the cache until it holds at most `limit`
+ * bytes; returns them chained by age_next, to be freed outside the lock. */
+static pbt_storage *cache_trim(pbt_allocator *a, size_t limit) {
+  pbt_storage *out = NULL, *s;
+  while (a->cached_bytes > limit && (s = a->age_tail) != NULL) {
+    cache_unlink(a, s);
+    s->age_next = out;
+    out = s;
+  }
+  return out;
+}
+
+static void free_chain(pbt_storage *s) {
+  while (s) {
+    pbt_storage *next = s->age_next;
+    free(s);
+    s = next;
+  }
+}
+
+void pbt_allocator_release(pbt_allocator *a) {
+  if (!a || __atomic_fetch_sub(&a->refcount, 1, __ATOMIC_ACQ_REL) != 1) return;
+  free_chain(cache_trim(a, 0));
+  pthread_mutex_destroy(&a->lock);
+  free(a);
+}
+
+size_t pbt_allocator_set_limit(pbt_allocator *a, size_t max_cached_bytes) {
+  size_t old;
+  pbt_storage *drop;
+  pthread_mutex_lock(&a->lock);
+  old = a->limit;
+  a->limit = max_cached_bytes;
+  drop = cache_trim(a, max_cached_bytes);
+  pthread_mutex_unlock(&a->lock);
+  free_chain(drop);
+  return old;
+}
+
+void pbt_allocator_get_stats(pbt_allocator *a, pbt_allocator_stats *stats) {
+  pthread_mutex_lock(&a->lock);
+  stats->cached_bytes = a->cached_bytes;
+  stats->cached_blocks = a->cached_blocks;
+  stats->limit = a->limit;
+  stats->hits = a->hits;
+  stats->misses = a->misses;
+  pthread_mutex_unlock(&a->lock);
+}
+
+/* A storage of nbytes from `a` (NULL: malloc), or NULL. */
+static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
+  size_t capacity = 0;
+  int bin = a && nbytes >= PBT_ALLOC_MIN_BYTES ? size_class(nbytes, &capacity)
+                                                : -1;
+  pbt_storage *s = NULL;
+  if (bin < 0) {
+    s = block_new(nbytes);
+    return s;
+  }
+  pthread_mutex_lock(&a->lock);
+  if ((s = a->bins[bin]) != NULL) {
+    cache_unlink(a, s);
+    a->hits++;
+  } else {
+    a->misses++;
+  }
+  pthread_mutex_unlock(&a->lock);
+  if (s) {
+    s->refcount = 1;
+    s->bin_prev = s->bin_next = s->age_prev = s->age_next = NULL;
+#ifdef PBT_ALLOC_POISON
+    memset(s->data, 0xff, s->capacity);
+#endif
+  } else {
+    s = block_new(capacity);
+    if (!s) return NULL;
+    s->bin = bin;
+  }
+  s->nbytes = nbytes;
+  s->alloc = a;
+  pbt_allocator_retain(a);
+  return s;
+}
+
+/* Gives a block back to its allocator's cache (or to the system when the
+ * cache has no room) and drops the block's reference to the allocator. */
+static void cache_put(pbt_allocator *a, pbt_storage *s) {
+  pbt_storage *drop = NULL;
+  pthread_mutex_lock(&a->lock);
+  if (s->capacity <= a->limit) {
+    s->alloc = NULL;
+    s->bin_prev = NULL;
+    s->bin_next = a->bins[s->bin];
+    if (s->bin_next) s->bin_next->bin_prev = s;
+    a->bins[s->bin] = s;
+    s->age_prev = NULL;
+    s->age_next = a->age_head;
+    if (s->age_next) s->age_next->age_prev = s;
+    else a->age_tail = s;
+    a->age_head = s;
+    a->cached_bytes += s->capacity;
+    a->cached_blocks++;
+    drop = cache_trim(a, a->limit);
+  } else {
+    s->age_next = NULL;
+    drop = s;
+  }
+  pthread_mutex_unlock(&a->lock);
+  free_chain(drop);
+  pbt_allocator_release(a);
 }
 
 static void storage_retain(pbt_storage *s) {
@@ -96,8 +291,12 @@ static void storage_retain(pbt_storage *s) {
 }
 
 static void storage_release(pbt_storage *s) {
-  if (__atomic_fetch_sub(&s->refcount, 1, __ATOMIC_ACQ_REL) == 1) free(s);
+  if (__atomic_fetch_sub(&s->refcount, 1, __ATOMIC_ACQ_REL) != 1) return;
+  if (s->alloc) cache_put(s->alloc, s);
+  else free(s);
 }
+
+pbt_allocator *pbt_storage_allocator(const pbt_storage *s) { return s->alloc; }
 
 void *pbt_storage_data(const pbt_storage *s) { return s->data; }
 size_t pbt_storage_nbytes(const pbt_storage *s) { return s->nbytes; }
@@ -116,9 +315,11 @@ void pbt_tensor_release(pbt_tensor *t) {
 
 void pbt_tensor_share(pbt_tensor *dst, const pbt_tensor *src) {
   if (dst == src) return;
+  pbt_allocator *a = dst->alloc;
   if (src->storage) storage_retain(src->storage);
   pbt_tensor_release(dst);
   *dst = *src;
+  dst->alloc = a;
 }
 
 /* The largest product of non-zero sizes of any tensor: its elements, even
@@ -164,6 +365,12 @@ void pbt_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
 
 pbt_status pbt_tensor_empty(pbt_tensor *dst, pbt_dtype dtype, int ndim,
                             const int64_t *shape, pbt_error *err) {
+  return pbt_tensor_empty_in(dst, dst->alloc, dtype, ndim, shape, err);
+}
+
+pbt_status pbt_tensor_empty_in(pbt_tensor *dst, pbt_allocator *a,
+                               pbt_dtype dtype, int ndim, const int64_t *shape,
+                               pbt_error *err) {
   int64_t numel = 0;
   size_t es = pbt_dtype_size(dtype);
   pbt_status st;
@@ -171,7 +378,7 @@ pbt_status pbt_tensor_empty(pbt_tensor *dst, pbt_dtype dtype, int ndim,
   st = pbt_shape_numel(ndim, shape, &numel, err);
   if (st == PBT_ERR_SHAPE) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   if (st) return st;
-  dst->storage = storage_new((size_t)numel * es);
+  dst->storage = storage_new(a, (size_t)numel * es);
   if (!dst->storage) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   dst->offset = 0;
   dst->ndim = ndim;
@@ -367,6 +574,7 @@ pbt_status pbt_reshape(pbt_tensor *dst, const pbt_tensor *src, int ndim,
   if (s) return s;
   if (view_strides(src, ndim, sh, st)) return pbt_view(dst, src, ndim, sh, err);
   pbt_tensor_init(&tmp);
+  tmp.alloc = dst->alloc;
   s = pbt_clone(&tmp, src, err);
   if (s) return s;
   s = pbt_view(dst, &tmp, ndim, sh, err);
@@ -665,6 +873,7 @@ pbt_status pbt_copy_(pbt_tensor *dst, const pbt_tensor *src, pbt_error *err) {
     pbt_tensor tmp;
     pbt_status s;
     pbt_tensor_init(&tmp);
+    tmp.alloc = dst->alloc;
     s = pbt_clone(&tmp, src, err);
     if (!s) s = pbt_copy_(dst, &tmp, err);
     pbt_tensor_release(&tmp);
@@ -706,6 +915,7 @@ pbt_status pbt_astype(pbt_tensor *dst, const pbt_tensor *src, pbt_dtype dtype,
   pbt_tensor tmp;
   pbt_status s;
   pbt_tensor_init(&tmp);
+  tmp.alloc = dst->alloc;
   s = pbt_tensor_empty(&tmp, dtype, src->ndim, src->shape, err);
   if (!s) s = pbt_copy_(&tmp, src, err);
   if (s) {

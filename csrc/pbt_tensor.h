@@ -69,6 +69,13 @@ typedef struct pbt_tensor {
   pbt_dtype dtype;
   int64_t shape[PBT_MAX_DIM];
   int64_t stride[PBT_MAX_DIM]; /* in elements, may be 0 (expanded) */
+  /* Where pbt_tensor_empty on this tensor takes its storage from: NULL for
+   * plain malloc, else a borrowed pointer to an allocator that the owner of
+   * the tensor keeps alive (see pbt_allocator below).  It belongs to the
+   * slot, not to the storage: pbt_tensor_init clears it, pbt_tensor_release
+   * and pbt_tensor_share keep it, so a released out tensor still carries
+   * it into the op that fills it. */
+  struct pbt_allocator *alloc;
 } pbt_tensor;
 
 /* ---- storage ----------------------------------------------------------- */
@@ -81,11 +88,63 @@ void pbt_tensor_init(pbt_tensor *t);
 void pbt_tensor_release(pbt_tensor *t);
 /* dst becomes a second reference to src's storage with src's geometry. */
 void pbt_tensor_share(pbt_tensor *dst, const pbt_tensor *src);
-/* Uninitialised contiguous tensor.  Sizes must be >= 0. */
+/* Uninitialised contiguous tensor.  Sizes must be >= 0.  The storage comes
+ * from dst->alloc (see pbt_allocator) or malloc. */
 pbt_status pbt_tensor_empty(pbt_tensor *dst, pbt_dtype dtype, int ndim,
                             const int64_t *shape, pbt_error *err);
 pbt_status pbt_tensor_empty_like(pbt_tensor *dst, const pbt_tensor *src,
                                  pbt_error *err);
+
+/* ---- allocators -------------------------------------------------------- */
+/*
+ * A cache of freed storage blocks, so that a loop making results of the same
+ * sizes reuses warm memory instead of asking the kernel for fresh pages (a
+ * page fault costs ~2 us and the kernel zeroes every fresh page).
+ *
+ * Storages of at least PBT_ALLOC_MIN_BYTES made through an allocator are
+ * rounded up to a size class (8 per power of two, so at most 12.5% more) and
+ * hold a reference to their allocator; when the last tensor lets go of one,
+ * its block goes back to the allocator's cache, whichever thread that
+ * happens on (the cache is behind a mutex).  The cache keeps at most
+ * `max_cached_bytes`, dropping the least recently freed blocks first.
+ * Smaller storages are plain malloc'd.  Reused blocks are not cleared
+ * (built with -DPBT_ALLOC_POISON, every new or reused block is filled with
+ * NaNs, which shows code that reads elements it never wrote).
+ *
+ * The allocator is reference-counted: pbt_allocator_new returns one
+ * reference, every live storage from it holds one, and the cache is freed
+ * with the last reference.  An owner that goes away while storages live on
+ * should call pbt_allocator_set_limit(a, 0) before its release, so that the
+ * blocks of those storages go back to the system.
+ */
+#define PBT_ALLOC_MIN_BYTES ((size_t)64 << 10)
+
+typedef struct pbt_allocator pbt_allocator;
+
+typedef struct pbt_allocator_stats {
+  size_t cached_bytes;  /* capacity of the blocks in the cache */
+  size_t cached_blocks;
+  size_t limit;         /* max_cached_bytes */
+  uint64_t hits;        /* allocations served from the cache */
+  uint64_t misses;      /* allocations of cacheable size that were not */
+} pbt_allocator_stats;
+
+pbt_status pbt_allocator_new(pbt_allocator **a, size_t max_cached_bytes,
+                             pbt_error *err);
+void pbt_allocator_retain(pbt_allocator *a);
+/* Safe with NULL. */
+void pbt_allocator_release(pbt_allocator *a);
+/* Sets the bound of the cache (freeing the oldest blocks to meet it) and
+ * returns the previous one. */
+size_t pbt_allocator_set_limit(pbt_allocator *a, size_t max_cached_bytes);
+void pbt_allocator_get_stats(pbt_allocator *a, pbt_allocator_stats *stats);
+/* Like pbt_tensor_empty, with the storage taken from `a` (NULL: malloc)
+ * whatever dst->alloc says; dst->alloc is left as it was. */
+pbt_status pbt_tensor_empty_in(pbt_tensor *dst, pbt_allocator *a,
+                               pbt_dtype dtype, int ndim, const int64_t *shape,
+                               pbt_error *err);
+/* The allocator a storage came from (NULL when malloc'd). */
+pbt_allocator *pbt_storage_allocator(const pbt_storage *s);
 
 /* ---- metadata ---------------------------------------------------------- */
 /* Number of elements of a shape, checking sizes >= 0, ndim <= PBT_MAX_DIM

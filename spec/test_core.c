@@ -1,6 +1,7 @@
 /* test_core.c -- uses libpbt.a from C, without Lua: proves the core stands
  * alone.  Run by `make test`. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,9 +96,153 @@ static void test_matmul(void) {
   pbt_tensor_release(&a), pbt_tensor_release(&b);
 }
 
+static pbt_allocator_stats stats_of(pbt_allocator *a) {
+  pbt_allocator_stats st;
+  pbt_allocator_get_stats(a, &st);
+  return st;
+}
+
+static void *release_in_thread(void *arg) {
+  pbt_tensor_release((pbt_tensor *)arg);
+  return NULL;
+}
+
+/* Allocates and drops tensors from one allocator, from several threads. */
+static void *churn(void *arg) {
+  pbt_allocator *a = (pbt_allocator *)arg;
+  pbt_tensor t;
+  pbt_error err;
+  int64_t n;
+  int i, bad = 0;
+  pbt_tensor_init(&t);
+  t.alloc = a;
+  for (i = 0; i < 2000; i++) {
+    n = 20000 + (i % 7) * 5000;
+    if (pbt_tensor_empty(&t, PBT_FLOAT32, 1, &n, &err) != PBT_OK) bad++;
+    pbt_fill_(&t, i);
+    if (pbt_tensor_get_flat(&t, n - 1) != (float)i) bad++;
+    pbt_tensor_release(&t);
+  }
+  return bad ? arg : NULL;
+}
+
+static void test_allocator(void) {
+  pbt_allocator *a;
+  pbt_allocator_stats st;
+  pbt_tensor x, y, v;
+  pbt_error err;
+  int64_t n = 100000, small = 1000, sizes[2] = {16384, 16385};
+  void *data;
+  pthread_t th[2];
+  void *res;
+  int i;
+
+  CHECK(pbt_allocator_new(&a, (size_t)1 << 20, &err) == PBT_OK);
+  pbt_tensor_init(&x), pbt_tensor_init(&y), pbt_tensor_init(&v);
+  x.alloc = y.alloc = a;
+
+  /* a block goes back to the cache and serves the next request of its size
+   * class, old contents and all; small tensors are malloc'd */
+  CHECK(pbt_tensor_empty(&x, PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+  CHECK(pbt_storage_allocator(x.storage) == a);
+  pbt_fill_(&x, 7);
+  data = pbt_tensor_data(&x);
+  pbt_tensor_release(&x);
+  CHECK(x.alloc == a); /* release keeps the hint */
+  st = stats_of(a);
+  CHECK(st.cached_blocks == 1 && st.hits == 0 && st.misses == 1);
+  CHECK(pbt_tensor_empty(&x, PBT_FLOAT32, 1, (int64_t[]){n - 100}, &err) == PBT_OK);
+  CHECK(pbt_tensor_data(&x) == data);
+  CHECK(pbt_tensor_get_flat(&x, 0) == 7.0); /* not cleared */
+  st = stats_of(a);
+  CHECK(st.cached_blocks == 0 && st.cached_bytes == 0 && st.hits == 1);
+  CHECK(pbt_tensor_empty(&y, PBT_FLOAT32, 1, &small, &err) == PBT_OK);
+  CHECK(pbt_storage_allocator(y.storage) == NULL);
+  CHECK(pbt_tensor_empty_in(&y, NULL, PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+  CHECK(pbt_storage_allocator(y.storage) == NULL && y.alloc == a);
+  pbt_tensor_release(&y);
+  CHECK(stats_of(a).misses == 1);
+
+  /* size classes: 2^16 bytes exactly, and one float more (2^16 * 9/8) */
+  for (i = 0; i < 2; i++) {
+    CHECK(pbt_tensor_empty(&y, PBT_FLOAT32, 1, &sizes[i], &err) == PBT_OK);
+    pbt_tensor_release(&y);
+  }
+  st = stats_of(a);
+  CHECK(st.cached_blocks == 2 && st.cached_bytes == 65536 + 73728);
+  pbt_allocator_set_limit(a, 0);
+  CHECK(stats_of(a).cached_bytes == 0);
+
+  /* the bound: of four 400 KB blocks, a 1 MiB cache keeps the newest two */
+  pbt_allocator_set_limit(a, (size_t)1 << 20);
+  {
+    pbt_tensor ts[4];
+    for (i = 0; i < 4; i++) {
+      pbt_tensor_init(&ts[i]);
+      ts[i].alloc = a;
+      CHECK(pbt_tensor_empty(&ts[i], PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+    }
+    for (i = 0; i < 4; i++) pbt_tensor_release(&ts[i]);
+  }
+  st = stats_of(a);
+  CHECK(st.cached_blocks == 2 && st.cached_bytes <= ((size_t)1 << 20));
+
+  /* views keep a storage out of the cache; share keeps dst's hint */
+  pbt_tensor_init(&v);
+  CHECK(pbt_narrow(&v, &x, 0, 10, 5, &err) == PBT_OK);
+  CHECK(v.alloc == NULL && pbt_storage_refcount(x.storage) == 2);
+  pbt_fill_(&x, 3);
+  pbt_tensor_release(&x);
+  CHECK(stats_of(a).cached_blocks == 2);
+  CHECK(pbt_tensor_get_flat(&v, 4) == 3.0);
+
+  /* a storage released on another thread goes back to the cache */
+  CHECK(pthread_create(&th[0], NULL, release_in_thread, &v) == 0);
+  CHECK(pthread_join(th[0], NULL) == 0);
+  CHECK(v.storage == NULL && stats_of(a).cached_blocks == 2);
+
+  /* two threads sharing one allocator */
+  for (i = 0; i < 2; i++)
+    CHECK(pthread_create(&th[i], NULL, churn, a) == 0);
+  for (i = 0; i < 2; i++) {
+    CHECK(pthread_join(th[i], &res) == 0);
+    CHECK(res == NULL);
+  }
+  st = stats_of(a);
+  CHECK(st.cached_bytes <= ((size_t)1 << 20) && st.hits > 2000);
+
+  /* tensors outliving their allocator's owner (a Lua state closed while
+   * another thread still holds its tensors): the owner empties the cache
+   * and lets go; the allocator lives until the last storage is released,
+   * whose block then goes back to the system */
+  CHECK(pbt_tensor_empty(&x, PBT_FLOAT64, 1, &n, &err) == PBT_OK);
+  CHECK(pbt_view(&v, &x, 2, (int64_t[]){1000, 100}, &err) == PBT_OK);
+  pbt_tensor_release(&x);
+  pbt_allocator_set_limit(a, 0);
+  pbt_allocator_release(a);
+  x.alloc = y.alloc = NULL; /* the hints were borrowed from the owner */
+  pbt_fill_(&v, 2);
+  CHECK(pbt_tensor_get(&v, (int64_t[]){999, 99}) == 2.0);
+  pbt_tensor_release(&v); /* frees the block and the allocator */
+
+  /* the same without emptying: the last storage frees the cache */
+  CHECK(pbt_allocator_new(&a, (size_t)1 << 20, &err) == PBT_OK);
+  x.alloc = a;
+  CHECK(pbt_tensor_empty(&x, PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+  CHECK(pbt_tensor_empty(&y, PBT_FLOAT32, 1, &n, &err) == PBT_OK); /* malloc */
+  pbt_tensor_share(&y, &x);
+  CHECK(y.alloc == NULL);
+  pbt_allocator_release(a);
+  pbt_tensor_release(&x);
+  CHECK(pthread_create(&th[0], NULL, release_in_thread, &y) == 0);
+  CHECK(pthread_join(th[0], NULL) == 0);
+  pbt_allocator_release(NULL); /* safe */
+}
+
 int main(void) {
   test_views();
   test_matmul();
+  test_allocator();
   if (failures) {
     fprintf(stderr, "test_core: %d checks failed\n", failures);
     return 1;
