@@ -17,6 +17,7 @@
  *   cross_entropy_backward(g, logits, labels, reduction)  -> glogits
  *   bce_with_logits_backward(g, x, t, reduction, need_x, need_t) -> gx, gt
  *   gelu_backward(g, x)                                   -> gx
+ *   relu_backward(g, x)        -> g * (x > 0): the rule of the core's relu
  *   layer_norm_backward(g, x, w, mean, rstd, need_x, need_w, need_b)
  * An output that is not needed is nil.  reduction is "mean" (default),
  * "sum" or "none".
@@ -238,6 +239,16 @@ static int f_gelu_backward(lua_State *L) {
   return 1;
 }
 
+static int f_relu_backward(lua_State *L) {
+  pbt_tensor *g = lpbt_check_tensor(L, 1), *x = lpbt_check_tensor(L, 2), *gx;
+  pbt_error err;
+  lua_settop(L, 2);
+  gx = lpbt_push_tensor(L);
+  LPBT_CHECK(L, "relu_backward", pbt_relu_backward(gx, g, x, &err), &err);
+  lpbt_gc_hint(L, gx);
+  return 1;
+}
+
 /* layer_norm(x, nshape, w, b, eps): nshape a size or a table of sizes */
 static int f_layer_norm(lua_State *L) {
   pbt_tensor *x = lpbt_check_tensor(L, 1), *w, *b, *out, *mean, *rstd;
@@ -305,6 +316,7 @@ const luaL_Reg lpbt_nn_module[] = {
     {"bce_with_logits_backward", f_bce_with_logits_backward},
     {"gelu", f_gelu},
     {"gelu_backward", f_gelu_backward},
+    {"relu_backward", f_relu_backward},
     {"layer_norm", f_layer_norm},
     {"layer_norm_backward", f_layer_norm_backward},
     {"dropout", f_dropout},

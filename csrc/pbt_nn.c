@@ -23,6 +23,16 @@
 #include "pbt_linalg.h"
 #include "pbt_ops.h"
 
+/* Hot loops are compiled for AVX-512, AVX2 and the baseline, chosen at load
+ * time (as in pbt_ops.c; no FMA contraction, so results are the same on
+ * every machine). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__linux__) && !defined(PBT_NO_CLONES)
+#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+
 /* ---- helpers --------------------------------------------------------------- */
 
 static pbt_status same_dtype(const pbt_tensor *a, const pbt_tensor *b,
@@ -122,9 +132,94 @@ typedef struct pool_geom {
   int64_t planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 } pool_geom;
 
+/* 2x2 max pooling (stride 2, no padding) of float32 rows of n >= W outputs,
+ * W = 8 or 4 at a time with GCC's vector extensions (the last block overlaps
+ * the one before when W does not divide n: its writes are the same).  The
+ * same results as pool2x2_row_f32 and unpool2x2_row_f32 (see there). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NN_VEC 1
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+static const v8i ev8 = {0, 2, 4, 6, 8, 10, 12, 14}, od8 = {1, 3, 5, 7, 9, 11, 13, 15};
+static const v8i lo8 = {0, 8, 1, 9, 2, 10, 3, 11}, hi8 = {4, 12, 5, 13, 6, 14, 7, 15};
+static const v8f lane8 = {0, 2, 4, 6, 8, 10, 12, 14};
+static const v4i ev4 = {0, 2, 4, 6}, od4 = {1, 3, 5, 7};
+static const v4i lo4 = {0, 4, 1, 5}, hi4 = {2, 6, 3, 7};
+static const v4f lane4 = {0, 2, 4, 6};
+
+/* loads, stores and m ? a : b (macros: no vector-valued functions, whose
+ * ABI differs between the clones) */
+#define LDV(v, p) memcpy(&(v), (p), sizeof(v))
+#define STV(T, p, v)                 \
+  do {                               \
+    T stv_ = (v);                    \
+    memcpy((p), &stv_, sizeof stv_); \
+  } while (0)
+#define SELV(VF, VI, m, a, b) ((VF)(((m) & (VI)(a)) | (~(m) & (VI)(b))))
+
+#define POOL_VEC(W, VF, VI)                                                              \
+  static NN_CLONES int pool2x2_vec##W(int n, const float *r0, const float *r1, float *o, \
+                                      float *id, float start, float rw) {                \
+    const VF zero = {0}, one = zero + 1;                                                 \
+    VI nan = {0};                                                                        \
+    int j = 0, k, r = 0;                                                                 \
+    for (;;) {                                                                           \
+      VF l0, h0, l1, h1, a, b, c, d, m0, m1, f0, f1;                                     \
+      VI mb, md, m;                                                                      \
+      if (j > n - W) j = n - W;                                                          \
+      LDV(l0, r0 + 2 * j), LDV(h0, r0 + 2 * j + W);                                      \
+      LDV(l1, r1 + 2 * j), LDV(h1, r1 + 2 * j + W);                                      \
+      a = __builtin_shuffle(l0, h0, ev##W), b = __builtin_shuffle(l0, h0, od##W);        \
+      c = __builtin_shuffle(l1, h1, ev##W), d = __builtin_shuffle(l1, h1, od##W);        \
+      mb = b > a, md = d > c;                                                            \
+      m0 = SELV(VF, VI, mb, b, a), f0 = SELV(VF, VI, mb, one, zero);                     \
+      m1 = SELV(VF, VI, md, d, c), f1 = SELV(VF, VI, md, zero + (rw + 1), zero + rw);    \
+      m = m1 > m0;                                                                       \
+      STV(VF, o + j, SELV(VF, VI, m, m1, m0));                                           \
+      STV(VF, id + j, (zero + start + (float)(2 * j) + lane##W) + SELV(VF, VI, m, f1, f0)); \
+      nan |= (a != a) | (b != b) | (c != c) | (d != d);                                  \
+      if (j == n - W) break;                                                             \
+      j += W;                                                                            \
+    }                                                                                    \
+    for (k = 0; k < W; k++) r |= nan[k];                                                 \
+    return r != 0;                                                                       \
+  }                                                                                      \
+  static NN_CLONES int unpool2x2_vec##W(int n, const float *g, const float *id,          \
+                                        float *r0, float *r1, float start, float rw) {   \
+    const VF zero = {0};                                                                 \
+    VI bad = {0};                                                                        \
+    int j = 0, k, r = 0;                                                                 \
+    for (;;) {                                                                           \
+      VF v, d, e0, e1, e2, e3;                                                           \
+      VI k0, k1, k2, k3;                                                                 \
+      if (j > n - W) j = n - W;                                                          \
+      LDV(v, g + j), LDV(d, id + j);                                                     \
+      v = v + zero;                                                                      \
+      d = d - (zero + start + (float)(2 * j) + lane##W);                                 \
+      k0 = d == zero, k1 = d == zero + 1, k2 = d == zero + rw, k3 = d == zero + (rw + 1); \
+      e0 = SELV(VF, VI, k0, v, zero), e1 = SELV(VF, VI, k1, v, zero);                    \
+      e2 = SELV(VF, VI, k2, v, zero), e3 = SELV(VF, VI, k3, v, zero);                    \
+      STV(VF, r0 + 2 * j, __builtin_shuffle(e0, e1, lo##W));                             \
+      STV(VF, r0 + 2 * j + W, __builtin_shuffle(e0, e1, hi##W));                         \
+      STV(VF, r1 + 2 * j, __builtin_shuffle(e2, e3, lo##W));                             \
+      STV(VF, r1 + 2 * j + W, __builtin_shuffle(e2, e3, hi##W));                         \
+      bad |= ~(k0 | k1 | k2 | k3);                                                       \
+      if (j == n - W) break;                                                             \
+      j += W;                                                                            \
+    }                                                                                    \
+    for (k = 0; k < W; k++) r |= bad[k];                                                 \
+    return r != 0;                                                                       \
+  }
+POOL_VEC(8, v8f, v8i)
+POOL_VEC(4, v4f, v4i)
+#endif
+
 /* The per-dtype kernels. */
 #define PBT_NN_GENERIC
 #define real float
+#define IS_F32 1
 #define S(name) name##_f32
 #define m_exp expf
 #define m_log logf
@@ -133,6 +228,7 @@ typedef struct pool_geom {
 #define m_sqrt sqrtf
 #include "pbt_nn.c"
 #undef real
+#undef IS_F32
 #undef S
 #undef m_exp
 #undef m_log
@@ -140,6 +236,7 @@ typedef struct pool_geom {
 #undef m_erfc
 #undef m_sqrt
 #define real double
+#define IS_F32 0
 #define S(name) name##_f64
 #define m_exp exp
 #define m_log log
@@ -148,6 +245,7 @@ typedef struct pool_geom {
 #define m_sqrt sqrt
 #include "pbt_nn.c"
 #undef real
+#undef IS_F32
 #undef S
 #undef m_exp
 #undef m_log
@@ -458,7 +556,13 @@ pbt_status pbt_max_pool2d(pbt_tensor *out, pbt_tensor *indices,
   }
   if (!s) {
     void *ip = indices ? pbt_tensor_data(indices) : NULL;
-    if (x->dtype == PBT_FLOAT32)
+    int tiled = gm.kh == 2 && gm.kw == 2 && gm.sh == 2 && gm.sw == 2 && gm.ph == 0 &&
+                gm.pw == 0 && idt == x->dtype && gm.w < (1 << 30);
+    if (tiled && x->dtype == PBT_FLOAT32)
+      max_pool_2x2_f32(&gm, cdata(&xc), pbt_tensor_data(out), ip, base, (float *)bi);
+    else if (tiled)
+      max_pool_2x2_f64(&gm, cdata(&xc), pbt_tensor_data(out), ip, base, (double *)bi);
+    else if (x->dtype == PBT_FLOAT32)
       max_pool_f32(&gm, cdata(&xc), pbt_tensor_data(out), ip, idt == PBT_FLOAT64, base, bi);
     else
       max_pool_f64(&gm, cdata(&xc), pbt_tensor_data(out), ip, 1, base, bi);
@@ -493,8 +597,18 @@ pbt_status pbt_max_pool2d_backward(pbt_tensor *gx, const pbt_tensor *g,
   if (!s) s = contig(&ic, indices, err);
   if (!s) s = new_like(gx, x, err);
   if (!s) {
-    int f64 = indices->dtype == PBT_FLOAT64;
-    if (x->dtype == PBT_FLOAT32)
+    int f64 = indices->dtype == PBT_FLOAT64, done = 0;
+    int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    if (indices->dtype == x->dtype && g->shape[g->ndim - 2] == h / 2 &&
+        g->shape[g->ndim - 1] == w / 2 && w < (1 << 30))
+      done = x->dtype == PBT_FLOAT32
+                 ? max_pool_backward_2x2_f32(planes, h, w, cdata(&gc), cdata(&ic), base,
+                                             pbt_tensor_data(gx))
+                 : max_pool_backward_2x2_f64(planes, h, w, cdata(&gc), cdata(&ic), base,
+                                             pbt_tensor_data(gx));
+    if (done)
+      s = PBT_OK;
+    else if (x->dtype == PBT_FLOAT32)
       s = max_pool_backward_f32(planes, plane, n, cdata(&gc), cdata(&ic), f64, base,
                                 pbt_tensor_data(gx), err);
     else
@@ -686,10 +800,13 @@ pbt_status pbt_gelu(pbt_tensor *out, const pbt_tensor *x, pbt_error *err) {
   return s;
 }
 
-pbt_status pbt_gelu_backward(pbt_tensor *gx, const pbt_tensor *g,
-                             const pbt_tensor *x, pbt_error *err) {
+/* gx = the gradient of an elementwise activation (0: GELU, 1: ReLU) from g
+ * and its input x. */
+static pbt_status act_backward(pbt_tensor *gx, const pbt_tensor *g,
+                               const pbt_tensor *x, int relu, pbt_error *err) {
   char sa[96], sb[96];
   pbt_tensor xc, gc;
+  int64_t n = pbt_tensor_numel(x);
   pbt_status s = same_dtype(x, g, err);
   if (s) return s;
   if (!pbt_shape_equal(g->ndim, g->shape, x->ndim, x->shape)) {
@@ -702,13 +819,27 @@ pbt_status pbt_gelu_backward(pbt_tensor *gx, const pbt_tensor *g,
   if (!s) s = contig(&gc, g, err);
   if (!s) s = new_like(gx, x, err);
   if (!s) {
-    if (x->dtype == PBT_FLOAT32)
-      gelu_backward_f32(pbt_tensor_numel(x), cdata(&gc), cdata(&xc), pbt_tensor_data(gx));
-    else
-      gelu_backward_f64(pbt_tensor_numel(x), cdata(&gc), cdata(&xc), pbt_tensor_data(gx));
+    void *o = pbt_tensor_data(gx);
+    if (x->dtype == PBT_FLOAT32) {
+      if (relu) relu_backward_f32(n, cdata(&gc), cdata(&xc), o);
+      else gelu_backward_f32(n, cdata(&gc), cdata(&xc), o);
+    } else {
+      if (relu) relu_backward_f64(n, cdata(&gc), cdata(&xc), o);
+      else gelu_backward_f64(n, cdata(&gc), cdata(&xc), o);
+    }
   }
   release_all(&xc, &gc, NULL);
   return s;
+}
+
+pbt_status pbt_gelu_backward(pbt_tensor *gx, const pbt_tensor *g,
+                             const pbt_tensor *x, pbt_error *err) {
+  return act_backward(gx, g, x, 0, err);
+}
+
+pbt_status pbt_relu_backward(pbt_tensor *gx, const pbt_tensor *g,
+                             const pbt_tensor *x, pbt_error *err) {
+  return act_backward(gx, g, x, 1, err);
 }
 
 /* ---- layer norm ---------------------------------------------------------------- */
@@ -936,6 +1067,17 @@ static void S(col2im)(const conv_geom *g, const real *cols, real *gx) {
       }
 }
 
+/* The sum of x[0..n) in double, in 8 interleaved partial sums (no chain of
+ * dependent additions; vectorised). */
+static NN_CLONES double S(row_sum)(int64_t n, const real *x) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
+  int64_t i, k;
+  for (i = 0; i + 8 <= n; i += 8)
+    for (k = 0; k < 8; k++) a[k] += (double)x[i + k];
+  for (; i < n; i++) t += (double)x[i];
+  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + t;
+}
+
 static void S(conv_forward)(const conv_geom *g, const real *x, const real *w,
                             const real *b, real *out, real *cols) {
   int64_t n, o, i, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
@@ -954,17 +1096,12 @@ static void S(conv_forward)(const conv_geom *g, const real *x, const real *w,
 static void S(conv_backward)(const conv_geom *g, const real *gout,
                              const real *x, const real *w, real *gx, real *gw,
                              real *gb, double *acc, real *cols) {
-  int64_t n, o, i, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
+  int64_t n, o, ohw = g->oh * g->ow, ckk = g->c * g->kh * g->kw;
   int64_t chw = g->c * g->h * g->w;
-  if (gx) memset(gx, 0, (size_t)(g->n * chw) * sizeof *gx);
   for (n = 0; n < g->n; n++) {
     const real *gn = gout + n * g->o * ohw, *xn = x + n * chw;
     if (gb)
-      for (o = 0; o < g->o; o++) {
-        double s = 0;
-        for (i = 0; i < ohw; i++) s += gn[o * ohw + i];
-        acc[o] += s;
-      }
+      for (o = 0; o < g->o; o++) acc[o] += S(row_sum)(ohw, gn + o * ohw);
     if (gw) {
       if (!g->direct) S(im2col)(g, xn, cols);
       S(gemm)(CblasNoTrans, CblasTrans, g->o, ckk, ohw, gn, ohw, g->direct ? xn : cols, ohw,
@@ -976,6 +1113,7 @@ static void S(conv_backward)(const conv_geom *g, const real *gout,
                 ohw);
       } else {
         S(gemm)(CblasTrans, CblasNoTrans, ckk, ohw, g->o, w, ckk, gn, ohw, 0, cols, ohw);
+        memset(gx + n * chw, 0, (size_t)chw * sizeof *gx);
         S(col2im)(g, cols, gx + n * chw);
       }
     }
@@ -1044,6 +1182,109 @@ static void S(max_pool)(const pool_geom *g, const real *x, real *out,
   }
 }
 
+/* The common 2x2 pooling with stride 2 and no padding: the windows tile the
+ * plane.  One output row: r0 and r1 the two input rows, start the position
+ * of r0[0] (exact in real: below 2^24 for float); branch-free, vectorised.
+ * The first maximum of each window wins; returns nonzero when the rows hold
+ * a NaN (then the row must be done again by pool2x2_nan). */
+static NN_CLONES int S(pool2x2_row)(int n, const real *restrict r0,
+                                    const real *restrict r1, real *restrict o,
+                                    real *restrict id, real start, real rw) {
+  int j, nan = 0;
+  for (j = 0; j < n; j++) {
+    real a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+    real h0 = b > a ? b : a, h1 = d > c ? d : c;
+    real f0 = b > a ? 1 : 0, f1 = d > c ? rw + 1 : rw;
+    o[j] = h1 > h0 ? h1 : h0;
+    id[j] = start + (real)(2 * j) + (h1 > h0 ? f1 : f0);
+    nan |= (a != a) | (b != b) | (c != c) | (d != d);
+  }
+  return nan;
+}
+
+/* The same, letting the first NaN of a window win. */
+static void S(pool2x2_nan)(int n, const real *r0, const real *r1, real *o,
+                           real *id, real start, real rw) {
+  int j, k;
+  for (j = 0; j < n; j++) {
+    real v[4], best, off[4];
+    v[0] = r0[2 * j], v[1] = r0[2 * j + 1], v[2] = r1[2 * j], v[3] = r1[2 * j + 1];
+    off[0] = 0, off[1] = 1, off[2] = rw, off[3] = rw + 1;
+    best = v[0], id[j] = start + (real)(2 * j);
+    for (k = 1; k < 4; k++)
+      if (v[k] > best || (v[k] != v[k] && best == best))
+        best = v[k], id[j] = start + (real)(2 * j) + off[k];
+    o[j] = best;
+  }
+}
+
+/* idx: the positions in the element type; scratch (g->ow elements) takes
+ * them when idx is NULL.  g->ow < 2^30. */
+static void S(max_pool_2x2)(const pool_geom *g, const real *x, real *out,
+                            real *idx, int64_t base, real *scratch) {
+  int64_t p, oh, w = g->w, k = 0;
+  for (p = 0; p < g->planes; p++)
+    for (oh = 0; oh < g->oh; oh++, k += g->ow) {
+      const real *r0 = x + p * g->h * w + 2 * oh * w;
+      real *id = idx ? idx + k : scratch, start = (real)(base + 2 * oh * w);
+      int nan;
+#if IS_F32 && defined(NN_VEC)
+      if (g->ow >= 8)
+        nan = pool2x2_vec8((int)g->ow, r0, r0 + w, out + k, id, start, (real)w);
+      else if (g->ow >= 4)
+        nan = pool2x2_vec4((int)g->ow, r0, r0 + w, out + k, id, start, (real)w);
+      else
+#endif
+        nan = S(pool2x2_row)((int)g->ow, r0, r0 + w, out + k, id, start, (real)w);
+      if (nan) S(pool2x2_nan)((int)g->ow, r0, r0 + w, out + k, id, start, (real)w);
+    }
+}
+
+/* The backward of 2x2 windows that tile the plane (oh = h/2, ow = w/2):
+ * returns 0 (gx partly written) when an index is not in its window, and the
+ * general scatter must be done instead.  Each gx element is 0 + g or 0, as
+ * the scatter into zeros gives. */
+static NN_CLONES int S(unpool2x2_row)(int n, const real *restrict g,
+                                      const real *restrict id, real *restrict r0,
+                                      real *restrict r1, real start, real rw) {
+  int j;
+  int bad = 0;
+  for (j = 0; j < n; j++) {
+    real d = id[j] - (start + (real)(2 * j)), v = g[j] + (real)0;
+    r0[2 * j] = d == 0 ? v : 0;
+    r0[2 * j + 1] = d == 1 ? v : 0;
+    r1[2 * j] = d == rw ? v : 0;
+    r1[2 * j + 1] = d == rw + 1 ? v : 0;
+    bad |= (d != 0) & (d != 1) & (d != rw) & (d != rw + 1);
+  }
+  return bad;
+}
+
+static int S(max_pool_backward_2x2)(int64_t planes, int64_t h, int64_t w,
+                                    const real *g, const real *idx,
+                                    int64_t base, real *gx) {
+  int64_t p, oh, i, ohn = h / 2, own = w / 2, k = 0;
+  int bad = 0;
+  for (p = 0; p < planes && !bad; p++) {
+    real *gp = gx + p * h * w;
+    for (oh = 0; oh < ohn; oh++, k += own) {
+      real *r0 = gp + 2 * oh * w, start = (real)(base + 2 * oh * w);
+#if IS_F32 && defined(NN_VEC)
+      if (own >= 8)
+        bad |= unpool2x2_vec8((int)own, g + k, idx + k, r0, r0 + w, start, (real)w);
+      else if (own >= 4)
+        bad |= unpool2x2_vec4((int)own, g + k, idx + k, r0, r0 + w, start, (real)w);
+      else
+#endif
+        bad |= S(unpool2x2_row)((int)own, g + k, idx + k, r0, r0 + w, start, (real)w);
+      if (w & 1) r0[w - 1] = r0[2 * w - 1] = 0;
+    }
+    if (h & 1)
+      for (i = 0; i < w; i++) gp[(h - 1) * w + i] = 0;
+  }
+  return !bad;
+}
+
 static pbt_status S(max_pool_backward)(int64_t planes, int64_t plane, int64_t n,
                                        const real *g, const void *idx,
                                        int idx_f64, int64_t base, real *gx,
@@ -1052,12 +1293,13 @@ static pbt_status S(max_pool_backward)(int64_t planes, int64_t plane, int64_t n,
   memset(gx, 0, (size_t)(planes * plane) * sizeof *gx);
   for (p = 0; p < planes; p++)
     for (i = 0; i < n; i++) {
-      int64_t k = p * n + i;
+      int64_t k = p * n + i, iv;
       double v = idx_f64 ? ((const double *)idx)[k] : (double)((const float *)idx)[k];
-      if (!(v >= (double)base && v < (double)(base + plane)) || v != floor(v))
+      if (!(v >= (double)base && v < (double)(base + plane)) ||
+          (double)(iv = (int64_t)v) != v)
         return pbt_fail(err, PBT_ERR_ARG, "index %g out of range for size %lld", v,
                         (long long)plane);
-      gx[p * plane + (int64_t)v - base] += g[k];
+      gx[p * plane + iv - base] += g[k];
     }
   return PBT_OK;
 }
@@ -1137,6 +1379,14 @@ static void S(gelu_backward)(int64_t n, const real *g, const real *x,
     real pdf = (real)0.39894228040143267794 * m_exp((real)-0.5 * v * v);
     gx[i] = g[i] * (cdf + v * pdf);
   }
+}
+
+/* g * (x > 0), the product rounded as g times a 0/1 mask would be (NaN
+ * where g is NaN or infinite and x <= 0). */
+static NN_CLONES void S(relu_backward)(int64_t n, const real *restrict g,
+                                       const real *restrict x, real *restrict gx) {
+  int64_t i;
+  for (i = 0; i < n; i++) gx[i] = g[i] * (x[i] > 0 ? (real)1 : (real)0);
 }
 
 static void S(layer_norm)(int64_t m, int64_t n, const real *x, const real *w,

@@ -169,6 +169,12 @@ pbt_status pbt_gelu(pbt_tensor *out, const pbt_tensor *x, pbt_error *err);
 pbt_status pbt_gelu_backward(pbt_tensor *gx, const pbt_tensor *g,
                              const pbt_tensor *x, pbt_error *err);
 
+/* The gradient of ReLU (pbt_tensor's relu, which is not here): gx = g * m
+ * with m = 1 where x > 0, else 0 (in one pass, rounded as that product:
+ * NaN where g is NaN or infinite and x <= 0).  g has x's shape. */
+pbt_status pbt_relu_backward(pbt_tensor *gx, const pbt_tensor *g,
+                             const pbt_tensor *x, pbt_error *err);
+
 /*
  * Layer normalisation over the last `nnorm` dimensions of x:
  * y = (x - mean) * rstd * w + b, rstd = 1 / sqrt(var + eps), var the biased

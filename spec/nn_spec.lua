@@ -195,6 +195,117 @@ describe("pbt.nn", function()
       assert.equal(7, idx:get(1, 1, 1, 2))
     end)
 
+    it("max_pool2d 2x2 (the vectorised path): every row width, ties, NaNs, both dtypes", function()
+      -- widths cover rows of 1-3 outputs, 4-7 (4 at a time, overlapping), 8 and
+      -- more (8 at a time, overlapping); odd sizes leave a row or column out
+      local sizes = { { 2, 2 }, { 3, 5 }, { 4, 8 }, { 5, 9 }, { 4, 14 }, { 6, 16 }, { 3, 17 },
+                      { 2, 26 }, { 4, 33 } }
+      for k, hw in ipairs(sizes) do
+        for _, dt in ipairs(dtypes) do
+          -- integers in 0..3: many ties (the first maximum of a window wins)
+          local x = T.randint(0, 3, { 2, 3, hw[1], hw[2] }, { dtype = dt, generator = gen(k) })
+          local ref, ridx = ref_pool(x:totable(), 2, 2, 2, 2, 0, 0)
+          local out, idx = nn.max_pool2d(x, 2)
+          assert_close(ref, out, 0)
+          assert_close(ridx, idx, 0)
+          -- a NaN beats everything; the first NaN of a window wins
+          x:set(1, 2, 1, 2, 0 / 0)
+          x:set(1, 2, 2, 1, 0 / 0)
+          x:set(2, 3, 2, hw[2] - (hw[2] % 2), 0 / 0)
+          out, idx = nn.max_pool2d(x, 2)
+          assert(out:get(1, 2, 1, 1) ~= out:get(1, 2, 1, 1))
+          assert.equal(2, idx:get(1, 2, 1, 1))
+          local last = (hw[2] - (hw[2] % 2)) // 2
+          assert(out:get(2, 3, 1, last) ~= out:get(2, 3, 1, last))
+          assert.equal(hw[2] + 2 * last, idx:get(2, 3, 1, last))
+          -- the other windows are untouched by the NaNs
+          x:set(1, 2, 1, 2, 0)
+          x:set(1, 2, 2, 1, 0)
+          x:set(2, 3, 2, hw[2] - (hw[2] % 2), 0)
+          ref, ridx = ref_pool(x:totable(), 2, 2, 2, 2, 0, 0)
+          for _, at in ipairs({ { 1, 1 }, { 1, 3 }, { 2, 1 }, { 2, 2 } }) do
+            local n, c = at[1], at[2]
+            for j = 1, hw[2] // 2 do
+              if not (n == 1 and c == 2 and j == 1) and not (n == 2 and c == 3 and j == last) then
+                assert.equal(ref[n][c][1][j], out:get(n, c, 1, j))
+                assert.equal(ridx[n][c][1][j], idx:get(n, c, 1, j))
+              end
+            end
+          end
+        end
+      end
+    end)
+
+    it("max_pool2d_backward scatters g at the positions, any positions in the plane", function()
+      local back = require("pbt.core").nn.max_pool2d_backward
+      for k, hw in ipairs({ { 4, 8 }, { 5, 9 }, { 4, 14 }, { 3, 17 }, { 2, 3 } }) do
+        for _, dt in ipairs(dtypes) do
+          local H, W = hw[1], hw[2]
+          local OH, OW = H // 2, W // 2
+          local x = randn({ 2, 2, H, W }, k, dt)
+          local g = randn({ 2, 2, OH, OW }, k + 10, dt)
+          local gt = g:totable()
+          -- the forward's positions, then positions moved out of their windows
+          -- (still in the plane): both are scattered alike
+          local _, idx = nn.max_pool2d(x, 2)
+          local moved = idx:clone()
+          moved:set(1, 1, 1, 1, H * W)
+          moved:set(2, 2, OH, OW, 1)
+          for _, ix in ipairs({ idx, moved }) do
+            local it = ix:totable()
+            local ref = {}
+            for n = 1, 2 do
+              ref[n] = {}
+              for c = 1, 2 do
+                local plane = {}
+                for p = 1, H * W do plane[p] = 0 end
+                for i = 1, OH do
+                  for j = 1, OW do
+                    local p = it[n][c][i][j]
+                    plane[p] = plane[p] + gt[n][c][i][j]
+                  end
+                end
+                ref[n][c] = {}
+                for r = 1, H do
+                  ref[n][c][r] = {}
+                  for q = 1, W do ref[n][c][r][q] = plane[(r - 1) * W + q] end
+                end
+              end
+            end
+            assert_close(ref, back(g, ix, x), dt == "float32" and 1e-6 or 1e-12)
+          end
+          local bad = idx:clone()
+          bad:set(1, 1, 1, 1, H * W + 1)
+          assert_error_ends(function() back(g, bad, x) end,
+            ("max_pool2d_backward: index %d out of range for size %d"):format(H * W + 1, H * W))
+          bad:set(1, 1, 1, 1, 1.5)
+          assert_error_ends(function() back(g, bad, x) end,
+            ("max_pool2d_backward: index 1.5 out of range for size %d"):format(H * W))
+        end
+      end
+    end)
+
+    it("relu_backward: g where x > 0, else 0; non-contiguous; errors", function()
+      local back = require("pbt.core").nn.relu_backward
+      for _, dt in ipairs(dtypes) do
+        local x = T.tensor({ { -1, 0, 2 }, { 3, -0.5, 1e-30 } }, { dtype = dt })
+        local g = T.tensor({ { 1, 2, 3 }, { 4, 5, 6 } }, { dtype = dt })
+        assert_close({ { 0, 0, 3 }, { 4, 0, 6 } }, back(g, x), 0)
+        -- transposed operands are read through their strides
+        assert_close({ { 0, 4 }, { 0, 0 }, { 3, 6 } }, back(g.T, x.T), 0)
+        -- 37 elements: whole vectors and a tail
+        local xs = randn({ 37 }, 3, dt)
+        local gs = randn({ 37 }, 4, dt)
+        local want = {}
+        for i = 1, 37 do want[i] = xs:get(i) > 0 and gs:get(i) or 0 end
+        assert_close(want, back(gs, xs), 0)
+      end
+      assert_error_ends(function() back(T.zeros(2, 3), T.zeros(3, 2)) end,
+        "relu_backward: gradient of shape [2,3], expected [3,2]")
+      assert_error_ends(function() back(T.zeros(2), T.zeros(2, { dtype = "float64" })) end,
+        "relu_backward: dtypes float64 and float32 do not match")
+    end)
+
     it("cross_entropy from log-sum-exp, mean, sum and none, labels as a table or a tensor", function()
       local rows = { { 1, 2, 3 }, { 1, 1, 1 }, { -2, 0.5, 4 } }
       local labels = { 3, 1, 2 }

@@ -167,7 +167,8 @@ rules.sin = function(n, g) return g * n.args[1]:cos() end
 rules.cos = function(n, g) return -(g * n.args[1]:sin()) end
 rules.tanh = function(n, g) local y = n.outs[1]; return g * (1 - y * y) end
 rules.sigmoid = function(n, g) local y = n.outs[1]; return g * y * (1 - y) end
-rules.relu = function(n, g) return g * n.args[1]:gt(0) end
+local relu_backward = core.nn.relu_backward -- g * (x > 0) in one C pass
+rules.relu = function(n, g) return relu_backward(g, n.args[1]) end
 rules.clamp = function(n, g)
   local a, lo, hi = n.args[1], n.args[2], n.args[3]
   local m = g
@@ -377,9 +378,15 @@ local function topo_order(root)
   return order -- leaves first; walk it backwards
 end
 
-local function accumulate(t, g)
+-- Ops whose rule returns tensors it has just made, each used once (no view
+-- of g or of anything else): a leaf's first grad from them is kept as it is
+-- rather than cloned.  Register more with autograd.fresh.myop = true.
+local fresh = { relu = true, mul = true, matmul = true }
+M.fresh = fresh
+
+local function accumulate(t, g, owned)
   local have = t.grad
-  if have then have:add_(g) else t.grad = g:clone() end
+  if have then have:add_(g) else t.grad = owned and g or g:clone() end
 end
 
 --- t:backward([grad]): accumulates d(t)/d(leaf) into leaf.grad for every
@@ -414,6 +421,7 @@ function M.backward(t, grad)
         local rule = rules[node.op]
         if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
         local gs = pack(rule(node, g))
+        local owned = fresh[node.op]
         for i = 1, node.args.n do
           local x, gi = node.args[i], gs[i]
           if gi and is_tensor(x) and x.requires_grad then
@@ -426,7 +434,7 @@ function M.backward(t, grad)
               local have = grads[x]
               grads[x] = have and have + gi or gi
             else
-              accumulate(x, gi)
+              accumulate(x, gi, owned)
             end
           end
         end

@@ -65,6 +65,11 @@ rules.layer_norm = function(n, g)
   return gx, nil, gw, gb
 end
 rules.dropout = function(n, g) return g * n.outs[2] end
+-- the C backward kernels return new tensors: a leaf keeps them as its grad
+for _, op in ipairs({ "linear", "conv2d", "max_pool2d", "cross_entropy", "bce_with_logits",
+                      "gelu", "layer_norm", "dropout" }) do
+  autograd.fresh[op] = true
+end
 
 -- ---- argument helpers ------------------------------------------------------------
 
