@@ -3,8 +3,11 @@
 local pbt = require("pbt")
 local json = require("pbt.json")
 
+-- the command runs with this suite's module paths (its build)
+local ENV = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
+
 local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
+  local p = io.popen(ENV .. cmd .. " 2>&1; echo \"exit=$?\"")
   local out = p:read("a")
   p:close()
   local code = tonumber(out:match("exit=(%d+)%s*$"))

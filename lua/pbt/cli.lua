@@ -9,8 +9,8 @@
 --   pbt replay FILE RUN_DIR [--member I]
 --       trains one fresh member following member I's recorded schedule
 --       (default: the best member of that run) and prints its final score
-if not package.loaded["pbt"] then
-  -- running from a checkout: find lua/ and build/ next to this file
+if not package.loaded["pbt"] and not pcall(require, "pbt") then
+  -- not installed: running from a checkout, find lua/ and build/ next to this file
   local script = arg and arg[0] or ""
   local here = script == "lua/pbt/cli.lua" and "." or script:match("^(.*)/lua/pbt/cli%.lua$")
   if here then
