@@ -111,6 +111,14 @@ static double draw_uniform(pbt_generator *g, const void *arg) {
   const double *a = arg;
   return a[0] + (a[1] - a[0]) * pbt_generator_uniform(g);
 }
+/* The same draw rounded to float32, kept below hi: rounding can carry a
+ * double just under hi up to hi itself, and [lo, hi) is the promise. */
+static double draw_uniform_f32(pbt_generator *g, const void *arg) {
+  const double *a = arg;
+  float v = (float)draw_uniform(g, arg), hi = (float)a[1];
+  if (v >= hi && a[0] < a[1]) v = nextafterf(hi, (float)a[0]);
+  return v;
+}
 static double draw_normal(pbt_generator *g, const void *arg) {
   const double *a = arg;
   return a[0] + a[1] * pbt_generator_normal(g);
@@ -124,7 +132,7 @@ static double draw_int(pbt_generator *g, const void *arg) {
 void pbt_fill_uniform_(pbt_tensor *t, pbt_generator *g, double lo, double hi) {
   double a[2];
   a[0] = lo, a[1] = hi;
-  fill_with(t, g, draw_uniform, a);
+  fill_with(t, g, t->dtype == PBT_FLOAT32 ? draw_uniform_f32 : draw_uniform, a);
 }
 
 void pbt_fill_normal_(pbt_tensor *t, pbt_generator *g, double mean,
