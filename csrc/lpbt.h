@@ -64,10 +64,12 @@ pbt_tensor *lpbt_test_tensor(lua_State *L, int arg);
 pbt_tensor *lpbt_push_tensor(lua_State *L);
 
 /* Tells the Lua collector about the bytes of a new result's storage, which
- * live outside Lua's heap: runs a collector step as if that much had been
- * allocated, so that dropped tensors are freed in time (else a loop of
+ * live outside Lua's heap, so that dropped tensors are freed in time and
+ * their blocks go back to the state's storage cache (else a loop of
  * `c = a + b` on big tensors piles up garbage and every result lands in
- * fresh, cold memory).  Call it once the storage is allocated. */
+ * fresh, cold memory): once the results made since the last collection
+ * weigh as much as the live storages, it runs a whole collector cycle.
+ * Call it once the storage is allocated. */
 void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
 
 /*

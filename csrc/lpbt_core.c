@@ -40,6 +40,8 @@ static const char allocator_key = 'a';
 
 typedef struct allocator_box {
   pbt_allocator *a;
+  size_t since; /* bytes of results made since the last forced GC cycle */
+  size_t live;  /* live bytes of the allocator at the end of that cycle */
 } allocator_box;
 
 static int allocator_gc(lua_State *L) {
@@ -52,13 +54,47 @@ static int allocator_gc(lua_State *L) {
   return 0;
 }
 
+/* The state's allocator holder (NULL when there is none). */
+static allocator_box *state_box(lua_State *L) {
+  allocator_box *b = NULL;
+  if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &allocator_key) == LUA_TUSERDATA)
+    b = (allocator_box *)lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the metatable keeps it alive */
+  return b;
+}
+
 /* The state's allocator (NULL once closed, or when it could not be made). */
 static pbt_allocator *state_allocator(lua_State *L) {
-  pbt_allocator *a = NULL;
-  if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &allocator_key) == LUA_TUSERDATA)
-    a = ((allocator_box *)lua_touserdata(L, -1))->a;
-  lua_pop(L, 1);
-  return a;
+  allocator_box *b = state_box(L);
+  return b ? b->a : NULL;
+}
+
+/* The collector is paced as if tensors lived in Lua's heap with a pause of
+ * 100%: once the results made since the last forced cycle weigh as much as
+ * the storages of the cache that were live at its end (or Lua's own heap,
+ * when that is bigger), a whole cycle runs, and the dropped results go back
+ * to the cache.  Stepping by each result's size instead ran a full cycle for
+ * every big result (a training step of a small MLP spent 10% of its time
+ * marking Lua's heap); pacing by the live bytes keeps that cost at one heap
+ * traversal per live set allocated, and the garbage near one live set. */
+void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
+  size_t bytes = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
+  size_t kb = bytes >> 10, heap;
+  allocator_box *b;
+  pbt_allocator_stats st;
+  if (kb < 4) return;
+  b = state_box(L);
+  if (!b || !b->a) {
+    lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
+    return;
+  }
+  b->since += bytes;
+  heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
+  if (b->since < b->live || b->since < heap) return;
+  b->since = 0;
+  lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
+  pbt_allocator_get_stats(b->a, &st);
+  b->live = st.live_bytes;
 }
 
 /* Puts an allocator holder into the tensor metatable at idx unless it has
@@ -72,6 +108,7 @@ static void allocator_open(lua_State *L, int meta) {
   lua_pop(L, 1);
   b = (allocator_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->a = NULL;
+  b->since = b->live = 0;
   if (luaL_newmetatable(L, LPBT_ALLOCATOR)) {
     lua_pushcfunction(L, allocator_gc);
     lua_setfield(L, -2, "__gc");
@@ -82,14 +119,16 @@ static void allocator_open(lua_State *L, int meta) {
   lua_rawsetp(L, meta, &allocator_key);
 }
 
-/* core.allocator_stats() -> {cached_bytes=, cached_blocks=, limit=, hits=,
- * misses=, min_bytes=} of this state's storage cache. */
+/* core.allocator_stats() -> {live_bytes=, cached_bytes=, cached_blocks=,
+ * limit=, hits=, misses=, min_bytes=} of this state's storage cache. */
 static int m_allocator_stats(lua_State *L) {
   pbt_allocator *a = state_allocator(L);
   pbt_allocator_stats st;
   memset(&st, 0, sizeof st);
   if (a) pbt_allocator_get_stats(a, &st);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)st.live_bytes);
+  lua_setfield(L, -2, "live_bytes");
   lua_pushinteger(L, (lua_Integer)st.cached_bytes);
   lua_setfield(L, -2, "cached_bytes");
   lua_pushinteger(L, (lua_Integer)st.cached_blocks);
@@ -137,11 +176,6 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
   lua_pushvalue(L, LPBT_UPV_TENSOR_META);
   lua_setmetatable(L, -2);
   return t;
-}
-
-void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
-  size_t kb = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype) >> 10;
-  if (kb >= 4) lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
 }
 
 /* ---- a Lua-owned byte buffer ---------------------------------------------- */

@@ -121,7 +121,7 @@ struct pbt_allocator {
   long refcount; /* atomic */
   pthread_mutex_t lock;
   /* under lock: */
-  size_t limit, cached_bytes, cached_blocks;
+  size_t limit, cached_bytes, cached_blocks, live_bytes;
   uint64_t hits, misses;
   pbt_storage *age_head, *age_tail;
   pbt_storage *bins[BIN_COUNT];
@@ -218,6 +218,7 @@ void pbt_allocator_get_stats(pbt_allocator *a, pbt_allocator_stats *stats) {
   stats->cached_bytes = a->cached_bytes;
   stats->cached_blocks = a->cached_blocks;
   stats->limit = a->limit;
+  stats->live_bytes = a->live_bytes;
   stats->hits = a->hits;
   stats->misses = a->misses;
   pthread_mutex_unlock(&a->lock);
@@ -240,6 +241,7 @@ static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
   } else {
     a->misses++;
   }
+  a->live_bytes += capacity;
   pthread_mutex_unlock(&a->lock);
   if (s) {
     s->refcount = 1;
@@ -249,7 +251,12 @@ static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
 #endif
   } else {
     s = block_new(capacity);
-    if (!s) return NULL;
+    if (!s) {
+      pthread_mutex_lock(&a->lock);
+      a->live_bytes -= capacity;
+      pthread_mutex_unlock(&a->lock);
+      return NULL;
+    }
     s->bin = bin;
   }
   s->nbytes = nbytes;
@@ -263,6 +270,7 @@ static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
 static void cache_put(pbt_allocator *a, pbt_storage *s) {
   pbt_storage *drop = NULL;
   pthread_mutex_lock(&a->lock);
+  a->live_bytes -= s->capacity;
   if (s->capacity <= a->limit) {
     s->alloc = NULL;
     s->bin_prev = NULL;

@@ -125,6 +125,7 @@ typedef struct pbt_allocator_stats {
   size_t cached_bytes;  /* capacity of the blocks in the cache */
   size_t cached_blocks;
   size_t limit;         /* max_cached_bytes */
+  size_t live_bytes;    /* capacity of the live storages made through it */
   uint64_t hits;        /* allocations served from the cache */
   uint64_t misses;      /* allocations of cacheable size that were not */
 } pbt_allocator_stats;
