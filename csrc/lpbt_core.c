@@ -90,7 +90,13 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   }
   b->since += bytes;
   heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
-  if (b->since < b->live || b->since < heap) return;
+  /* a whole cycle once the results since the last one outweigh what was
+   * alive after it (and Lua's own heap); for big results (8 MiB and more,
+   * where an op costs milliseconds and a cycle over a small Lua heap far
+   * less) every second one, so their blocks come back to the cache soon */
+  if ((b->since < b->live || b->since < heap) &&
+      !(bytes >= ((size_t)8 << 20) && b->since >= 2 * bytes))
+    return;
   b->since = 0;
   lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
   pbt_allocator_get_stats(b->a, &st);
