@@ -91,11 +91,12 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   b->since += bytes;
   heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
   /* a whole cycle once the results since the last one outweigh what was
-   * alive after it (and Lua's own heap); for big results (8 MiB and more,
-   * where an op costs milliseconds and a cycle over a small Lua heap far
-   * less) every second one, so their blocks come back to the cache soon */
+   * alive after it (and Lua's own heap); for big results (1 MiB and more,
+   * where an op costs far more than a cycle over a small Lua heap) every
+   * second one, so that their blocks come back to the cache while still
+   * warm in the processor's caches */
   if ((b->since < b->live || b->since < heap) &&
-      !(bytes >= ((size_t)8 << 20) && b->since >= 2 * bytes))
+      !(bytes >= ((size_t)1 << 20) && b->since >= 2 * bytes))
     return;
   b->since = 0;
   lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
