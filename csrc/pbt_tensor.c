@@ -855,6 +855,33 @@ pbt_status pbt_check_writable(const pbt_tensor *t, pbt_error *err) {
   return PBT_OK;
 }
 
+/* o[r * orow + c] = x[r + c * xcol] over rows x cols, in 64 x 64 tiles: the
+ * copy of a transposed matrix reads and writes whole cache lines. */
+#define PBT_TILE 64
+static void copy_tiled_f32(float *o, int64_t orow, const float *x, int64_t xcol,
+                           int64_t rows, int64_t cols) {
+  int64_t r0, c0, r, c;
+  for (r0 = 0; r0 < rows; r0 += PBT_TILE)
+    for (c0 = 0; c0 < cols; c0 += PBT_TILE) {
+      int64_t r1 = r0 + PBT_TILE < rows ? r0 + PBT_TILE : rows;
+      int64_t c1 = c0 + PBT_TILE < cols ? c0 + PBT_TILE : cols;
+      for (r = r0; r < r1; r++)
+        for (c = c0; c < c1; c++) o[r * orow + c] = x[r + c * xcol];
+    }
+}
+
+static void copy_tiled_f64(double *o, int64_t orow, const double *x, int64_t xcol,
+                           int64_t rows, int64_t cols) {
+  int64_t r0, c0, r, c;
+  for (r0 = 0; r0 < rows; r0 += PBT_TILE)
+    for (c0 = 0; c0 < cols; c0 += PBT_TILE) {
+      int64_t r1 = r0 + PBT_TILE < rows ? r0 + PBT_TILE : rows;
+      int64_t c1 = c0 + PBT_TILE < cols ? c0 + PBT_TILE : cols;
+      for (r = r0; r < r1; r++)
+        for (c = c0; c < c1; c++) o[r * orow + c] = x[r + c * xcol];
+    }
+}
+
 pbt_status pbt_copy_(pbt_tensor *dst, const pbt_tensor *src, pbt_error *err) {
   int64_t sst[PBT_MAX_DIM];
   const int64_t *strides[2];
@@ -888,6 +915,17 @@ pbt_status pbt_copy_(pbt_tensor *dst, const pbt_tensor *src, pbt_error *err) {
     return s;
   }
   if (!pbt_iter_init(&it, 2, dst->ndim, dst->shape, strides)) return PBT_OK;
+  if (it.ndim == 1 && it.step[0] == 1 && it.stride[1][0] == 1 && it.step[1] > 1 &&
+      dst->dtype == src->dtype) {
+    /* a matrix whose rows are the source's columns (a transpose) */
+    if (dst->dtype == PBT_FLOAT32)
+      copy_tiled_f32((float *)pbt_tensor_data(dst), it.stride[0][0],
+                     (const float *)pbt_tensor_data(src), it.step[1], it.shape[0], it.n);
+    else
+      copy_tiled_f64((double *)pbt_tensor_data(dst), it.stride[0][0],
+                     (const double *)pbt_tensor_data(src), it.step[1], it.shape[0], it.n);
+    return PBT_OK;
+  }
   do {
     int64_t j, n = it.n, so = it.step[0], si = it.step[1];
     if (dst->dtype == PBT_FLOAT32 && src->dtype == PBT_FLOAT32) {
