@@ -252,6 +252,17 @@ describe("pbt.experiment", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("shows a progress line on stderr when asked (as on a terminal)", function()
+    local written, stderr = {}, io.stderr
+    io.stderr = { write = function(self, ...) for _, s in ipairs({ ... }) do written[#written + 1] = s end return self end }
+    local ok, err = pcall(function() linear_experiment{}:run{ progress = true } end)
+    io.stderr = stderr
+    assert(ok, err)
+    local text = table.concat(written)
+    -- 4 members x 15 steps; the last line reports the whole budget
+    assert.matches("\rlinear: 60/60 steps, best [%d.e+-]+, median [%d.e+-]+, 5 exploits, [%d]+ s left", text)
+  end)
+
   it("rejects a bad description with a clear message", function()
     assert.has_error(function() pbt.experiment{ population = 1 } end,
       "experiment: population must be an integer >= 2, got 1")
