@@ -28,7 +28,7 @@ static double opt_number(lua_State *L, int idx, const char *field,
   double v = def;
   if (lua_isnoneornil(L, idx)) return def;
   luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, field) != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, field) != LUA_TNIL) {
     int isnum;
     v = lua_tonumberx(L, -1, &isnum);
     if (!isnum)
@@ -43,7 +43,7 @@ static int opt_boolean(lua_State *L, int idx, const char *field, int def) {
   int v = def;
   if (lua_isnoneornil(L, idx)) return def;
   luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, field) != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, field) != LUA_TNIL) {
     if (!lua_isboolean(L, -1))
       luaL_argerror(L, idx,
                     lua_pushfstring(L, "field '%s' must be a boolean", field));
@@ -57,7 +57,7 @@ static char opt_delimiter(lua_State *L, int idx) {
   char c = ',';
   if (lua_isnoneornil(L, idx)) return c;
   luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, "delimiter") != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, "delimiter") != LUA_TNIL) {
     size_t n;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
                                                   : NULL;

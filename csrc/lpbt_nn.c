@@ -25,6 +25,20 @@
 #include "lpbt.h"
 #include "pbt_nn.h"
 
+/* A kernel size, stride or padding: an integer of at most 65536 (larger
+ * values have no use on images and would overflow size arithmetic or make
+ * loops over mostly padding run for hours); the core checks the lower
+ * bounds and how they fit the input. */
+#define LPBT_MAX_GEOMETRY 65536
+static int64_t check_geometry(lua_State *L, int arg) {
+  int64_t v = lpbt_check_integer(L, arg);
+  if (v > LPBT_MAX_GEOMETRY)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%I is too large (at most %d)", (lua_Integer)v,
+                                          LPBT_MAX_GEOMETRY));
+  return v;
+}
+
+
 #define RG(t) ((t) && LPBT_REQUIRES_GRAD(t))
 
 static const char *const reductions[] = {"none", "mean", "sum", NULL};
@@ -79,10 +93,10 @@ static int f_linear_backward(lua_State *L) {
 /* ---- conv2d ------------------------------------------------------------------ */
 
 static void check_conv_opts(lua_State *L, int arg, pbt_conv2d_opts *o) {
-  o->stride[0] = lpbt_check_integer(L, arg);
-  o->stride[1] = lpbt_check_integer(L, arg + 1);
-  o->padding[0] = lpbt_check_integer(L, arg + 2);
-  o->padding[1] = lpbt_check_integer(L, arg + 3);
+  o->stride[0] = check_geometry(L, arg);
+  o->stride[1] = check_geometry(L, arg + 1);
+  o->padding[0] = check_geometry(L, arg + 2);
+  o->padding[1] = check_geometry(L, arg + 3);
   luaL_argcheck(L, o->stride[0] >= 1, arg, "stride must be >= 1");
   luaL_argcheck(L, o->stride[1] >= 1, arg + 1, "stride must be >= 1");
   luaL_argcheck(L, o->padding[0] >= 0, arg + 2, "padding must be >= 0");
@@ -135,9 +149,9 @@ static int f_max_pool2d(lua_State *L) {
   pbt_error err;
   int i;
   for (i = 0; i < 2; i++) {
-    o.kernel[i] = lpbt_check_integer(L, 2 + i);
-    o.stride[i] = lpbt_check_integer(L, 4 + i);
-    o.padding[i] = lpbt_check_integer(L, 6 + i);
+    o.kernel[i] = check_geometry(L, 2 + i);
+    o.stride[i] = check_geometry(L, 4 + i);
+    o.padding[i] = check_geometry(L, 6 + i);
     luaL_argcheck(L, o.kernel[i] >= 1, 2 + i, "kernel size must be >= 1");
     luaL_argcheck(L, o.stride[i] >= 1, 4 + i, "stride must be >= 1");
     luaL_argcheck(L, o.padding[i] >= 0, 6 + i, "padding must be >= 0");

@@ -4,7 +4,7 @@
  *                                      {name = "bs", kind = "int"},
  *                                      {name = "opt", kind = "choice", choices = 3}},
  *                  window = 10}
- *   population.from_pointer(p)   another reference to pop:pointer()'s population
+ *   pop:share()                  another handle (reference) to the same population
  *   population.methods()         the methods table of pbt.Population
  *   population._memcpy_bench(bytes, reps)  fastest plain memcpy, in seconds
  *
@@ -23,6 +23,8 @@ typedef struct lpbt_population {
 } lpbt_population;
 
 static const char *const kind_words[] = {"float", "int", "choice", NULL};
+
+static lpbt_population *push_pop(lua_State *L);
 
 static pbt_population *check_pop(lua_State *L, int arg) {
   lpbt_population *u = (lpbt_population *)luaL_checkudata(L, arg, LPBT_POPULATION);
@@ -411,10 +413,15 @@ static int p_events(lua_State *L) {
   return 1;
 }
 
-/* pop:pointer() -> a light userdata for population.from_pointer in another
- * Lua state; this userdata must stay alive until it has been adopted. */
-static int p_pointer(lua_State *L) {
-  lua_pushlightuserdata(L, check_pop(L, 1));
+/* pop:share() -> another handle holding its own reference to the same
+ * population (worker threads with their own Lua states will be handed the
+ * population by C code, with pbt_population_retain: a raw pointer passed
+ * through Lua could not be checked). */
+static int p_share(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  lpbt_population *u = push_pop(L);
+  pbt_population_retain(p);
+  u->p = p;
   return 1;
 }
 
@@ -461,7 +468,7 @@ static const luaL_Reg pop_methods[] = {
     {"log", p_log},
     {"nevents", p_nevents},
     {"events", p_events},
-    {"pointer", p_pointer},
+    {"share", p_share},
     {"refcount", p_refcount},
     {NULL, NULL}};
 
@@ -514,18 +521,18 @@ static int m_new(lua_State *L) {
   lpbt_population *u;
   int isnum;
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "size");
+  lpbt_rawfield(L, 1, "size");
   size = lua_tointegerx(L, -1, &isnum);
   if (!isnum || size < 1)
     luaL_argerror(L, 1, "field 'size' must be an integer of at least 1");
   lua_pop(L, 1);
-  if (lua_getfield(L, 1, "window") != LUA_TNIL) {
+  if (lpbt_rawfield(L, 1, "window") != LUA_TNIL) {
     window = lua_tointegerx(L, -1, &isnum);
     if (!isnum || window < 1 || window > 1 << 20)
       luaL_argerror(L, 1, "field 'window' must be an integer from 1 to 1048576");
   }
   lua_pop(L, 1);
-  if (lua_getfield(L, 1, "hparams") != LUA_TNIL) {
+  if (lpbt_rawfield(L, 1, "hparams") != LUA_TNIL) {
     int t = lua_gettop(L);
     if (!lua_istable(L, t)) luaL_argerror(L, 1, "field 'hparams' must be a table");
     n = (lua_Integer)lua_rawlen(L, t);
@@ -535,11 +542,11 @@ static int m_new(lua_State *L) {
       int kind;
       if (lua_rawgeti(L, t, k + 1) != LUA_TTABLE)
         luaL_argerror(L, 1, lua_pushfstring(L, "hparams[%I] must be a table", k + 1));
-      if (lua_getfield(L, -1, "name") != LUA_TSTRING)
+      if (lpbt_rawfield(L, -1, "name") != LUA_TSTRING)
         luaL_argerror(L, 1, lua_pushfstring(L, "hparams[%I].name must be a string", k + 1));
       specs[k].name = lua_tostring(L, -1); /* kept alive by the options table */
       lua_pop(L, 1);
-      lua_getfield(L, -1, "kind");
+      lpbt_rawfield(L, -1, "kind");
       kind = -1;
       if (lua_type(L, -1) == LUA_TSTRING) {
         int j;
@@ -552,7 +559,7 @@ static int m_new(lua_State *L) {
       lua_pop(L, 1);
       specs[k].kind = (pbt_hparam_kind)kind;
       specs[k].nchoices = 0;
-      lua_getfield(L, -1, "choices");
+      lpbt_rawfield(L, -1, "choices");
       if (lua_istable(L, -1)) specs[k].nchoices = (int64_t)lua_rawlen(L, -1);
       else if (!lua_isnil(L, -1)) {
         lua_Integer c = lua_tointegerx(L, -1, &isnum);
@@ -573,20 +580,10 @@ static int m_new(lua_State *L) {
   return 1;
 }
 
-static int m_from_pointer(lua_State *L) {
-  pbt_population *p;
-  lpbt_population *u;
-  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
-  p = (pbt_population *)lua_touserdata(L, 1);
-  u = push_pop(L);
-  pbt_population_retain(p);
-  u->p = p;
-  return 1;
-}
 
 static int m_methods(lua_State *L) {
   push_meta(L);
-  lua_getfield(L, -1, "__index");
+  lpbt_rawfield(L, -1, "__index");
   return 1;
 }
 
@@ -602,7 +599,6 @@ static int m_memcpy_bench(lua_State *L) {
 }
 
 const luaL_Reg lpbt_population_module[] = {{"new", m_new},
-                                           {"from_pointer", m_from_pointer},
                                            {"methods", m_methods},
                                            {"_memcpy_bench", m_memcpy_bench},
                                            {NULL, NULL}};

@@ -10,12 +10,15 @@
 #include <math.h>
 #include <string.h>
 
+#include <stdint.h>
+
 #include "lpbt.h"
 #include "pbt_select.h"
 #include "pbt_stats.h"
 
 /* A Lua-owned buffer of n doubles, pushed on the stack. */
 static double *push_doubles(lua_State *L, size_t n) {
+  if (n > SIZE_MAX / sizeof(double) / 2) luaL_error(L, "not enough memory");
   return (double *)lua_newuserdatauv(L, (n ? n : 1) * sizeof(double), 0);
 }
 
@@ -44,12 +47,12 @@ static double *read_sample(lua_State *L, int arg, size_t *n) {
   lua_Integer len, k;
   if (t) return read_tensor(L, arg, lpbt_check_tensor(L, arg), n);
   luaL_argexpected(L, lua_type(L, arg) == LUA_TTABLE, arg, "table or pbt.Tensor");
-  len = luaL_len(L, arg);
+  len = LPBT_LEN(L, arg);
   *n = len > 0 ? (size_t)len : 0;
   x = push_doubles(L, *n);
   for (k = 1; k <= len; k++) {
     int isnum;
-    lua_geti(L, arg, k);
+    lua_rawgeti(L, arg, k);
     x[k - 1] = (double)lua_tonumberx(L, -1, &isnum);
     if (!isnum)
       luaL_argerror(L, arg, lua_pushfstring(L, "number expected at index %I, got %s",
@@ -120,7 +123,7 @@ static void check_option_names(lua_State *L, int idx, const char *const *known) 
 static double opt_number(lua_State *L, int idx, const char *name, double def) {
   double v = def;
   if (lua_isnoneornil(L, idx)) return def;
-  if (lua_getfield(L, idx, name) != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, name) != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TNUMBER)
       luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' must be a number, got %s",
                                             name, luaL_typename(L, -1)));
@@ -135,7 +138,7 @@ static lua_Integer opt_integer(lua_State *L, int idx, const char *name,
   lua_Integer v = def;
   int isint;
   if (lua_isnoneornil(L, idx)) return def;
-  if (lua_getfield(L, idx, name) != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, name) != LUA_TNIL) {
     v = lua_tointegerx(L, -1, &isint);
     if (lua_type(L, -1) != LUA_TNUMBER || !isint)
       luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' must be an integer, got %s",
@@ -148,7 +151,7 @@ static lua_Integer opt_integer(lua_State *L, int idx, const char *name,
 static pbt_select_mode opt_mode(lua_State *L, int idx) {
   pbt_select_mode mode = PBT_MODE_MAX;
   if (lua_isnoneornil(L, idx)) return mode;
-  if (lua_getfield(L, idx, "mode") != LUA_TNIL) {
+  if (lpbt_rawfield(L, idx, "mode") != LUA_TNIL) {
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
     if (strcmp(s, "max") == 0)
       mode = PBT_MODE_MAX;
@@ -291,14 +294,14 @@ static int s_truncation(lua_State *L) {
  * into a new buffer (pushed above it). */
 static double *read_window(lua_State *L, size_t m, size_t window, size_t *n) {
   int h = lua_gettop(L);
-  lua_Integer len = luaL_len(L, h), first, k;
+  lua_Integer len = LPBT_LEN(L, h), first, k;
   double *x;
   first = (lua_Unsigned)len > window ? len - (lua_Integer)window + 1 : 1;
   *n = len >= first ? (size_t)(len - first + 1) : 0;
   x = push_doubles(L, *n);
   for (k = first; k <= len; k++) {
     int isnum;
-    lua_geti(L, h, k);
+    lua_rawgeti(L, h, k);
     x[k - first] = (double)lua_tonumberx(L, -1, &isnum);
     if (!isnum)
       luaL_argerror(L, 1, lua_pushfstring(L, "history %I: number expected at index %I, got %s",
@@ -320,10 +323,10 @@ static int s_ttest(lua_State *L) {
   pbt_generator *g;
   pbt_error err;
   luaL_checktype(L, 1, LUA_TTABLE);
-  len = luaL_len(L, 1);
+  len = LPBT_LEN(L, 1);
   n = len > 0 ? (size_t)len : 0;
   for (k = 1; k <= n; k++) {
-    int type = lua_geti(L, 1, (lua_Integer)k);
+    int type = lua_rawgeti(L, 1, (lua_Integer)k);
     if (type != LUA_TTABLE)
       luaL_argerror(L, 1, lua_pushfstring(L, "history %I: table expected, got %s",
                                           (lua_Integer)k, lua_typename(L, type)));
@@ -344,9 +347,9 @@ static int s_ttest(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  lua_geti(L, 1, (lua_Integer)i + 1);
+  lua_rawgeti(L, 1, (lua_Integer)i + 1);
   hi = read_window(L, i, (size_t)window, &ni);
-  lua_geti(L, 1, (lua_Integer)j + 1);
+  lua_rawgeti(L, 1, (lua_Integer)j + 1);
   hj = read_window(L, (size_t)j, (size_t)window, &nj);
   if (pbt_ttest_better(hi, ni, hj, nj, (size_t)window, alpha, mode))
     lua_pushinteger(L, (lua_Integer)j + 1);

@@ -522,7 +522,7 @@ describe("pbt.Population", function()
   describe("handles", function()
     it("lets several owners hold one population", function()
       local pop = population.new { size = 2 }
-      local other = population.from_pointer(pop:pointer())
+      local other = pop:share()
       assert.are.equal(2, pop:refcount())
       other:report(2, 3)
       assert.are.equal(3, pop:scores()[2])

@@ -16,7 +16,6 @@ local core = require("pbt.core").population
 
 local M = {
   new = core.new,
-  from_pointer = core.from_pointer,
   Population = core.methods(),
 }
 local Population = M.Population
