@@ -263,6 +263,40 @@ describe("pbt.experiment", function()
     assert.matches("\rlinear: 60/60 steps, best [%d.e+-]+, median [%d.e+-]+, 5 exploits, [%d]+ s left", text)
   end)
 
+  it("leaves a tensor that every member holds (a data set) out of the members' states", function()
+    local data = T.ones(4)
+    local e = pbt.experiment{
+      population = 3, seed = 1, space = { lr = pbt.uniform(0, 1) },
+      init = function(_, g) return { w = T.rand({ 2 }, { generator = g }), data = data } end,
+      step = function(s, h) s.w:add_(T.full({ 2 }, h.lr)) end,
+      eval = function(s) return s.w:sum():item() end,
+      ready = pbt.ready.every(1), budget = { steps = 3 },
+    }
+    local r = e:run{ progress = false }
+    assert.are.equal(4, data:sum():item())
+    assert.is_truthy(r.best)
+  end)
+
+  it("refuses members whose states differ, naming the parts", function()
+    local k = 0
+    local e = pbt.experiment{
+      population = 2, space = {},
+      init = function() k = k + 1; if k == 1 then return { w = T.zeros(1), a = 1 } end return { w = T.zeros(1), b = { x = 1 } } end,
+      step = function() end, eval = function() return 0 end, budget = { steps = 1 },
+    }
+    assert.has_error(function() e:run{ progress = false } end,
+      "experiment: member 2's state has values {b.x}, member 1's {a}: init must build the same state for every member")
+  end)
+
+  it("says why, when every member has failed", function()
+    local e = pbt.experiment{
+      population = 2, space = {}, init = function() return {} end,
+      step = function() error("no data", 0) end, eval = function() return 0 end, budget = { steps = 2 },
+    }
+    assert.has_error(function() e:run{ progress = false } end,
+      "experiment: every member has failed (member 1: no data)")
+  end)
+
   it("rejects a bad description with a clear message", function()
     assert.has_error(function() pbt.experiment{ population = 1 } end,
       "experiment: population must be an integer >= 2, got 1")
@@ -271,6 +305,12 @@ describe("pbt.experiment", function()
     assert.has_error(function()
       pbt.experiment{ population = 2, init = print, step = print, eval = print, mode = "best" }
     end, 'experiment: mode must be "max" or "min", got best')
+    assert.has_error(function()
+      pbt.experiment{ population = 2, init = print, step = print, eval = print, budget = { steps = "5" } }
+    end, "experiment: budget.steps must be a positive integer, got 5")
+    assert.has_error(function()
+      pbt.experiment{ population = 2, init = print, step = print, eval = print, window = 0 }
+    end, "experiment: window must be an integer >= 2, got 0")
   end)
 end)
 

@@ -71,7 +71,18 @@ function M.experiment(desc)
   if type(b) ~= "table" or not (b.steps or b.evaluations or b.seconds) then
     fail("budget must be a table with steps, evaluations or seconds")
   end
+  for _, k in ipairs({ "steps", "evaluations" }) do
+    if b[k] ~= nil and (math.type(b[k]) ~= "integer" or b[k] < 1) then
+      fail("budget.%s must be a positive integer, got %s", k, tostring(b[k]))
+    end
+  end
+  if b.seconds ~= nil and (type(b.seconds) ~= "number" or not (b.seconds > 0)) then
+    fail("budget.seconds must be a positive number, got %s", tostring(b.seconds))
+  end
   e.window = desc.window or 10
+  if math.type(e.window) ~= "integer" or e.window < 2 then
+    fail("window must be an integer >= 2, got %s", tostring(e.window))
+  end
   -- variants (the paper's toy problem uses both): exploit may copy the
   -- weights only and keep the recipient's hyperparameters; explore may run
   -- at every ready decision, not only after an exploit
@@ -140,12 +151,20 @@ M.flatten = flatten
 -- recipient's; the tensors are the C store's business.
 local function copy_lua_parts(dst, src)
   for k, v in ipairs(src.values) do
-    local d = dst.values[k]
+    local d = dst.values[k] -- same name: checked when the members were made
     d.table[d.key] = v.table[v.key]
   end
   for k, o in ipairs(src.objects) do
     dst.objects[k].object:load_state_dict(o.object:state_dict())
   end
+end
+
+--- The names of a state's parts, one string per kind, for comparing
+-- members.
+local function part_names(parts, kind)
+  local names = {}
+  for k, p in ipairs(parts[kind]) do names[k] = p.name end
+  return table.concat(names, ", ")
 end
 
 local function copy_h(h)
@@ -260,8 +279,33 @@ function Experiment:run(opts)
     local parts = flatten(state)
     members[i] = { g = g, h = h, state = state, parts = parts, steps = 0, since = 0,
       scores = {}, schedule = { root = i, seed = member_seed(seed, i), { step = 0, h = copy_h(h) } } }
-    for _, p in ipairs(parts.tensors) do pop:set_state(i, p.name, p.tensor) end
-    set_h(i, h)
+  end
+  -- a tensor that several members hold (a data set, a shared embedding) is
+  -- shared on purpose: it is not part of any member's own state
+  local holders = {}
+  for i = 1, n do
+    for _, p in ipairs(members[i].parts.tensors) do holders[p.tensor] = (holders[p.tensor] or 0) + 1 end
+  end
+  for i = 1, n do
+    local own = {}
+    for _, p in ipairs(members[i].parts.tensors) do
+      if holders[p.tensor] == 1 then own[#own + 1] = p end
+    end
+    members[i].parts.tensors = own
+  end
+  -- every member's state has the same parts, matched by name
+  for i = 2, n do
+    for _, kind in ipairs({ "tensors", "values", "objects" }) do
+      local a, b = part_names(members[1].parts, kind), part_names(members[i].parts, kind)
+      if a ~= b then
+        error(("experiment: member %d's state has %s {%s}, member 1's {%s}: init must build the " ..
+          "same state for every member"):format(i, kind, b, a), 0)
+      end
+    end
+  end
+  for i = 1, n do
+    for _, p in ipairs(members[i].parts.tensors) do pop:set_state(i, p.name, p.tensor) end
+    set_h(i, members[i].h)
   end
 
   local evaluations, exploits, budget = 0, 0, e.budget
@@ -308,7 +352,9 @@ function Experiment:run(opts)
     evaluations = evaluations + 1
     if not ok then
       pop:set_steps(i, m.steps)
-      log("failure", i, nil, tostring(err)) -- also marks it failed
+      local okmsg, msg = pcall(tostring, err)
+      m.last_error = okmsg and msg or "an error that cannot be printed"
+      log("failure", i, nil, m.last_error) -- also marks it failed
       m.failed = true
       return false
     end
@@ -333,6 +379,9 @@ function Experiment:run(opts)
       if not e.copy_hparams then set_h(i, own) end
     end
     local h = e.explore(copy_h(base), e.space, G)
+    if type(h) ~= "table" then
+      error(("experiment: explore must return a table of hyperparameters, got %s"):format(type(h)), 0)
+    end
     for _, name in ipairs(e.names) do
       if not e.space[name]:contains(h[name]) then
         error(("experiment: explore gave %s = %s, outside %s"):format(name, tostring(h[name]),
@@ -372,7 +421,10 @@ function Experiment:run(opts)
 
   local function replace_failed(i)
     local d = best_alive()
-    if not d then error("experiment: every member has failed", 0) end
+    if not d then
+      error(("experiment: every member has failed (member %d: %s)"):format(i,
+        tostring(members[i].last_error)), 0)
+    end
     exploit_explore(i, d)
   end
 
