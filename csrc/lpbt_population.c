@@ -209,6 +209,8 @@ static int p_set_state(lua_State *L) {
     pbt_tensor *t = lpbt_test_tensor(L, 4);
     if (!t) luaL_typeerror(L, 4, "pbt.Tensor or number");
     if (!t->storage) luaL_argerror(L, 4, "tensor has been released");
+    /* exploit writes into state tensors: each element needs its own memory */
+    if (pbt_check_writable(t, &err) != PBT_OK) luaL_argerror(L, 4, err.msg);
     s = pbt_population_set_tensor(p, i, name, t, &err);
   }
   LPBT_CHECK(L, "set_state", s, &err);
@@ -560,7 +562,11 @@ static int m_new(lua_State *L) {
       specs[k].kind = (pbt_hparam_kind)kind;
       specs[k].nchoices = 0;
       lpbt_rawfield(L, -1, "choices");
-      if (lua_istable(L, -1)) specs[k].nchoices = (int64_t)lua_rawlen(L, -1);
+      if (lua_istable(L, -1)) {
+        specs[k].nchoices = (int64_t)lua_rawlen(L, -1);
+        if (specs[k].nchoices == 0)
+          luaL_argerror(L, 1, lua_pushfstring(L, "hparams[%I].choices is empty", k + 1));
+      }
       else if (!lua_isnil(L, -1)) {
         lua_Integer c = lua_tointegerx(L, -1, &isnum);
         if (!isnum || c < 1)

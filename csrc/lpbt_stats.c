@@ -208,10 +208,10 @@ static int s_betainc(lua_State *L) {
   int upper = lua_toboolean(L, 4);
   luaL_argcheck(L, x >= 0 && x <= 1, 1,
                 lua_pushfstring(L, "x must be in [0, 1], got %f", (lua_Number)x));
-  luaL_argcheck(L, a > 0 && isfinite(a), 2,
-                lua_pushfstring(L, "a must be positive and finite, got %f", (lua_Number)a));
-  luaL_argcheck(L, b > 0 && isfinite(b), 3,
-                lua_pushfstring(L, "b must be positive and finite, got %f", (lua_Number)b));
+  luaL_argcheck(L, a > 0 && a <= 1e10, 2,
+                lua_pushfstring(L, "a must be in (0, 1e10], got %f", (lua_Number)a));
+  luaL_argcheck(L, b > 0 && b <= 1e10, 3,
+                lua_pushfstring(L, "b must be in (0, 1e10], got %f", (lua_Number)b));
   lua_pushnumber(L, (lua_Number)(upper ? pbt_betaincc(x, a, b)
                                         : pbt_betainc(x, a, b)));
   return 1;

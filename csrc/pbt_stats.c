@@ -111,9 +111,14 @@ static double betainc_xy(double x, double y, double a, double b,
   return complement ? 1 - v : v;
 }
 
+/* Beyond this the continued fraction loses its accuracy: I_x(a, b) is
+ * NaN there, and Student's t with more degrees of freedom is the normal
+ * distribution (their difference is of order 1/df). */
+#define PBT_BETAINC_MAX 1e10
+
 static int betainc_bad(double x, double a, double b) {
   return isnan(x) || isnan(a) || isnan(b) || a <= 0 || b <= 0 || x < 0 ||
-         x > 1 || isinf(a) || isinf(b);
+         x > 1 || a > PBT_BETAINC_MAX || b > PBT_BETAINC_MAX;
 }
 
 double pbt_betainc(double x, double a, double b) {
@@ -155,7 +160,7 @@ static void t_xy(double t, double df, double *x, double *y) {
 /* P(T > |t|) when upper, else P(T <= |t|) */
 static double t_tail(double t, double df, int upper) {
   double x, y, half;
-  if (isinf(df)) {
+  if (df > 2 * PBT_BETAINC_MAX) {
     half = 0.5 * erfc(fabs(t) / sqrt(2.0));
     return upper ? half : 1 - half;
   }

@@ -346,9 +346,11 @@ describe("pbt.stats", function()
       assert.has_error(function() stats.betainc(1.5, 1, 1) end,
         "bad argument #1 to 'betainc' (x must be in [0, 1], got 1.5)")
       assert.has_error(function() stats.betainc(0.5, 0, 1) end,
-        "bad argument #2 to 'betainc' (a must be positive and finite, got 0.0)")
+        "bad argument #2 to 'betainc' (a must be in (0, 1e10], got 0.0)")
       assert.has_error(function() stats.betainc(0.5, 1, -2) end,
-        "bad argument #3 to 'betainc' (b must be positive and finite, got -2.0)")
+        "bad argument #3 to 'betainc' (b must be in (0, 1e10], got -2.0)")
+      assert.has_error(function() stats.betainc(0.5, 1e100, 1e100) end,
+        "bad argument #2 to 'betainc' (a must be in (0, 1e10], got 1e+100)")
     end)
   end)
 
@@ -377,6 +379,16 @@ describe("pbt.stats", function()
     it("raises for df <= 0", function()
       assert.has_error(function() stats.t_cdf(1, 0) end,
         "bad argument #2 to 't_cdf' (degrees of freedom must be positive, got 0.0)")
+    end)
+
+    it("is a probability for any degrees of freedom (the normal beyond 2e10)", function()
+      -- the normal CDF at 1: 0.841344746068543 (erfc(-1/sqrt 2)/2)
+      assert.is_true(math.abs(stats.t_cdf(1, 1e20) - 0.841344746068543) < 1e-12)
+      assert.are.equal(1, stats.t_cdf(1e10, 1e50))
+      for _, df in ipairs({ 1e9, 1e11, 1e15, 1e300 }) do
+        local p = stats.t_cdf(2, df)
+        assert.is_true(p > 0.97 and p < 0.98, tostring(p))
+      end
     end)
   end)
 end)
