@@ -103,10 +103,19 @@ static void check_conv_opts(lua_State *L, int arg, pbt_conv2d_opts *o) {
   luaL_argcheck(L, o->padding[1] >= 0, arg + 3, "padding must be >= 0");
 }
 
-/* The workspace at arg (nil: none). */
-static pbt_tensor *opt_workspace(lua_State *L, int arg, const char *fname) {
+/* The workspace at arg (nil: none); it is rewritten (and may be
+ * reallocated), so it must not share storage with any of the op's tensors,
+ * the `nin` tensors from arg 1 on. */
+static pbt_tensor *opt_workspace(lua_State *L, int arg, const char *fname, int nin) {
   pbt_tensor *ws = opt_tensor(L, arg);
-  if (ws) lpbt_check_inplace(L, ws, fname);
+  int k;
+  if (!ws) return NULL;
+  lpbt_check_inplace(L, ws, fname);
+  for (k = 1; k <= nin; k++) {
+    const pbt_tensor *t = lpbt_test_tensor(L, k);
+    if (t && t->storage == ws->storage)
+      luaL_argerror(L, arg, lua_pushfstring(L, "the workspace shares its storage with argument #%d", k));
+  }
   return ws;
 }
 
@@ -116,7 +125,7 @@ static int f_conv2d(lua_State *L) {
   pbt_conv2d_opts o;
   pbt_error err;
   check_conv_opts(L, 4, &o);
-  ws = opt_workspace(L, 8, "conv2d");
+  ws = opt_workspace(L, 8, "conv2d", 3);
   lua_settop(L, 8);
   out = lpbt_push_tensor(L);
   LPBT_CHECK(L, "conv2d", pbt_conv2d(out, x, w, b, &o, ws, &err), &err);
@@ -132,7 +141,7 @@ static int f_conv2d_backward(lua_State *L) {
   int nx = lua_toboolean(L, 9), nw = lua_toboolean(L, 10), nb = lua_toboolean(L, 11);
   pbt_error err;
   check_conv_opts(L, 4, &o);
-  ws = opt_workspace(L, 8, "conv2d_backward");
+  ws = opt_workspace(L, 8, "conv2d_backward", 3);
   lua_settop(L, 11);
   gx = push_opt(L, nx), gw = push_opt(L, nw), gb = push_opt(L, nb);
   LPBT_CHECK(L, "conv2d_backward",
