@@ -779,3 +779,25 @@ describe("pbt.nn", function()
     end)
   end)
 end)
+
+describe("pbt.nn argument errors name the function and the argument", function()
+  local pbt = require("pbt")
+  local nn, T = pbt.nn, pbt.tensor
+  local l = T.randn(2, 3)
+  local cases = {
+    { function() nn.cross_entropy(l, { 1, "x" }) end, "cross_entropy: label 2 must be a number, got string" },
+    { function() nn.cross_entropy(l, nil) end, "cross_entropy: labels must be a pbt.Tensor or a table, got nil" },
+    { function() nn.cross_entropy(nil, { 1, 2 }) end, "cross_entropy: logits must be a pbt.Tensor, got nil" },
+    { function() nn.linear(nil, T.randn(2, 3)) end, "linear: input must be a pbt.Tensor, got nil" },
+    { function() nn.linear(T.tensor(1), T.randn(2, 3)) end,
+      "linear: input must have at least 1 dimension, got a 0-d tensor" },
+    { function() nn.linear(l, T.randn(3)) end, "linear: weight must be 2-d, got 1-d" },
+    { function() nn.layer_norm(l) end, "layer_norm: normalized_shape must be a size or a table of sizes, got nil" },
+    { function() nn.dropout(l) end, "dropout: p must be a number, got nil" },
+    { function() nn.embedding({ 1 }, T.randn(3)) end, "embedding: weight must be 2-d, got 1-d" },
+    { function() nn.accuracy(T.randn(3), { 1 }) end, "accuracy: logits must be 2-d, got 1-d" },
+  }
+  for k, c in ipairs(cases) do
+    it("case " .. k .. ": " .. c[2], function() assert.has_error(c[1], c[2]) end)
+  end
+end)

@@ -646,3 +646,12 @@ describe("pbt.optim", function()
     end)
   end)
 end)
+
+describe("pbt.optim betas", function()
+  it("must be exactly two numbers, also when given to the constructor", function()
+    local pbt = require("pbt")
+    local p = pbt.tensor.ones(2):requires_grad_()
+    assert.has_error(function() pbt.optim.Adam({ p }, { betas = { 0.9, 0.999, 5 } }) end,
+      "Adam: betas must be a table of two numbers, got a table of length 3")
+  end)
+end)

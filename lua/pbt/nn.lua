@@ -90,8 +90,29 @@ local function pair(fname, what, v, min)
   return v, v
 end
 
-local function as_labels(labels)
+--- Raises "<fname>: <what> must be a pbt.Tensor, got <type>" in the caller's
+-- caller (the user's code) unless x is a tensor, optionally of ndim
+-- dimensions.
+local function check_tensor(fname, what, x, ndim)
+  if not is_tensor(x) then
+    error(("%s: %s must be a pbt.Tensor, got %s"):format(fname, what, type(x)), 3)
+  end
+  if ndim and x:dim() ~= ndim then
+    error(("%s: %s must be %d-d, got %d-d"):format(fname, what, ndim, x:dim()), 3)
+  end
+  return x
+end
+
+local function as_labels(fname, labels)
   if is_tensor(labels) then return labels end
+  if type(labels) ~= "table" then
+    error(("%s: labels must be a pbt.Tensor or a table, got %s"):format(fname, type(labels)), 3)
+  end
+  for i, v in ipairs(labels) do
+    if type(v) ~= "number" then
+      error(("%s: label %d must be a number, got %s"):format(fname, i, type(v)), 3)
+    end
+  end
   return T.tensor(labels, { dtype = "float64" })
 end
 
@@ -99,7 +120,10 @@ end
 
 --- nn.linear(x, w [, b]): x [..., in] . w^T + b with w [out, in].
 function nn.linear(x, w, b)
+  check_tensor("linear", "input", x)
+  check_tensor("linear", "weight", w, 2)
   local nd = x:dim()
+  if nd == 0 then error("linear: input must have at least 1 dimension, got a 0-d tensor", 2) end
   if nd == 2 then return C.linear(x, w, b) end
   if nd == 1 then return C.linear(x:unsqueeze(1), w, b):squeeze(1) end
   local shape = x:shape()
@@ -110,6 +134,8 @@ end
 
 --- nn.conv2d(x, w [, b [, {stride=1, padding=0}]]): x [N,C,H,W] or [C,H,W].
 function nn.conv2d(x, w, b, opts, workspace)
+  check_tensor("conv2d", "input", x)
+  check_tensor("conv2d", "weight", w, 4)
   opts = opts or {}
   local sh, sw = pair("conv2d", "stride", opts.stride or 1, 1)
   local ph, pw = pair("conv2d", "padding", opts.padding or 0, 0)
@@ -122,6 +148,7 @@ end
 --- nn.max_pool2d(x, k [, {stride=k, padding=0}]): returns the pooled tensor
 -- and the 1-based positions of the maxima in each H*W plane.
 function nn.max_pool2d(x, k, opts)
+  check_tensor("max_pool2d", "input", x)
   opts = opts or {}
   local kh, kw = pair("max_pool2d", "kernel size", k, 1)
   local sh, sw = kh, kw
@@ -138,13 +165,19 @@ function nn.gelu(x) return C.gelu(x) end
 
 --- nn.layer_norm(x, normalized_shape [, w [, b [, eps=1e-5]]])
 function nn.layer_norm(x, shape, w, b, eps)
+  check_tensor("layer_norm", "input", x)
   if type(shape) == "number" then shape = { shape } end
+  if type(shape) ~= "table" then
+    error(("layer_norm: normalized_shape must be a size or a table of sizes, got %s"):format(type(shape)), 2)
+  end
   return (C.layer_norm(x, shape, w, b, eps or 1e-5))
 end
 
 --- nn.dropout(x, p [, {training=true, generator=}]): zeroes each element with
 -- probability p and scales the others by 1 / (1 - p) when training.
 function nn.dropout(x, p, opts)
+  check_tensor("dropout", "input", x)
+  if type(p) ~= "number" then error(("dropout: p must be a number, got %s"):format(type(p)), 2) end
   opts = opts or {}
   if opts.training == false or p == 0 then return x end
   return (C.dropout(x, p, opts.generator))
@@ -154,7 +187,8 @@ end
 -- indices (a tensor of any shape or a table); the result has shape
 -- indices.shape .. {dim}.
 function nn.embedding(idx, w)
-  idx = as_labels(idx)
+  check_tensor("embedding", "weight", w, 2)
+  idx = as_labels("embedding", idx)
   local shape = idx:shape()
   local rows = w:index_select(1, idx:reshape(-1))
   shape[#shape + 1] = w:size(2)
@@ -175,6 +209,7 @@ end
 
 --- nn.mse_loss(pred, target [, reduction="mean"])
 function nn.mse_loss(pred, target, reduction)
+  check_tensor("mse_loss", "input", pred)
   local d = pred - target
   return reduce("mse_loss", d * d, reduction)
 end
@@ -184,12 +219,14 @@ end
 -- float dtype or a Lua table.
 function nn.cross_entropy(logits, labels, reduction)
   if reduction ~= nil and not reductions[reduction] then reduce("cross_entropy", nil, reduction) end
-  return C.cross_entropy(logits, as_labels(labels), reduction or "mean")
+  check_tensor("cross_entropy", "logits", logits)
+  return C.cross_entropy(logits, as_labels("cross_entropy", labels), reduction or "mean")
 end
 
 --- nn.nll_loss(logp [N,K], labels [, reduction="mean"]): -logp[i, label_i].
 function nn.nll_loss(logp, labels, reduction)
-  labels = as_labels(labels)
+  check_tensor("nll_loss", "input", logp, 2)
+  labels = as_labels("nll_loss", labels)
   local n = logp:size(1)
   local picked = logp:gather(2, labels:reshape(n, 1)):reshape(n)
   return reduce("nll_loss", -picked, reduction)
@@ -207,7 +244,8 @@ end
 --- nn.accuracy(logits [N,K], labels): the fraction (a Lua number) of rows
 -- whose largest logit is at the label.
 function nn.accuracy(logits, labels)
-  labels = as_labels(labels)
+  check_tensor("accuracy", "logits", logits, 2)
+  labels = as_labels("accuracy", labels)
   if labels:dtype() ~= "float64" then labels = labels:astype("float64") end
   return logits:detach():argmax(2):eq(labels:detach()):mean():item()
 end

@@ -121,6 +121,8 @@ local function new(class, params, opts)
       v = f.default
       if v == nil then error(fmt("%s: %s is required", name, f.name), 0) end
     end
+    local msg = kinds[f.kind](f.name, v) -- before copy_value keeps two betas
+    if msg then error(name .. ": " .. msg, 0) end
     self[f.name] = copy_value(v)
   end
   validate(class, self)
