@@ -8,18 +8,7 @@ local T = pbt.tensor
 
 -- ---- helpers ------------------------------------------------------------------
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local readfile, writefile = require("spec.helper").readfile, require("spec.helper").writefile
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 

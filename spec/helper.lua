@@ -19,6 +19,20 @@ function M.flat(t)
   return out
 end
 
+--- The bytes of a file, and a file made of bytes (test fixtures).
+function M.readfile(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.writefile(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
 --- x rounded to float32.
 function M.f32(x) return (string.unpack("f", string.pack("f", x))) end
 

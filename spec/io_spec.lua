@@ -24,18 +24,7 @@ local function file_of(body, version)
   return string.pack("<c4 I4 I8 I4", "PBT\0", version or 1, #body, crc32(body)) .. body
 end
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local readfile, writefile = require("spec.helper").readfile, require("spec.helper").writefile
 
 local function listdir(dir)
   local p = assert(io.popen("ls -A '" .. dir .. "'"))
