@@ -11,12 +11,7 @@ local function tmpdir()
   return d
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("spec.helper").readfile
 
 describe("pbt.space", function()
   it("perturbs continuous values by the factor and clips them to the bounds", function()
@@ -173,6 +168,25 @@ describe("pbt.experiment", function()
     local first = math.huge
     for i = 1, 4 do first = math.min(first, r.scores[i][1][2]) end
     assert.is_true(r.best.score < first / 2, ("%g vs %g"):format(r.best.score, first))
+  end)
+
+  it("asks the ready rule once per step, in both modes", function()
+    for _, sync in ipairs({ true, false }) do
+      local calls, steps = 0, 0
+      local e = pbt.experiment{
+        population = 3, seed = 2, sync = sync, space = { lr = pbt.uniform(0.1, 0.2) },
+        init = function() return { w = T.zeros(1) } end,
+        step = function() steps = steps + 1 end,
+        eval = function(s) return s.w:item() end,
+        ready = function(m) calls = calls + 1 return m.since >= 2 end,
+        budget = { steps = 6 },
+      }
+      e:run{ progress = false }
+      -- sync: everyone at the same count, 3 x 6 steps; async: a recipient takes
+      -- its donor's count (the steps behind its weights), so the total varies
+      if sync then assert.are.equal(18, steps) end
+      assert.are.equal(steps, calls)
+    end
   end)
 
   it("marks a member that fails as failed, logs its error and replaces it", function()

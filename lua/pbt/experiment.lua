@@ -470,21 +470,22 @@ function Experiment:run(opts)
       local stop = false
       for i = 1, n do if out_of_budget(i) then stop = true end end
       if stop or out_of_budget() then break end
-      -- every member trains until ready (or failed, or out of budget)
+      -- every member trains until ready (or failed, or out of budget); the
+      -- ready rule is asked once per step, as in the asynchronous scheme
+      local ready = {}
       for i = 1, n do
         local m = members[i]
         while not m.failed and not out_of_budget(i) do
           if not train(i) then break end
           if e.ready({ step = m.steps, since = m.since }) then
             log("ready", i)
+            ready[i] = true
             break
           end
         end
       end
       -- decisions for the whole generation
       for i = 1, n do if members[i].failed then replace_failed(i) end end
-      local ready = {}
-      for i = 1, n do ready[i] = e.ready({ step = members[i].steps, since = members[i].since }) end
       local donors
       if e.exploit.all then donors = e.exploit.all(view, G, mode)
       else
