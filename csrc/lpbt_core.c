@@ -42,6 +42,7 @@ typedef struct allocator_box {
   pbt_allocator *a;
   size_t since; /* bytes of results made since the last forced GC cycle */
   size_t live;  /* live bytes of the allocator at the end of that cycle */
+  int big;      /* the last result was big: collect young objects first */
 } allocator_box;
 
 static int allocator_gc(lua_State *L) {
@@ -55,6 +56,9 @@ static int allocator_gc(lua_State *L) {
 }
 
 /* The state's allocator holder (NULL when there is none). */
+/* Results of this size and more are "big" (see lpbt_push_tensor). */
+#define BIG_RESULT ((size_t)1 << 20)
+
 static allocator_box *state_box(lua_State *L) {
   allocator_box *b = NULL;
   if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &allocator_key) == LUA_TUSERDATA)
@@ -89,15 +93,14 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
     return;
   }
   b->since += bytes;
+  if (bytes >= BIG_RESULT) b->big = 1;
   heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
   /* a whole cycle once the results since the last one outweigh what was
    * alive after it (and Lua's own heap); for big results (1 MiB and more,
    * where an op costs far more than a cycle over a small Lua heap) every
    * second one, so that their blocks come back to the cache while still
    * warm in the processor's caches */
-  if ((b->since < b->live || b->since < heap) &&
-      !(bytes >= ((size_t)1 << 20) && b->since >= 2 * bytes))
-    return;
+  if (b->since < b->live || b->since < heap) return;
   b->since = 0;
   lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
   pbt_allocator_get_stats(b->a, &st);
@@ -116,6 +119,7 @@ static void allocator_open(lua_State *L, int meta) {
   b = (allocator_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->a = NULL;
   b->since = b->live = 0;
+  b->big = 0;
   if (luaL_newmetatable(L, LPBT_ALLOCATOR)) {
     lua_pushcfunction(L, allocator_gc);
     lua_setfield(L, -2, "__gc");
@@ -172,14 +176,24 @@ static int m_allocator_limit(lua_State *L) {
 }
 
 pbt_tensor *lpbt_push_tensor(lua_State *L) {
-  lpbt_tensor *u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), 2);
-  pbt_tensor *t = &u->t;
+  lpbt_tensor *u;
+  pbt_tensor *t;
+  allocator_box *b = state_box(L);
+  if (b && b->big) {
+    /* the big result made last is often dropped already (c = a + b in a
+     * loop): a young collection hands its block back before this one is
+     * made, so that the next op writes into memory still in the caches */
+    b->big = 0;
+    lua_gc(L, LUA_GCSTEP, 0);
+  }
+  u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), 2);
+  t = &u->t;
   u->requires_grad = 0;
   t->storage = NULL;
   t->ndim = 0;
   t->offset = 0;
   t->dtype = PBT_FLOAT32;
-  t->alloc = state_allocator(L);
+  t->alloc = b ? b->a : NULL;
   lua_pushvalue(L, LPBT_UPV_TENSOR_META);
   lua_setmetatable(L, -2);
   return t;
