@@ -57,6 +57,33 @@ local cases = {
   { name = "cnn 1x28x28 batch 64", make = cnn, shape = { 64, 1, 28, 28 } },
 }
 
+-- Autograd's own cost on small tensors: a 10-element float32 mul with no
+-- input requiring grad, the same mul recorded for autograd, and a small
+-- graph (5 ops) recorded and run backward.  Each closure runs its work REPS
+-- times; the figures are per repetition.
+local REPS = 1000
+local micro = {
+  { name = "mul of 10 elements, nothing requires grad", make = function()
+    local a, b = T.rand(10, { generator = g }), T.rand(10, { generator = g })
+    return function() for _ = 1, REPS do local _ = a * b end end
+  end },
+  { name = "mul of 10 elements, recorded (x requires grad)", make = function()
+    local x, b = T.rand(10, { generator = g }):requires_grad_(), T.rand(10, { generator = g })
+    return function() for _ = 1, REPS do local _ = x * b end end
+  end },
+  { name = "((x*w + b):tanh() * c):sum() forward and backward, 10 elements", make = function()
+    local x = T.rand(10, { generator = g }):requires_grad_()
+    local w, b, c = T.rand(10, { generator = g }), T.rand(10, { generator = g }),
+      T.rand(10, { generator = g })
+    return function()
+      for _ = 1, REPS do
+        x.grad = nil
+        ((x * w + b):tanh() * c):sum():backward()
+      end
+    end
+  end },
+}
+
 local function step_fn(model, x, y)
   local opt = optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
   return function()
@@ -71,6 +98,7 @@ local function run_torch()
   local tmp = os.tmpname()
   local f = assert(io.open(tmp, "w"))
   for _, c in ipairs(cases) do f:write(c.name, "\n") end
+  for _, c in ipairs(micro) do f:write(c.name, "\n") end
   f:close()
   local p = assert(io.popen(("THREADS=%s /usr/bin/python3 bench/mlp_torch.py < %s 2>/dev/null")
     :format(threads, tmp)))
@@ -86,6 +114,7 @@ end
 
 local res = {}
 for _, c in ipairs(cases) do res[c.name] = { pbt = {}, torch = {} } end
+for _, c in ipairs(micro) do res[c.name] = { pbt = {}, torch = {} } end
 for r = 1, rounds do
   io.stderr:write(("round %d of %d\n"):format(r, rounds))
   for _, c in ipairs(cases) do
@@ -94,8 +123,10 @@ for r = 1, rounds do
     local y = T.randint(1, 10, c.shape[1], { generator = g })
     res[c.name].pbt[r] = timeit(step_fn(model, x, y))
   end
+  for _, c in ipairs(micro) do res[c.name].pbt[r] = timeit(c.make()) / REPS end
   local t = run_torch()
   for _, c in ipairs(cases) do res[c.name].torch[r] = t[c.name] end
+  for _, c in ipairs(micro) do res[c.name].torch[r] = t[c.name] end
 end
 
 print(("threads: %s on each side (OPENBLAS_NUM_THREADS for pbt, torch.set_num_threads for " ..
@@ -108,3 +139,14 @@ for _, c in ipairs(cases) do
   print(("| %s | %.3f ms | %s | %s |"):format(c.name, p * 1e3,
     t and ("%.3f ms"):format(t * 1e3) or "-", t and ("%.2f"):format(t / p) or "-"))
 end
+print("")
+print("| autograd on small tensors (per repetition) | pbt | PyTorch | pbt speed vs PyTorch |")
+print("|---|---|---|---|")
+for _, c in ipairs(micro) do
+  local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
+  print(("| %s | %.2f µs | %s | %s |"):format(c.name, p * 1e6,
+    t and ("%.2f µs"):format(t * 1e6) or "-", t and ("%.2f"):format(t / p) or "-"))
+end
+local plain = median(res[micro[1].name].pbt)
+print(("\nrecording a mul costs %.3f µs more than the mul itself (%.2f µs)")
+  :format(median(res[micro[2].name].pbt) - plain, plain))

@@ -55,6 +55,38 @@ def timeit(fn, min_time=0.3):
     return times[len(times) // 2]
 
 
+REPS = 1000
+
+
+def micro_mul(requires_grad):
+    def make():
+        a = torch.rand(10, requires_grad=requires_grad)
+        b = torch.rand(10)
+
+        def run():
+            for _ in range(REPS):
+                a * b
+        return run
+    return make
+
+
+def micro_chain():
+    x = torch.rand(10, requires_grad=True)
+    w, b, c = torch.rand(10), torch.rand(10), torch.rand(10)
+
+    def run():
+        for _ in range(REPS):
+            x.grad = None
+            ((x * w + b).tanh() * c).sum().backward()
+    return run
+
+
+MICRO = {
+    "mul of 10 elements, nothing requires grad": micro_mul(False),
+    "mul of 10 elements, recorded (x requires grad)": micro_mul(True),
+    "((x*w + b):tanh() * c):sum() forward and backward, 10 elements": micro_chain,
+}
+
 CASES = {}
 for b in (32, 128):
     CASES[f"mlp 784-256-256-10 batch {b}"] = (mlp, (b, 784))
@@ -62,6 +94,9 @@ CASES["cnn 1x28x28 batch 64"] = (cnn, (64, 1, 28, 28))
 
 for line in sys.stdin:
     name = line.rstrip("\n")
+    if name in MICRO:
+        print(f"{name}\t{timeit(MICRO[name]()) / REPS:.9g}", flush=True)
+        continue
     if name not in CASES:
         continue
     make, shape = CASES[name]

@@ -35,15 +35,26 @@
 
 /* The userdata of a pbt.Tensor: the core's tensor header first (so a
  * pbt_tensor * from lpbt_check_tensor points at it), then the binding's own
- * flag.  User value 1 holds the tensor's .grad, user value 2 its grad_fn
- * (the autograd node that made it). */
+ * autograd fields.  User value 1 holds the tensor's .grad; the others the
+ * op that made it, when that op was recorded (see lpbt_record): its name
+ * (LPBT_UV_OP), and either its arguments (up to LPBT_NODE_ARGS of them,
+ * from LPBT_UV_ARG on, nargs giving how many) or its node table
+ * (LPBT_UV_GRAD_FN, made at once for other ops, else on first use). */
 typedef struct lpbt_tensor {
   pbt_tensor t;
   int requires_grad;
+  int nargs;             /* arguments kept in user values */
+  unsigned mark;         /* graph walks (core.graph) */
 } lpbt_tensor;
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
 #define LPBT_UV_GRAD 1
 #define LPBT_UV_GRAD_FN 2
+#define LPBT_UV_OP 3
+#define LPBT_UV_ARG 4
+#define LPBT_NODE_ARGS 4
+#define LPBT_NUV (LPBT_UV_ARG + LPBT_NODE_ARGS - 1)
+/* Pushes the node of the tensor at idx (nil for a leaf). */
+void lpbt_push_node(lua_State *L, int idx);
 
 /* Argument tables (shapes, options, indices) are read raw: no metamethod
  * runs between checking a tensor argument and calling the core, so Lua code

@@ -43,6 +43,11 @@ typedef struct allocator_box {
   size_t since; /* bytes of results made since the last forced GC cycle */
   size_t live;  /* live bytes of the allocator at the end of that cycle */
   int big;      /* the last result was big: collect young objects first */
+  /* autograd (see the section below) */
+  int autograd;     /* core.autograd() was called: differentiable ops record */
+  int grad_on;      /* the main thread's grad mode */
+  int thread_modes; /* a coroutine has set a grad mode of its own */
+  unsigned walk;    /* the last graph walk's number */
 } allocator_box;
 
 static int allocator_gc(lua_State *L) {
@@ -120,6 +125,8 @@ static void allocator_open(lua_State *L, int meta) {
   b->a = NULL;
   b->since = b->live = 0;
   b->big = 0;
+  b->autograd = b->grad_on = b->thread_modes = 0;
+  b->walk = 0;
   if (luaL_newmetatable(L, LPBT_ALLOCATOR)) {
     lua_pushcfunction(L, allocator_gc);
     lua_setfield(L, -2, "__gc");
@@ -186,9 +193,11 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
     b->big = 0;
     lua_gc(L, LUA_GCSTEP, 0);
   }
-  u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), 2);
+  u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), LPBT_NUV);
   t = &u->t;
   u->requires_grad = 0;
+  u->nargs = 0;
+  u->mark = 0;
   t->storage = NULL;
   t->ndim = 0;
   t->offset = 0;
@@ -223,42 +232,170 @@ pbt_buf *lpbt_push_buf(lua_State *L) {
 
 /* ---- autograd ------------------------------------------------------------ */
 
-/* registry["pbt.autograd"] = { record = function, enabled = boolean } */
-#define AUTOGRAD_KEY "pbt.autograd"
+/* The graph is recorded here, in C, without a table per op: a recorded
+ * op's first result keeps the op's name and arguments in its user values
+ * (see lpbt.h), and the node table that pbt.autograd's rules read is made
+ * from them on first use (t.grad_fn, core.graph in backward):
+ *   node[1..n] = the op's arguments (tensors, numbers, tables, nil),
+ *   node.n = n, node.args = node, node.op = "name", node.out = result 1,
+ *   node.outs = {results} (made at once for ops of several results; for
+ *   the others, the node metatable given to core.autograd makes it).
+ * Grad mode belongs to a thread, as PyTorch's to an OS thread: the main
+ * thread's mode is b->grad_on; a coroutine follows it until it sets its own
+ * (pbt.no_grad or set_grad_enabled inside it), kept in a weak-keyed table,
+ * so a coroutine suspended (or dropped) inside pbt.no_grad leaves the other
+ * threads' mode alone. */
+static const char node_meta_key = 'n';
+static const char thread_modes_key = 'm';
 
-static int autograd_field(lua_State *L, const char *field) {
-  int t;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY) != LUA_TTABLE) {
+/* The running thread's own mode: 1, 0, or -1 when a coroutine has none. */
+static int own_grad_mode(lua_State *L, const allocator_box *b) {
+  int mode = -1;
+  if (lua_pushthread(L)) { /* the main thread */
     lua_pop(L, 1);
-    lua_pushnil(L);
-    return LUA_TNIL;
+    return b->grad_on;
   }
-  t = lua_getfield(L, -1, field);
-  lua_remove(L, -2);
-  return t;
+  if (b->thread_modes) {
+    if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key) == LUA_TTABLE) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, -2) != LUA_TNIL) mode = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return mode;
 }
 
-int lpbt_grad_enabled(lua_State *L) {
-  int on;
-  autograd_field(L, "enabled");
-  on = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return on;
+static int grad_enabled(lua_State *L, const allocator_box *b) {
+  int mode;
+  if (!b || !b->autograd) return 0;
+  if (!b->thread_modes) return b->grad_on;
+  mode = own_grad_mode(L, b);
+  return mode < 0 ? b->grad_on : mode;
+}
+
+int lpbt_grad_enabled(lua_State *L) { return grad_enabled(L, state_box(L)); }
+
+/* Sets the running thread's own mode (-1: a coroutine follows the main
+ * thread again; the main thread takes it as on). */
+static void set_own_grad_mode(lua_State *L, allocator_box *b, int mode) {
+  if (lua_pushthread(L)) {
+    lua_pop(L, 1);
+    b->grad_on = mode != 0;
+    return;
+  }
+  if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (mode < 0) {
+      lua_pop(L, 1);
+      return;
+    }
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key);
+  }
+  lua_pushvalue(L, -2);
+  if (mode < 0) lua_pushnil(L);
+  else lua_pushboolean(L, mode);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  if (mode >= 0) b->thread_modes = 1;
+}
+
+/* Pushes a node table for an op (its nargs arguments from stack slot args,
+ * its nres results from slot res). */
+static void push_new_node(lua_State *L, const char *op, int args, int nargs, int res,
+                          int nres) {
+  int node, mt, i;
+  luaL_checkstack(L, 6, "autograd");
+  lua_rawgetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
+  mt = lua_gettop(L);
+  lua_createtable(L, nargs, nres > 1 ? 5 : 4);
+  node = mt + 1;
+  for (i = 0; i < nargs; i++) {
+    lua_pushvalue(L, args + i);
+    lua_rawseti(L, node, i + 1);
+  }
+  /* the keys, interned once in the metatable's array part (NODE_KEYS) */
+  lua_rawgeti(L, mt, 1);
+  lua_pushstring(L, op);
+  lua_rawset(L, node);
+  lua_rawgeti(L, mt, 2);
+  lua_pushinteger(L, nargs);
+  lua_rawset(L, node);
+  lua_rawgeti(L, mt, 3);
+  lua_pushvalue(L, node);
+  lua_rawset(L, node);
+  lua_rawgeti(L, mt, 4);
+  lua_pushvalue(L, res);
+  lua_rawset(L, node);
+  if (nres > 1) {
+    lua_rawgeti(L, mt, 5);
+    lua_createtable(L, nres, 0);
+    for (i = 0; i < nres; i++) {
+      lua_pushvalue(L, res + i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_rawset(L, node);
+  }
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, node);
+  lua_remove(L, mt);
+}
+
+/* Records an op on its first result (at res): the common case (one result,
+ * a few arguments) in user values only, the others as a node table. */
+static void record_at(lua_State *L, const char *op, int args, int nargs, int res,
+                      int nres) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, res);
+  int i;
+  lua_pushstring(L, op);
+  lua_setiuservalue(L, res, LPBT_UV_OP);
+  if (nres == 1 && nargs <= LPBT_NODE_ARGS) {
+    for (i = 0; i < nargs; i++) {
+      lua_pushvalue(L, args + i);
+      lua_setiuservalue(L, res, LPBT_UV_ARG + i);
+    }
+    u->nargs = nargs;
+  } else {
+    push_new_node(L, op, args, nargs, res, nres);
+    lua_setiuservalue(L, res, LPBT_UV_GRAD_FN);
+  }
+  u->requires_grad = 1;
 }
 
 void lpbt_record(lua_State *L, const char *op, int nargs, int nres) {
-  int top = lua_gettop(L), i;
-  if (!lpbt_grad_enabled(L)) return;
-  if (autograd_field(L, "record") != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    return;
+  if (grad_enabled(L, state_box(L)))
+    record_at(L, op, 1, nargs, lua_gettop(L) - nres + 1, nres);
+}
+
+void lpbt_push_node(lua_State *L, int idx) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, idx);
+  int i, first;
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, LPBT_UV_GRAD_FN) != LUA_TNIL) return;
+  if (lua_getiuservalue(L, idx, LPBT_UV_OP) == LUA_TNIL) {
+    lua_remove(L, -2);
+    return; /* a leaf */
   }
-  luaL_checkstack(L, nargs + nres + 4, "autograd");
-  lua_pushstring(L, op);
-  lua_pushinteger(L, nres);
-  for (i = top - nres + 1; i <= top; i++) lua_pushvalue(L, i);
-  for (i = 1; i <= nargs; i++) lua_pushvalue(L, i);
-  lua_call(L, 2 + nres + nargs, 0);
+  luaL_checkstack(L, u->nargs + 6, "autograd");
+  first = lua_gettop(L) + 1;
+  for (i = 0; i < u->nargs; i++) lua_getiuservalue(L, idx, LPBT_UV_ARG + i);
+  push_new_node(L, lua_tostring(L, first - 1), first, u->nargs, idx, 1);
+  lua_replace(L, first - 2);
+  lua_settop(L, first - 2);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, LPBT_UV_GRAD_FN);
+  for (i = 0; i < u->nargs; i++) { /* the node holds them now */
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, LPBT_UV_ARG + i);
+  }
+  u->nargs = 0;
 }
 
 void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
@@ -269,27 +406,30 @@ void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
                   "(inside pbt.no_grad, or on t:detach(), it can)", fname);
 }
 
-/* core.autograd(record_fn) installs the recorder and turns grad mode on. */
+/* core.autograd(node_metatable) turns recording on (pbt.autograd calls it
+ * once it is loaded: without it, nothing is recorded). */
 static int m_autograd(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, 1);
-  lua_setfield(L, -2, "record");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "enabled");
-  lua_setfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY);
+  static const char *const keys[] = {"op", "n", "args", "out", "outs"};
+  allocator_box *b = state_box(L);
+  int i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!b) return luaL_error(L, "autograd: the module's state is gone");
+  lua_settop(L, 1);
+  for (i = 0; i < 5; i++) {
+    lua_pushstring(L, keys[i]);
+    lua_rawseti(L, 1, i + 1);
+  }
+  lua_rawsetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
+  b->autograd = b->grad_on = 1;
   return 0;
 }
 
-/* core.set_grad_enabled(on) -> previous mode */
+/* core.set_grad_enabled(on) -> the previous mode of the running thread */
 static int m_set_grad_enabled(lua_State *L) {
-  int on = lua_toboolean(L, 1);
-  lua_pushboolean(L, lpbt_grad_enabled(L));
-  if (lua_getfield(L, LUA_REGISTRYINDEX, AUTOGRAD_KEY) == LUA_TTABLE) {
-    lua_pushboolean(L, on);
-    lua_setfield(L, -2, "enabled");
-  }
-  lua_pop(L, 1);
+  allocator_box *b = state_box(L);
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, grad_enabled(L, b));
+  if (b) set_own_grad_mode(L, b, lua_toboolean(L, 1));
   return 1;
 }
 
@@ -298,14 +438,126 @@ static int m_is_grad_enabled(lua_State *L) {
   return 1;
 }
 
-/* core.set_grad_fn(t, node): t becomes a non-leaf that requires grad. */
-static int m_set_grad_fn(lua_State *L) {
-  pbt_tensor *t = lpbt_check_tensor(L, 1);
-  luaL_checkany(L, 2);
-  ((lpbt_tensor *)(void *)t)->requires_grad = 1;
-  lua_settop(L, 2);
-  lua_setiuservalue(L, 1, LPBT_UV_GRAD_FN);
+/* core.get_grad_mode() -> the running thread's own mode (nil: a coroutine
+ * that follows the main thread); core.set_grad_mode(mode) sets it back. */
+static int m_get_grad_mode(lua_State *L) {
+  allocator_box *b = state_box(L);
+  int mode = b ? own_grad_mode(L, b) : 0;
+  if (mode < 0) lua_pushnil(L);
+  else lua_pushboolean(L, mode);
+  return 1;
+}
+
+static int m_set_grad_mode(lua_State *L) {
+  allocator_box *b = state_box(L);
+  if (b) set_own_grad_mode(L, b, lua_isnil(L, 1) ? -1 : lua_toboolean(L, 1));
   return 0;
+}
+
+/* core.record(op, nres, results..., args...): the node of an op written in
+ * Lua (pbt.autograd.record checks the mode and the arguments first). */
+static int m_record(lua_State *L) {
+  const char *op = luaL_checkstring(L, 1);
+  lua_Integer nres = luaL_checkinteger(L, 2);
+  int n = lua_gettop(L) - 2, i;
+  luaL_argcheck(L, nres >= 1 && nres <= n, 2, "number of results out of range");
+  for (i = 3; i < 3 + (int)nres; i++) lpbt_check_tensor(L, i);
+  record_at(L, op, 3 + (int)nres, n - (int)nres, 3, (int)nres);
+  return 0;
+}
+
+/* The tensor at idx, or NULL (no error). */
+static lpbt_tensor *test_tensor(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  int same;
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  same = lua_rawequal(L, -1, LPBT_UPV_TENSOR_META);
+  lua_pop(L, 1);
+  return same ? (lpbt_tensor *)p : NULL;
+}
+
+/* core.needs_grad(x) -> true for a tensor that requires grad (anything
+ * else: false), without the field lookup of x.requires_grad. */
+static int m_needs_grad(lua_State *L) {
+  lpbt_tensor *u = test_tensor(L, 1);
+  lua_pushboolean(L, u && u->requires_grad);
+  return 1;
+}
+
+/* core.same_shape(a, b) -> whether two tensors have the same shape. */
+static int m_same_shape(lua_State *L) {
+  const pbt_tensor *a = lpbt_check_tensor(L, 1), *b = lpbt_check_tensor(L, 2);
+  lua_pushboolean(L, pbt_shape_equal(a->ndim, a->shape, b->ndim, b->shape));
+  return 1;
+}
+
+/* core.graph(t) -> the nodes of the ops that t comes from, each after all
+ * the nodes of its arguments (so backward walks it from the end). */
+static int m_graph(lua_State *L) {
+  allocator_box *b = state_box(L);
+  lpbt_tensor *u = (lpbt_tensor *)(void *)lpbt_check_tensor(L, 1);
+  lua_Integer norder = 0, depth = 0;
+  unsigned walk;
+  if (!b) return luaL_error(L, "graph: the module's state is gone");
+  walk = ++b->walk;
+  if (walk == 0) walk = ++b->walk;
+  lua_settop(L, 1);
+  lua_createtable(L, 16, 0); /* 2: the order */
+  lua_createtable(L, 16, 0); /* 3: the stack of nodes */
+  lua_createtable(L, 16, 0); /* 4: the next argument of each */
+  lua_rawgetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
+  lua_rawgeti(L, -1, 2);     /* 5: the key "n" */
+  lua_replace(L, -2);
+  lpbt_push_node(L, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pushvalue(L, 2);
+    return 1;
+  }
+  u->mark = walk;
+  lua_rawseti(L, 3, ++depth);
+  lua_pushinteger(L, 1);
+  lua_rawseti(L, 4, depth);
+  while (depth > 0) {
+    lua_Integer i, n;
+    int pushed = 0;
+    lua_rawgeti(L, 3, depth); /* 6: the node */
+    lua_rawgeti(L, 4, depth);
+    i = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 5);
+    lua_rawget(L, 6);
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    while (i <= n) {
+      lpbt_tensor *c;
+      lua_rawgeti(L, 6, i++); /* 7: argument */
+      c = test_tensor(L, 7);
+      if (c && c->requires_grad && c->mark != walk) {
+        c->mark = walk;
+        lpbt_push_node(L, 7);
+        if (!lua_isnil(L, -1)) {
+          lua_pushinteger(L, i);
+          lua_rawseti(L, 4, depth);
+          lua_rawseti(L, 3, ++depth);
+          lua_pushinteger(L, 1);
+          lua_rawseti(L, 4, depth);
+          lua_pop(L, 1);
+          pushed = 1;
+          break;
+        }
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    if (!pushed) {
+      lua_rawseti(L, 2, ++norder);
+      lua_pushnil(L);
+      lua_rawseti(L, 3, depth--);
+    }
+    lua_settop(L, 5);
+  }
+  lua_pushvalue(L, 2);
+  return 1;
 }
 
 int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
@@ -500,7 +752,12 @@ static const luaL_Reg core_module[] = {
     {"autograd", m_autograd},
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
-    {"set_grad_fn", m_set_grad_fn},
+    {"get_grad_mode", m_get_grad_mode},
+    {"set_grad_mode", m_set_grad_mode},
+    {"record", m_record},
+    {"graph", m_graph},
+    {"needs_grad", m_needs_grad},
+    {"same_shape", m_same_shape},
     {"write_file", m_write_file},
     {"mkdir", m_mkdir},
     {"isatty", m_isatty},

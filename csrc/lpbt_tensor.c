@@ -38,7 +38,7 @@ int lpbt_tensor_index(lua_State *L) {
     }
     if (strcmp(lua_tostring(L, 2), "grad_fn") == 0) {
       lpbt_check_tensor(L, 1);
-      lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+      lpbt_push_node(L, 1);
       return 1;
     }
     if (strcmp(lua_tostring(L, 2), "requires_grad") == 0) {
@@ -81,7 +81,7 @@ static int m_requires_grad_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
   int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
   if (!on) {
-    lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+    lua_getiuservalue(L, 1, LPBT_UV_OP);
     if (!lua_isnil(L, -1))
       return luaL_error(L, "requires_grad_: only a leaf tensor can stop requiring grad "
                            "(use t:detach())");
@@ -103,7 +103,7 @@ static int m_detach(lua_State *L) {
 /* t:is_leaf(): true unless t was made by a recorded op. */
 static int m_is_leaf(lua_State *L) {
   lpbt_check_tensor(L, 1);
-  lua_getiuservalue(L, 1, LPBT_UV_GRAD_FN);
+  lua_getiuservalue(L, 1, LPBT_UV_OP);
   lua_pushboolean(L, lua_isnil(L, -1));
   return 1;
 }

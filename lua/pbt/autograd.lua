@@ -1,9 +1,8 @@
 --- pbt.autograd: reverse-mode differentiation of tensor programs.
 --
--- The C binding calls `record(op, nres, results..., args...)` after every
--- differentiable op whose tensor arguments require grad (and only then);
--- record builds a node {op, args, outs} and hangs it on the result as its
--- grad_fn.  `backward` walks the nodes from a scalar loss in reverse
+-- The C binding records every differentiable op whose tensor arguments
+-- require grad (and only then) as a node {op, args, out(s)} hung on the
+-- result as its grad_fn (see "recording" below).  `backward` walks the nodes from a scalar loss in reverse
 -- topological order, calling the op's rule from `rules` below.  Rules are
 -- written with tensor ops (C kernels) and run with grad mode off.
 local core = require("pbt.core")
@@ -11,26 +10,31 @@ local T = core.tensor
 
 local M = {}
 
-local set_grad_fn, set_grad_enabled = core.set_grad_fn, core.set_grad_enabled
+local get_grad_mode, set_grad_mode = core.get_grad_mode, core.set_grad_mode
 local pack, unpack, select = table.pack, table.unpack, select
 
 -- ---- recording ---------------------------------------------------------------
 
--- The node of an op: { op = name, outs = {results}, args = {n = #args, args...} }.
--- The common cases (one result; max/min along a dim: values and indices)
--- are written out: no table.pack, no copying loop (this runs once per op).
-local function record(op, nres, r1, ...)
-  if nres == 1 then
-    set_grad_fn(r1, { op = op, outs = { r1 }, args = { n = select("#", ...), ... } })
-  elseif nres == 2 then
-    set_grad_fn(r1, { op = op, outs = { r1, (...) },
-                      args = { n = select("#", ...) - 1, select(2, ...) } })
-  else
-    local outs = { r1, ... }
-    for i = nres + 1, #outs do outs[i] = nil end
-    set_grad_fn(r1, { op = op, outs = outs, args = pack(select(nres, ...)) })
-  end
-end
+-- The C binding records every differentiable op whose tensor arguments
+-- require grad (and only those) while grad mode is on, in the user values
+-- of the op's first result; t.grad_fn (and backward) see it as a table,
+-- the node:
+--   node.op      the op's name, the key of its rule in `rules`
+--   node.args    the op's arguments, node.args.n of them (node.args is the
+--                node itself: node[i] is argument i)
+--   node.out     the first result; node.outs, all the results
+-- node.outs is made on first use for ops of one result.
+local node_mt = {
+  __index = function(node, k)
+    if k == "outs" then
+      local outs = { rawget(node, "out") }
+      rawset(node, "outs", outs)
+      return outs
+    end
+  end,
+}
+local core_record = core.record
+
 -- ---- helpers ---------------------------------------------------------------------
 
 local tensor_mt = getmetatable(T.zeros(0))
@@ -46,7 +50,7 @@ function M.record(op, nres, ...)
   if not core.is_grad_enabled() then return end
   for i = nres + 1, select("#", ...) do
     local x = select(i, ...)
-    if is_tensor(x) and x.requires_grad then return record(op, nres, ...) end
+    if is_tensor(x) and x.requires_grad then return core_record(op, nres, ...) end
   end
 end
 
@@ -58,8 +62,15 @@ end
 
 local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 
---- Sums g down to `shape`, undoing numpy broadcasting.
+local core_same_shape, needs_grad = core.same_shape, core.needs_grad
+
+--- Sums g down to the shape of a (a tensor, or a shape table), undoing
+-- numpy broadcasting.
 local function sum_to(g, shape)
+  if is_tensor(shape) then
+    if core_same_shape(g, shape) then return g end
+    shape = shape:shape()
+  end
   local gs = g:shape()
   if same_shape(gs, shape) then return g end
   for _ = 1, #gs - #shape do g = g:sum(1) end
@@ -102,45 +113,45 @@ local rules = {}
 M.rules = rules
 
 -- the grads of arguments that do not require grad are not computed
-local function needs(x) return is_tensor(x) and x.requires_grad end
+local needs = needs_grad
 
 rules.add = function(n, g)
   local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
-  return needs(a) and sum_to(g, a:shape()) or nil,
-         needs(b) and sum_to(alpha == 1 and g or g * alpha, b:shape()) or nil
+  return needs(a) and sum_to(g, a) or nil,
+         needs(b) and sum_to(alpha == 1 and g or g * alpha, b) or nil
 end
 rules.sub = function(n, g)
   local a, b, alpha = n.args[1], n.args[2], n.args[3] or 1
-  return needs(a) and sum_to(g, a:shape()) or nil,
-         needs(b) and sum_to(g * (-alpha), b:shape()) or nil
+  return needs(a) and sum_to(g, a) or nil,
+         needs(b) and sum_to(g * (-alpha), b) or nil
 end
 rules.mul = function(n, g)
   local a, b = n.args[1], n.args[2]
-  return needs(a) and sum_to(g * b, a:shape()) or nil,
-         needs(b) and sum_to(g * a, b:shape()) or nil
+  return needs(a) and sum_to(g * b, a) or nil,
+         needs(b) and sum_to(g * a, b) or nil
 end
 rules.div = function(n, g)
   local a, b = n.args[1], n.args[2]
-  local ga = needs(a) and sum_to(g / b, a:shape()) or nil
-  local gb = needs(b) and sum_to(-(g * n.outs[1]) / b, b:shape()) or nil
+  local ga = needs(a) and sum_to(g / b, a) or nil
+  local gb = needs(b) and sum_to(-(g * n.out) / b, b) or nil
   return ga, gb
 end
 -- d(a^b)/da = b a^(b-1) (0 for b = 0, even at a = 0); d(a^b)/db = a^b log a
 -- (0 where a^b = 0: a = 0 with b > 0)
 rules.pow = function(n, g)
-  local a, b, out = n.args[1], n.args[2], n.outs[1]
+  local a, b, out = n.args[1], n.args[2], n.out
   local ga, gb
   if needs(a) then
     if b == 0 then ga = T.zeros_like(a)
     else
       local d = g * b * a:pow(b - 1)
       if is_tensor(b) then d = T.where(b:eq(0), 0, d) end
-      ga = sum_to(d, a:shape())
+      ga = sum_to(d, a)
     end
   end
   if needs(b) then
     local la = is_tensor(a) and a:log() or math.log(a)
-    gb = sum_to(T.where(out:eq(0), 0, g * out * la), b:shape())
+    gb = sum_to(T.where(out:eq(0), 0, g * out * la), b)
   end
   return ga, gb
 end
@@ -149,8 +160,8 @@ local function minmax_rule(cmp, reversed)
   return function(n, g)
     local a, b = n.args[1], n.args[2]
     local mask = is_tensor(a) and a[cmp](a, b) or b[reversed](b, a)
-    local ga = needs(a) and sum_to(g * mask, a:shape()) or nil
-    local gb = needs(b) and sum_to(g * (1 - mask), b:shape()) or nil
+    local ga = needs(a) and sum_to(g * mask, a) or nil
+    local gb = needs(b) and sum_to(g * (1 - mask), b) or nil
     return ga, gb
   end
 end
@@ -158,15 +169,15 @@ rules.maximum = minmax_rule("ge", "le")
 rules.minimum = minmax_rule("le", "ge")
 
 rules.neg = function(_, g) return -g end
-rules.exp = function(n, g) return g * n.outs[1] end
+rules.exp = function(n, g) return g * n.out end
 rules.log = function(n, g) return g / n.args[1] end
 rules.log1p = function(n, g) return g / (n.args[1] + 1) end
-rules.sqrt = function(n, g) return g * 0.5 / n.outs[1] end
+rules.sqrt = function(n, g) return g * 0.5 / n.out end
 rules.abs = function(n, g) return g * n.args[1]:sign() end
 rules.sin = function(n, g) return g * n.args[1]:cos() end
 rules.cos = function(n, g) return -(g * n.args[1]:sin()) end
-rules.tanh = function(n, g) local y = n.outs[1]; return g * (1 - y * y) end
-rules.sigmoid = function(n, g) local y = n.outs[1]; return g * y * (1 - y) end
+rules.tanh = function(n, g) local y = n.out; return g * (1 - y * y) end
+rules.sigmoid = function(n, g) local y = n.out; return g * y * (1 - y) end
 local relu_backward = core.nn.relu_backward -- g * (x > 0) in one C pass
 rules.relu = function(n, g) return relu_backward(g, n.args[1]) end
 rules.clamp = function(n, g)
@@ -179,8 +190,8 @@ end
 rules.where = function(n, g)
   local mask, a, b = n.args[1], n.args[2], n.args[3]
   return nil,
-    needs(a) and sum_to(T.where(mask, g, 0), a:shape()) or nil,
-    needs(b) and sum_to(T.where(mask, 0, g), b:shape()) or nil
+    needs(a) and sum_to(T.where(mask, g, 0), a) or nil,
+    needs(b) and sum_to(T.where(mask, 0, g), b) or nil
 end
 
 rules.sum = function(n, g)
@@ -191,7 +202,7 @@ end
 rules.mean = function(n, g)
   local a = n.args[1]
   local d, keep = red_args(n.args, 2, a:dim())
-  return unreduce(g, a, d, keep) / numel_ratio(a, n.outs[1])
+  return unreduce(g, a, d, keep) / numel_ratio(a, n.out)
 end
 -- d(prod)/da_i = the product of the others: P/a_i when the slice has no
 -- zero; at the zero of a slice with exactly one zero, the product of the
@@ -210,7 +221,7 @@ local function maxmin_rule(n, g)
   local a = n.args[1]
   local d, keep = red_args(n.args, 2, a:dim())
   if not d then -- over everything: shared evenly among the tied maxima
-    local mask = a:eq(unreduce(n.outs[1], a, nil, keep))
+    local mask = a:eq(unreduce(n.out, a, nil, keep))
     return unreduce(g, a, nil, keep) * mask / mask:sum():item()
   end
   local idx = n.outs[2]
@@ -221,7 +232,7 @@ rules.max, rules.min = maxmin_rule, maxmin_rule
 rules.logsumexp = function(n, g)
   local a = n.args[1]
   local d, keep = red_args(n.args, 2, a:dim())
-  return unreduce(g, a, d, keep) * (a - unreduce(n.outs[1], a, d, keep)):exp()
+  return unreduce(g, a, d, keep) * (a - unreduce(n.out, a, d, keep)):exp()
 end
 local function var_parts(n)
   local a = n.args[1]
@@ -230,7 +241,7 @@ local function var_parts(n)
   if type(n.args[2]) == "table" then unbiased = n.args[2].unbiased end
   if unbiased == nil then unbiased = true end
   local m = d and a:mean(d, true) or a:mean()
-  local cnt = numel_ratio(a, n.outs[1]) - (unbiased and 1 or 0)
+  local cnt = numel_ratio(a, n.out) - (unbiased and 1 or 0)
   return a, d, keep, a - m, cnt
 end
 rules.var = function(n, g)
@@ -239,14 +250,14 @@ rules.var = function(n, g)
 end
 rules.std = function(n, g)
   local a, d, keep, centred, cnt = var_parts(n)
-  return unreduce(g / n.outs[1], a, d, keep) * centred / cnt
+  return unreduce(g / n.out, a, d, keep) * centred / cnt
 end
 -- the gradient of a p-norm is 0 where the norm is 0 (as in PyTorch)
 rules.norm = function(n, g)
   local a, p = n.args[1], n.args[2] or 2
   local d, keep = red_args(n.args, 3, a:dim())
   if p == 0 then return T.zeros_like(a) end
-  local out = unreduce(n.outs[1], a, d, keep)
+  local out = unreduce(n.out, a, d, keep)
   local gg = unreduce(g, a, d, keep)
   if p == 1 then return gg * a:sign() end
   local r
@@ -260,11 +271,11 @@ rules.norm = function(n, g)
   return T.where(out:eq(0), 0, r)
 end
 rules.softmax = function(n, g)
-  local y, d = n.outs[1], n.args[2]
+  local y, d = n.out, n.args[2]
   return y * (g - (g * y):sum(d, true))
 end
 rules.log_softmax = function(n, g)
-  local y, d = n.outs[1], n.args[2]
+  local y, d = n.out, n.args[2]
   return g - y:exp() * g:sum(d, true)
 end
 
@@ -280,10 +291,10 @@ rules.matmul = function(n, g)
   elseif b:dim() == 1 then G = G:unsqueeze(G:dim() + 1) end
   local ga, gb
   if a.requires_grad then
-    ga = sum_to(G:matmul(B:transpose(-1, -2)), A:shape()):reshape(a:shape())
+    ga = sum_to(G:matmul(B:transpose(-1, -2)), A):reshape(a:shape())
   end
   if b.requires_grad then
-    gb = sum_to(A:transpose(-1, -2):matmul(G), B:shape()):reshape(b:shape())
+    gb = sum_to(A:transpose(-1, -2):matmul(G), B):reshape(b:shape())
   end
   return ga, gb
 end
@@ -337,7 +348,7 @@ rules.select = function(n, g)
   z:select(n.args[2], n.args[3]):copy_(g)
   return z
 end
-local function back_to_expanded(n, g) return sum_to(g, n.args[1]:shape()) end
+local function back_to_expanded(n, g) return sum_to(g, n.args[1]) end
 rules.expand, rules.expand_as = back_to_expanded, back_to_expanded
 local function identity(_, g) return g end
 rules.contiguous, rules.clone = identity, identity
@@ -345,38 +356,10 @@ rules.astype = function(n, g) return g:astype(n.args[1]:dtype()) end
 
 -- ---- backward ------------------------------------------------------------------------
 
---- Nodes reachable from t, ordered so that every node comes after all the
--- nodes that consume its output (iterative depth-first search).
-local function topo_order(root)
-  local order, state = {}, {}
-  local stack = { { root.grad_fn, 1 } }
-  state[root.grad_fn] = 1
-  while #stack > 0 do
-    local top = stack[#stack]
-    local node, i = top[1], top[2]
-    local args = node.args
-    local pushed = false
-    while i <= args.n do
-      local x = args[i]
-      i = i + 1
-      if is_tensor(x) then
-        local child = x.grad_fn
-        if child and not state[child] then
-          top[2] = i
-          state[child] = 1
-          stack[#stack + 1] = { child, 1 }
-          pushed = true
-          break
-        end
-      end
-    end
-    if not pushed then
-      stack[#stack] = nil
-      order[#order + 1] = node
-    end
-  end
-  return order -- leaves first; walk it backwards
-end
+-- The nodes reachable from t, each after the nodes of its arguments
+-- (core.graph, a depth-first walk in C).
+local graph = core.graph
+local is_leaf = T.is_leaf
 
 -- Ops whose rule returns tensors it has just made, each used once (no view
 -- of g or of anything else): a leaf's first grad from them is kept as it is
@@ -407,30 +390,42 @@ function M.backward(t, grad)
     error(("backward: a %s grad of shape %s cannot be the grad of a %s tensor of shape %s")
       :format(grad:dtype(), shape_str(grad:shape()), t:dtype(), shape_str(t:shape())), 2)
   end
-  if not t.grad_fn then accumulate(t, grad) return end
-  local prev = set_grad_enabled(false)
+  if is_leaf(t) then accumulate(t, grad) return end
+  local prev = get_grad_mode()
+  set_grad_mode(false)
   local ok, err = pcall(function()
     local grads = { [t] = grad }
-    local order = topo_order(t)
+    local order = graph(t)
     for k = #order, 1, -1 do
       local node = order[k]
-      local out = node.outs[1]
+      local out = node.out
       local g = grads[out]
       grads[out] = nil
       if g then
         local rule = rules[node.op]
         if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
-        local gs = pack(rule(node, g))
+        local n, g1, g2, g3, gs = node.n, nil, nil, nil, nil
+        if n <= 3 then g1, g2, g3 = rule(node, g)
+        else
+          gs = pack(rule(node, g))
+          g1, g2, g3 = gs[1], gs[2], gs[3]
+        end
         local owned = fresh[node.op]
-        for i = 1, node.args.n do
-          local x, gi = node.args[i], gs[i]
-          if gi and is_tensor(x) and x.requires_grad then
-            if not same_shape(gi:shape(), x:shape()) then
+        for i = 1, n do
+          local x, gi = node[i], nil
+          if i == 1 then gi = g1 elseif i == 2 then gi = g2 elseif i == 3 then gi = g3
+          else gi = gs[i] end
+          if gi and needs_grad(x) then
+            if not is_tensor(gi) then
+              error(("backward: the rule of '%s' gave a %s for its argument %d (a pbt.Tensor " ..
+                "or nil expected)"):format(node.op, type(gi), i), 0)
+            end
+            if not core_same_shape(gi, x) then
               error(("backward: the rule of '%s' gave a grad of shape %s for its argument " ..
                 "%d of shape %s"):format(node.op, shape_str(gi:shape()), i,
                 shape_str(x:shape())), 0)
             end
-            if x.grad_fn then
+            if not is_leaf(x) then
               local have = grads[x]
               grads[x] = have and have + gi or gi
             else
@@ -441,15 +436,18 @@ function M.backward(t, grad)
       end
     end
   end)
-  set_grad_enabled(prev)
+  set_grad_mode(prev)
   if not ok then error(err, 0) end
 end
 
 --- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.
+-- The mode is the running coroutine's: if fn yields, the threads that run
+-- meanwhile keep theirs, and fn finds recording still off when resumed.
 function M.no_grad(fn, ...)
-  local prev = set_grad_enabled(false)
+  local prev = get_grad_mode()
+  set_grad_mode(false)
   local res = pack(pcall(fn, ...))
-  set_grad_enabled(prev)
+  set_grad_mode(prev)
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, res.n)
 end
@@ -545,5 +543,5 @@ function M.gradcheck(fn, inputs, eps, tol)
   return true
 end
 
-core.autograd(record)
+core.autograd(node_mt)
 return M
