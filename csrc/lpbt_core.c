@@ -484,6 +484,13 @@ static int m_needs_grad(lua_State *L) {
   return 1;
 }
 
+/* core.is_released(x) -> true for a tensor that has been released (closed). */
+static int m_is_released(lua_State *L) {
+  lpbt_tensor *u = test_tensor(L, 1);
+  lua_pushboolean(L, u && !u->t.storage);
+  return 1;
+}
+
 /* core.same_shape(a, b) -> whether two tensors have the same shape. */
 static int m_same_shape(lua_State *L) {
   const pbt_tensor *a = lpbt_check_tensor(L, 1), *b = lpbt_check_tensor(L, 2);
@@ -757,6 +764,7 @@ static const luaL_Reg core_module[] = {
     {"record", m_record},
     {"graph", m_graph},
     {"needs_grad", m_needs_grad},
+    {"is_released", m_is_released},
     {"same_shape", m_same_shape},
     {"write_file", m_write_file},
     {"mkdir", m_mkdir},

@@ -600,6 +600,34 @@ describe("pbt autograd", function()
         "requires_grad_())", error_of(y.backward, y))
     end)
 
+    it("names a released tensor: the loss, the grad or one in the graph", function()
+      local function released(t)
+        getmetatable(t).__close(t)
+        return t
+      end
+      local x = T.ones(2):requires_grad_()
+      local loss = released((x * 2):sum())
+      assert.are.equal("calling 'backward' on bad self (tensor has been released)",
+        error_of(autograd.backward, loss))
+      assert.are.equal("calling 'backward' on bad self (pbt.Tensor expected, got number)",
+        error_of(autograd.backward, 3))
+      local y = x * 2
+      assert.are.equal("bad argument #1 to 'backward' (tensor has been released)",
+        error_of(y.backward, y, released(T.ones(2))))
+      local w = T.ones(2)
+      local z = (x * w):sum()
+      released(w)
+      assert.are.equal("backward: argument 2 of 'mul' has been released", error_of(z.backward, z))
+      assert.is_true(pbt.is_grad_enabled())
+      assert.are.equal("gradcheck: input 1 has been released", error_of(pbt.gradcheck,
+        function(a) return a end, { released(T.ones(2, { dtype = "float64" }):requires_grad_()) }))
+      assert.are.equal("bad argument #1 to 'no_grad' (function expected, got number)",
+        error_of(pbt.no_grad, 5))
+      -- a callable table is a function here
+      local callable = setmetatable({}, { __call = function(_, v) return v + 1 end })
+      assert.are.equal(3, pbt.no_grad(callable, 2))
+    end)
+
     it("checks the grad's type, shape and dtype", function()
       local y = T.ones(2, 3):requires_grad_() * 2
       assert.are.equal("bad argument #1 to 'backward' (pbt.Tensor expected, got number)",

@@ -591,6 +591,30 @@ describe("pbt.optim", function()
       end)
     end
 
+    describe("with released tensors", function()
+      local function released(t)
+        getmetatable(t).__close(t)
+        return t
+      end
+      for _, name in ipairs({ "SGD", "Adam", "AdamW", "RMSprop" }) do
+        it(name .. " names a released parameter or grad", function()
+          assert.are.equal(name .. ": params[1] has been released",
+            error_of(optim[name], { released(param(P0)) }, { lr = 0.1 }))
+          local q1, q2 = param(P0), param(P0)
+          local opt = optim[name]({ q1, q2 }, { lr = 0.1 })
+          q1.grad, q2.grad = T.ones(2), T.ones(2)
+          released(q2.grad)
+          assert.are.equal(name .. ": the grad of params[2] has been released",
+            error_of(opt.step, opt))
+          assert.are.equal(name .. ": the grad of params[2] has been released",
+            error_of(opt.zero_grad, opt, false))
+          released(q2)
+          assert.are.equal(name .. ": params[2] has been released", error_of(opt.step, opt))
+          assert.are.equal(name .. ": params[2] has been released", error_of(opt.zero_grad, opt))
+        end)
+      end
+    end)
+
     describe("of the C kernels", function()
       local C = core.optim
       for _, dtype in ipairs(DTYPES) do

@@ -374,7 +374,25 @@ end
 
 --- t:backward([grad]): accumulates d(t)/d(leaf) into leaf.grad for every
 -- leaf that requires grad.  t must be a scalar unless grad is given.
+local released = core.is_released
+
+-- The message of an error raised in backward while a tensor of the graph
+-- had been released (nil when none had): names the op and the argument.
+local function released_in(order)
+  for _, node in ipairs(order) do
+    for i = 1, node.n do
+      if released(node[i]) then
+        return ("backward: argument %d of '%s' has been released"):format(i, node.op)
+      end
+    end
+  end
+end
+
 function M.backward(t, grad)
+  if not is_tensor(t) then
+    error(("calling 'backward' on bad self (pbt.Tensor expected, got %s)"):format(type(t)), 2)
+  end
+  if released(t) then error("calling 'backward' on bad self (tensor has been released)", 2) end
   if not t.requires_grad then
     error("backward: the tensor does not require grad (no input of it called requires_grad_())", 2)
   end
@@ -386,6 +404,8 @@ function M.backward(t, grad)
     grad = T.ones_like(t)
   elseif not is_tensor(grad) then
     error(("bad argument #1 to 'backward' (pbt.Tensor expected, got %s)"):format(type(grad)), 2)
+  elseif released(grad) then
+    error("bad argument #1 to 'backward' (tensor has been released)", 2)
   elseif grad:dtype() ~= t:dtype() or not same_shape(grad:shape(), t:shape()) then
     error(("backward: a %s grad of shape %s cannot be the grad of a %s tensor of shape %s")
       :format(grad:dtype(), shape_str(grad:shape()), t:dtype(), shape_str(t:shape())), 2)
@@ -393,9 +413,10 @@ function M.backward(t, grad)
   if is_leaf(t) then accumulate(t, grad) return end
   local prev = get_grad_mode()
   set_grad_mode(false)
+  local order
   local ok, err = pcall(function()
     local grads = { [t] = grad }
-    local order = graph(t)
+    order = graph(t)
     for k = #order, 1, -1 do
       local node = order[k]
       local out = node.out
@@ -437,13 +458,22 @@ function M.backward(t, grad)
     end
   end)
   set_grad_mode(prev)
-  if not ok then error(err, 0) end
+  if not ok then error(order and released_in(order) or err, 0) end
 end
 
 --- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.
 -- The mode is the running coroutine's: if fn yields, the threads that run
 -- meanwhile keep theirs, and fn finds recording still off when resumed.
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 function M.no_grad(fn, ...)
+  if not callable(fn) then
+    error(("bad argument #1 to 'no_grad' (function expected, got %s)"):format(type(fn)), 2)
+  end
   local prev = get_grad_mode()
   set_grad_mode(false)
   local res = pack(pcall(fn, ...))
@@ -473,6 +503,7 @@ end
 function M.gradcheck(fn, inputs, eps, tol)
   eps, tol = eps or 1e-6, tol or 1e-5
   for k, x in ipairs(inputs) do
+    if released(x) then error(("gradcheck: input %d has been released"):format(k), 2) end
     if not is_tensor(x) or x:dtype() ~= "float64" or not x.requires_grad then
       error(("gradcheck: input %d must be a float64 tensor that requires grad"):format(k), 2)
     end

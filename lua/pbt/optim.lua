@@ -24,6 +24,18 @@ local math_type, fmt = math.type, string.format
 local M = {}
 
 local function is_tensor(x) return getmetatable(x) == tensor_mt end
+local released = core.is_released
+
+-- The .grad of params[i] (nil when it has none), after checking that
+-- neither it nor the parameter has been released.
+local function grad_of(name, i, p)
+  if released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
+  local g = p.grad
+  if g and released(g) then
+    error(fmt("%s: the grad of params[%d] has been released", name, i), 0)
+  end
+  return g
+end
 
 local function num(v)
   if math_type(v) == "integer" then return tostring(v) end
@@ -98,6 +110,7 @@ local function new(class, params, opts)
     if not is_tensor(p) then
       error(fmt("%s: params[%d] is not a pbt.Tensor (got %s)", name, i, type(p)), 0)
     end
+    if released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
     if p.grad_fn ~= nil then
       error(fmt("%s: params[%d] is not a leaf tensor (it was computed by %s)", name, i,
                 tostring(p.grad_fn.op)), 0)
@@ -132,13 +145,17 @@ end
 --- opt:zero_grad([set_to_none = true]): drops every parameter's .grad (or,
 -- with false, fills it with zeros).
 function Optimizer:zero_grad(set_to_none)
+  local name = self.name
   if set_to_none == false then
-    for _, p in ipairs(self.params) do
-      local g = p.grad
+    for i, p in ipairs(self.params) do
+      local g = grad_of(name, i, p)
       if g then g:zero_() end
     end
   else
-    for _, p in ipairs(self.params) do p.grad = nil end
+    for i, p in ipairs(self.params) do
+      if released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
+      p.grad = nil
+    end
   end
 end
 
@@ -300,8 +317,9 @@ local function sgd_update(self)
   local lr, mom, damp, wd, nest = self.lr, self.momentum, self.dampening,
                                   self.weight_decay, self.nesterov
   local state = self.state
+  local name = self.name
   for i, p in ipairs(self.params) do
-    local g = p.grad
+    local g = grad_of(name, i, p)
     if g then
       local st = state[i]
       local buf, init = nil, false
@@ -329,8 +347,9 @@ local function adam_update(self, decoupled)
   local lr, b1, b2, eps, wd = self.lr, self.betas[1], self.betas[2], self.eps,
                               self.weight_decay
   local state = self.state
+  local name = self.name
   for i, p in ipairs(self.params) do
-    local g = p.grad
+    local g = grad_of(name, i, p)
     if g then
       local st = state[i]
       local m, v = st and st.exp_avg, st and st.exp_avg_sq
@@ -365,8 +384,9 @@ local function rmsprop_update(self)
   local lr, alpha, eps, mom, wd, centered = self.lr, self.alpha, self.eps, self.momentum,
                                             self.weight_decay, self.centered
   local state = self.state
+  local name = self.name
   for i, p in ipairs(self.params) do
-    local g = p.grad
+    local g = grad_of(name, i, p)
     if g then
       local st = state[i]
       local sq = st and st.square_avg or zeros_like(p)
