@@ -1,0 +1,67 @@
+-- The README's Lua examples, each run as a separate script from the
+-- checkout, the way a user pastes them: the README stays true.
+local readfile = require("spec.helper").readfile
+
+local ENV = ("LUA_PATH='%s' LUA_CPATH='%s' "):format(package.path, package.cpath)
+
+local function run(code)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local p = io.popen(ENV .. "lua5.4 " .. path .. " 2>&1; echo \"exit=$?\"")
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  local status = tonumber(out:match("exit=(%d+)%s*$"))
+  return out:gsub("exit=%d+%s*$", ""), status
+end
+
+-- The ```lua blocks of the README, in order, with the line each starts on.
+local function blocks()
+  local list, cur, n = {}, nil, 0
+  for line in (readfile("README.md") .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if cur then
+      if line:match("^```") then
+        list[#list + 1] = cur
+        cur = nil
+      else
+        cur.code = cur.code .. line .. "\n"
+      end
+    elseif line:match("^```lua%s*$") then
+      cur = { line = n, code = "" }
+    end
+  end
+  return list
+end
+
+describe("the README", function()
+  local list = blocks()
+
+  it("has its examples", function()
+    assert.is_true(#list >= 4)
+  end)
+
+  for _, b in ipairs(list) do
+    it("runs the example at line " .. b.line, function()
+      local code = b.code
+      -- a fragment of the API section runs with pbt loaded, as in a script
+      if not code:find('require("pbt")', 1, true) then
+        code = 'local pbt = require("pbt")\n' .. code
+      end
+      local out, status = run(code)
+      assert.are.equal(0, status, out)
+      -- what the example says it prints, in a trailing comment
+      -- ("-- 10", "-- 3, 12") is printed
+      for expect in b.code:gmatch("print%b()%s*%-%-%s*([^\n]+)") do
+        local values = {}
+        for v in expect:gmatch("[^,%s]+") do values[#values + 1] = v end
+        if #values > 0 and values[1]:match("^%-?[%d.]+$") then
+          local pattern = table.concat(values, ",?%s*"):gsub("%.", "%%.")
+          assert.is_truthy(out:find(pattern), ("line %d prints %s:\n%s"):format(b.line, expect, out))
+        end
+      end
+    end)
+  end
+end)
