@@ -132,21 +132,20 @@ end
 print(("threads: %s on each side (OPENBLAS_NUM_THREADS for pbt, torch.set_num_threads for " ..
   "PyTorch); %d rounds; median seconds per training step"):format(threads, rounds))
 print("")
-print("| training step | pbt | PyTorch | pbt speed vs PyTorch |")
-print("|---|---|---|---|")
-for _, c in ipairs(cases) do
-  local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
-  print(("| %s | %.3f ms | %s | %s |"):format(c.name, p * 1e3,
-    t and ("%.3f ms"):format(t * 1e3) or "-", t and ("%.2f"):format(t / p) or "-"))
+-- A table of cases: figures in ms (scale 1e3) or µs (1e6).
+local function table_of(title, list, scale, unit, digits)
+  print(("| %s | pbt | PyTorch | pbt speed vs PyTorch |"):format(title))
+  print("|---|---|---|---|")
+  local f = "%." .. digits .. "f " .. unit
+  for _, c in ipairs(list) do
+    local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
+    print(("| %s | %s | %s | %s |"):format(c.name, f:format(p * scale),
+      t and f:format(t * scale) or "-", t and ("%.2f"):format(t / p) or "-"))
+  end
 end
+table_of("training step", cases, 1e3, "ms", 3)
 print("")
-print("| autograd on small tensors (per repetition) | pbt | PyTorch | pbt speed vs PyTorch |")
-print("|---|---|---|---|")
-for _, c in ipairs(micro) do
-  local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
-  print(("| %s | %.2f µs | %s | %s |"):format(c.name, p * 1e6,
-    t and ("%.2f µs"):format(t * 1e6) or "-", t and ("%.2f"):format(t / p) or "-"))
-end
+table_of("autograd on small tensors (per repetition)", micro, 1e6, "µs", 2)
 local plain = median(res[micro[1].name].pbt)
 print(("\nrecording a mul costs %.3f µs more than the mul itself (%.2f µs)")
-  :format(median(res[micro[2].name].pbt) - plain, plain))
+  :format(median(res[micro[2].name].pbt) - plain, plain * 1e6))

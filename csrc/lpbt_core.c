@@ -307,6 +307,17 @@ static void set_own_grad_mode(lua_State *L, allocator_box *b, int mode) {
   if (mode >= 0) b->thread_modes = 1;
 }
 
+/* The node's field names, interned once in the node metatable's array part
+ * (core.autograd puts them there), at these indices. */
+enum { NODE_OP = 1, NODE_N, NODE_ARGS, NODE_OUT, NODE_OUTS };
+
+/* node[<name at key>] = the value on top (popped). */
+static void set_node_field(lua_State *L, int node, int mt, int key) {
+  lua_rawgeti(L, mt, key);
+  lua_insert(L, -2);
+  lua_rawset(L, node);
+}
+
 /* Pushes a node table for an op (its nargs arguments from stack slot args,
  * its nres results from slot res). */
 static void push_new_node(lua_State *L, const char *op, int args, int nargs, int res,
@@ -321,27 +332,21 @@ static void push_new_node(lua_State *L, const char *op, int args, int nargs, int
     lua_pushvalue(L, args + i);
     lua_rawseti(L, node, i + 1);
   }
-  /* the keys, interned once in the metatable's array part (NODE_KEYS) */
-  lua_rawgeti(L, mt, 1);
   lua_pushstring(L, op);
-  lua_rawset(L, node);
-  lua_rawgeti(L, mt, 2);
+  set_node_field(L, node, mt, NODE_OP);
   lua_pushinteger(L, nargs);
-  lua_rawset(L, node);
-  lua_rawgeti(L, mt, 3);
+  set_node_field(L, node, mt, NODE_N);
   lua_pushvalue(L, node);
-  lua_rawset(L, node);
-  lua_rawgeti(L, mt, 4);
+  set_node_field(L, node, mt, NODE_ARGS);
   lua_pushvalue(L, res);
-  lua_rawset(L, node);
+  set_node_field(L, node, mt, NODE_OUT);
   if (nres > 1) {
-    lua_rawgeti(L, mt, 5);
     lua_createtable(L, nres, 0);
     for (i = 0; i < nres; i++) {
       lua_pushvalue(L, res + i);
       lua_rawseti(L, -2, i + 1);
     }
-    lua_rawset(L, node);
+    set_node_field(L, node, mt, NODE_OUTS);
   }
   lua_pushvalue(L, mt);
   lua_setmetatable(L, node);
@@ -513,7 +518,7 @@ static int m_graph(lua_State *L) {
   lua_createtable(L, 16, 0); /* 3: the stack of nodes */
   lua_createtable(L, 16, 0); /* 4: the next argument of each */
   lua_rawgetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
-  lua_rawgeti(L, -1, 2);     /* 5: the key "n" */
+  lua_rawgeti(L, -1, NODE_N); /* 5: the key "n" */
   lua_replace(L, -2);
   lpbt_push_node(L, 1);
   if (lua_isnil(L, -1)) {
