@@ -208,28 +208,49 @@ typedef struct sgd_k {
 
 /* PyTorch's order of operations: d = g + wd*p; buf = buf*m + keep*d;
  * d = d + m*buf; p = p + (-lr)*d. */
-OPT_INLINE void sgd_loop(int f32, sgd_k k, int64_t n, void *p, int64_t sp,
-                         const void *g, int64_t sg, void *b, int64_t sb) {
+OPT_INLINE void sgd_loop_f64(sgd_k k, int64_t n, double *restrict p, int64_t sp,
+                             const double *restrict g, int64_t sg, double *restrict b,
+                             int64_t sb) {
   int64_t i;
   for (i = 0; i < n; i++) {
-    double pi = ld(f32, p, i * sp), d = ld(f32, g, i * sg);
+    double d = g[i * sg], pi = p[i * sp];
     if (k.wd != 0) d = d + k.wd * pi;
     if (k.use_buf) {
-      double bi = k.init ? d : ld(f32, b, i * sb) * k.momentum + k.keep * d;
-      st(f32, b, i * sb, bi);
+      double bi = k.init ? d : b[i * sb] * k.momentum + k.keep * d;
+      b[i * sb] = bi;
       d = k.nesterov ? d + k.momentum * bi : bi;
     }
-    st(f32, p, i * sp, pi + k.neg_lr * d);
+    p[i * sp] = pi + k.neg_lr * d;
+  }
+}
+
+/* The same for float32, in float32 arithmetic as PyTorch does it (twice the
+ * lanes of double). */
+OPT_INLINE void sgd_loop_f32(sgd_k k, int64_t n, float *restrict p, int64_t sp,
+                             const float *restrict g, int64_t sg, float *restrict b,
+                             int64_t sb) {
+  const float neg_lr = (float)k.neg_lr, wd = (float)k.wd, mom = (float)k.momentum,
+              keep = (float)k.keep;
+  int64_t i;
+  for (i = 0; i < n; i++) {
+    float d = g[i * sg], pi = p[i * sp];
+    if (k.wd != 0) d = d + wd * pi;
+    if (k.use_buf) {
+      float bi = k.init ? d : b[i * sb] * mom + keep * d;
+      b[i * sb] = bi;
+      d = k.nesterov ? d + mom * bi : bi;
+    }
+    p[i * sp] = pi + neg_lr * d;
   }
 }
 
 static OPT_CLONES void sgd_row(const void *kv, int f32, const row *r) {
   sgd_k k = *(const sgd_k *)kv;
   int unit = r->sp == 1 && r->sg == 1 && r->sb == 1;
-  if (f32 && unit) sgd_loop(1, k, r->n, r->p, 1, r->g, 1, r->b[0], 1);
-  else if (f32) sgd_loop(1, k, r->n, r->p, r->sp, r->g, r->sg, r->b[0], r->sb);
-  else if (unit) sgd_loop(0, k, r->n, r->p, 1, r->g, 1, r->b[0], 1);
-  else sgd_loop(0, k, r->n, r->p, r->sp, r->g, r->sg, r->b[0], r->sb);
+  if (f32 && unit) sgd_loop_f32(k, r->n, r->p, 1, r->g, 1, r->b[0], 1);
+  else if (f32) sgd_loop_f32(k, r->n, r->p, r->sp, r->g, r->sg, r->b[0], r->sb);
+  else if (unit) sgd_loop_f64(k, r->n, r->p, 1, r->g, 1, r->b[0], 1);
+  else sgd_loop_f64(k, r->n, r->p, r->sp, r->g, r->sg, r->b[0], r->sb);
 }
 
 pbt_status pbt_sgd_step(pbt_tensor *p, const pbt_tensor *grad, pbt_tensor *buf,
