@@ -135,8 +135,11 @@ $(BUILD)/blas_direct: bench/blas_direct.c
 bench: all $(BUILD)/blas_direct
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(LUA) bench/tensor.lua
 
+$(BUILD)/mlp_floor: bench/mlp_floor.c
+	$(CC) -O3 $(WARN) -o $@ $< -lopenblas -lm
+
 # One thread on each side unless THREADS says otherwise.
-bench-mlp: all
+bench-mlp: all $(BUILD)/mlp_floor
 	$(LUA) bench/mlp.lua
 
 # luarocks' "make" build type calls `make rock` and `make install`.

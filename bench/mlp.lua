@@ -3,7 +3,7 @@
 -- in pbt and in PyTorch (bench/mlp_torch.py, Debian's python3-torch), with
 -- the same architecture, batch, dtype (float32), optimizer and thread count.
 --
---   make bench-mlp                       (one thread on both sides)
+--   make bench-mlp                       (one thread on every side)
 --   THREADS=2 lua5.4 bench/mlp.lua [rounds]
 --
 -- Both sides are measured in turn, round after round; the median over rounds
@@ -28,8 +28,11 @@ local function median(xs)
   return s[(#s + 1) // 2]
 end
 
+-- Warms up for 0.2 s (the first steps of a model fill the storage cache
+-- and fault its pages in), then times calls for min_time seconds.
 local function timeit(fn, min_time)
-  for _ = 1, 5 do fn() end
+  local warm = pbt.clock() + 0.2
+  repeat fn() until pbt.clock() > warm
   local times, t_end = {}, pbt.clock() + (min_time or 0.3)
   while pbt.clock() < t_end or #times < 20 do
     local t0 = pbt.clock()
@@ -52,8 +55,8 @@ local function cnn()
 end
 
 local cases = {
-  { name = "mlp 784-256-256-10 batch 32", make = mlp, shape = { 32, 784 } },
-  { name = "mlp 784-256-256-10 batch 128", make = mlp, shape = { 128, 784 } },
+  { name = "mlp 784-256-256-10 batch 32", make = mlp, shape = { 32, 784 }, floor = 32 },
+  { name = "mlp 784-256-256-10 batch 128", make = mlp, shape = { 128, 784 }, floor = 128 },
   { name = "cnn 1x28x28 batch 64", make = cnn, shape = { 64, 1, 28, 28 } },
 }
 
@@ -112,8 +115,17 @@ local function run_torch()
   return out
 end
 
+-- The same MLP step written out by hand in C on OpenBLAS (bench/mlp_floor.c,
+-- built by make bench-mlp): the floor under any framework.
+local function run_floor(batch)
+  local p = io.popen(("build/mlp_floor %d 2000 2>/dev/null"):format(batch))
+  local secs = p and tonumber(p:read("l") or "")
+  if p then p:close() end
+  return secs
+end
+
 local res = {}
-for _, c in ipairs(cases) do res[c.name] = { pbt = {}, torch = {} } end
+for _, c in ipairs(cases) do res[c.name] = { pbt = {}, torch = {}, floor = {} } end
 for _, c in ipairs(micro) do res[c.name] = { pbt = {}, torch = {} } end
 for r = 1, rounds do
   io.stderr:write(("round %d of %d\n"):format(r, rounds))
@@ -122,8 +134,12 @@ for r = 1, rounds do
     local x = T.rand(c.shape, { generator = g })
     local y = T.randint(1, 10, c.shape[1], { generator = g })
     res[c.name].pbt[r] = timeit(step_fn(model, x, y))
+    if c.floor then res[c.name].floor[r] = run_floor(c.floor) end
   end
-  for _, c in ipairs(micro) do res[c.name].pbt[r] = timeit(c.make()) / REPS end
+  for _, c in ipairs(micro) do
+    collectgarbage() -- not the garbage of the models above
+    res[c.name].pbt[r] = timeit(c.make()) / REPS
+  end
   local t = run_torch()
   for _, c in ipairs(cases) do res[c.name].torch[r] = t[c.name] end
   for _, c in ipairs(micro) do res[c.name].torch[r] = t[c.name] end
@@ -132,15 +148,27 @@ end
 print(("threads: %s on each side (OPENBLAS_NUM_THREADS for pbt, torch.set_num_threads for " ..
   "PyTorch); %d rounds; median seconds per training step"):format(threads, rounds))
 print("")
--- A table of cases: figures in ms (scale 1e3) or µs (1e6).
+-- A table of cases: figures in ms (scale 1e3) or µs (1e6), with the C
+-- floor's columns when any case has one.
 local function table_of(title, list, scale, unit, digits)
-  print(("| %s | pbt | PyTorch | pbt speed vs PyTorch |"):format(title))
-  print("|---|---|---|---|")
+  local floors = false
+  for _, c in ipairs(list) do floors = floors or (res[c.name].floor or {})[1] ~= nil end
+  print(("| %s | pbt | PyTorch | pbt speed vs PyTorch |%s"):format(title,
+    floors and " C floor | pbt speed vs C floor | PyTorch speed vs C floor |" or ""))
+  print("|---|---|---|---|" .. (floors and "---|---|---|" or ""))
   local f = "%." .. digits .. "f " .. unit
+  local function cell(x) return x and f:format(x * scale) or "-" end
+  local function ratio(a, b) return a and b and ("%.2f"):format(a / b) or "-" end
   for _, c in ipairs(list) do
-    local p, t = median(res[c.name].pbt), res[c.name].torch[1] and median(res[c.name].torch)
-    print(("| %s | %s | %s | %s |"):format(c.name, f:format(p * scale),
-      t and f:format(t * scale) or "-", t and ("%.2f"):format(t / p) or "-"))
+    local r = res[c.name]
+    local p = median(r.pbt)
+    local t = r.torch[1] and median(r.torch)
+    local fl = r.floor and r.floor[1] and median(r.floor)
+    local row = ("| %s | %s | %s | %s |"):format(c.name, cell(p), cell(t), ratio(t, p))
+    if floors then
+      row = row .. (" %s | %s | %s |"):format(cell(fl), ratio(fl, p), ratio(fl, t))
+    end
+    print(row)
   end
 end
 table_of("training step", cases, 1e3, "ms", 3)
@@ -148,4 +176,4 @@ print("")
 table_of("autograd on small tensors (per repetition)", micro, 1e6, "µs", 2)
 local plain = median(res[micro[1].name].pbt)
 print(("\nrecording a mul costs %.3f µs more than the mul itself (%.2f µs)")
-  :format(median(res[micro[2].name].pbt) - plain, plain * 1e6))
+  :format((median(res[micro[2].name].pbt) - plain) * 1e6, plain * 1e6))

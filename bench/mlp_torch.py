@@ -43,7 +43,8 @@ def step_fn(model, x, y):
 
 
 def timeit(fn, min_time=0.3):
-    for _ in range(5):
+    warm = time.perf_counter() + 0.2  # as bench/mlp.lua: 0.2 s of warm-up
+    while time.perf_counter() < warm:
         fn()
     times = []
     t_end = time.perf_counter() + min_time

@@ -1,8 +1,5 @@
 /* pbt_tensor.c -- storage, geometry, views, copies and iteration. */
-#define _DEFAULT_SOURCE /* madvise, posix_memalign */
 #include "pbt_tensor.h"
-
-#include <sys/mman.h>
 
 #include <pthread.h>
 
@@ -68,34 +65,21 @@ int pbt_dtype_from_name(const char *name, pbt_dtype *dtype) {
 
 /* ---- storage ------------------------------------------------------------ */
 
-/* Storages of 2 MiB and more are aligned to 2 MiB and marked for
- * transparent huge pages: a fresh 40 MB result then takes 20 page faults
- * instead of 10,000 (about 2 us each on these machines), which is most of
- * the cost of an elementwise op on 1e7 elements. */
-#define PBT_HUGE ((size_t)2 << 20)
-/* Bytes from the start of a 2 MiB-aligned block to its data. */
-#define PBT_HEAD (((sizeof(pbt_storage) + PBT_ALIGN - 1) / PBT_ALIGN) * PBT_ALIGN)
-
-/* A block with room for `capacity` bytes of data, or NULL. */
+/* A block with room for `capacity` bytes of data, or NULL.  Plain malloc,
+ * the data aligned to PBT_ALIGN.  (Big storages were once aligned to 2 MiB
+ * and marked for transparent huge pages: that cut the page faults of fresh
+ * results, which the storage cache now avoids, but made every big storage
+ * start at the same offset of a huge page, and streaming ops over several
+ * of them ran 15-30% slower here; MADV_HUGEPAGE faults can also stall on
+ * memory compaction.) */
 static pbt_storage *block_new(size_t capacity) {
   size_t head = sizeof(pbt_storage) + PBT_ALIGN;
   pbt_storage *s;
   uintptr_t p;
-  if (capacity > SIZE_MAX - head - PBT_HUGE) return NULL;
-  if (capacity >= PBT_HUGE) {
-    size_t total = (PBT_HEAD + capacity + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
-    void *block;
-    if (posix_memalign(&block, PBT_HUGE, total) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(block, total, MADV_HUGEPAGE); /* advice only: failure is fine */
-#endif
-    s = (pbt_storage *)block;
-    p = (uintptr_t)block + PBT_HEAD;
-  } else {
-    s = malloc(head + capacity);
-    if (!s) return NULL;
-    p = ((uintptr_t)(s + 1) + PBT_ALIGN - 1) & ~(uintptr_t)(PBT_ALIGN - 1);
-  }
+  if (capacity > SIZE_MAX - head) return NULL;
+  s = malloc(head + capacity);
+  if (!s) return NULL;
+  p = ((uintptr_t)(s + 1) + PBT_ALIGN - 1) & ~(uintptr_t)(PBT_ALIGN - 1);
   s->refcount = 1;
   s->nbytes = capacity;
   s->capacity = capacity;
