@@ -44,7 +44,7 @@ typedef struct lpbt_tensor {
   pbt_tensor t;
   int requires_grad;
   int nargs;             /* arguments kept in user values */
-  unsigned mark;         /* graph walks (core.graph) */
+  uint64_t mark;         /* the last graph walk that met it (core.graph) */
 } lpbt_tensor;
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
 #define LPBT_UV_GRAD 1

@@ -47,7 +47,7 @@ typedef struct allocator_box {
   int autograd;     /* core.autograd() was called: differentiable ops record */
   int grad_on;      /* the main thread's grad mode */
   int thread_modes; /* a coroutine has set a grad mode of its own */
-  unsigned walk;    /* the last graph walk's number */
+  uint64_t walk;    /* graph walks so far (never wraps) */
 } allocator_box;
 
 static int allocator_gc(lua_State *L) {
@@ -509,10 +509,9 @@ static int m_graph(lua_State *L) {
   allocator_box *b = state_box(L);
   lpbt_tensor *u = (lpbt_tensor *)(void *)lpbt_check_tensor(L, 1);
   lua_Integer norder = 0, depth = 0;
-  unsigned walk;
+  uint64_t walk;
   if (!b) return luaL_error(L, "graph: the module's state is gone");
-  walk = ++b->walk;
-  if (walk == 0) walk = ++b->walk;
+  walk = ++b->walk; /* from 1: a new tensor's mark is 0 */
   lua_settop(L, 1);
   lua_createtable(L, 16, 0); /* 2: the order */
   lua_createtable(L, 16, 0); /* 3: the stack of nodes */
