@@ -26,8 +26,8 @@ pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
 /* ---- the storage cache ----------------------------------------------------- */
 
 /* Each Lua state has one pbt_allocator, owned by a pbt.Allocator userdata
- * that the tensor metatable holds at the light key &allocator_key (not an
- * upvalue, so closures made with the two shared upvalues reach it too).
+ * that the registry holds at the light key &allocator_key (out of reach of
+ * Lua code, which could replace what it finds in a metatable).
  * Every tensor userdata carries it as its allocation hint (t->alloc,
  * borrowed): results of ops land in blocks freed by earlier results.  The
  * holder is made when the module opens, before any tensor, so lua_close
@@ -45,8 +45,7 @@ typedef struct allocator_box {
   int big;      /* the last result was big: collect young objects first */
   /* autograd (see the section below) */
   int autograd;     /* core.autograd() was called: differentiable ops record */
-  int grad_on;      /* the main thread's grad mode */
-  int thread_modes; /* a coroutine has set a grad mode of its own */
+  int grad_on;      /* grad mode */
   uint64_t walk;    /* graph walks so far (never wraps) */
 } allocator_box;
 
@@ -66,9 +65,9 @@ static int allocator_gc(lua_State *L) {
 
 static allocator_box *state_box(lua_State *L) {
   allocator_box *b = NULL;
-  if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &allocator_key) == LUA_TUSERDATA)
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key) == LUA_TUSERDATA)
     b = (allocator_box *)lua_touserdata(L, -1);
-  lua_pop(L, 1); /* the metatable keeps it alive */
+  lua_pop(L, 1); /* the registry keeps it alive */
   return b;
 }
 
@@ -91,7 +90,7 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   size_t kb = bytes >> 10, heap;
   allocator_box *b;
   pbt_allocator_stats st;
-  if (kb < 4) return;
+  if (kb < 4 || !lua_gc(L, LUA_GCISRUNNING)) return; /* or the host stopped it */
   b = state_box(L);
   if (!b || !b->a) {
     lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
@@ -101,10 +100,7 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   if (bytes >= BIG_RESULT) b->big = 1;
   heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
   /* a whole cycle once the results since the last one outweigh what was
-   * alive after it (and Lua's own heap); for big results (1 MiB and more,
-   * where an op costs far more than a cycle over a small Lua heap) every
-   * second one, so that their blocks come back to the cache while still
-   * warm in the processor's caches */
+   * alive after it (and Lua's own heap) */
   if (b->since < b->live || b->since < heap) return;
   b->since = 0;
   lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
@@ -112,11 +108,11 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   b->live = st.live_bytes;
 }
 
-/* Puts an allocator holder into the tensor metatable at idx unless it has
- * one (the module opened again in the same state). */
-static void allocator_open(lua_State *L, int meta) {
+/* Puts an allocator holder into the registry unless it has one (the module
+ * opened again in the same state). */
+static void allocator_open(lua_State *L) {
   allocator_box *b;
-  if (lua_rawgetp(L, meta, &allocator_key) != LUA_TNIL) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &allocator_key) != LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
@@ -125,7 +121,7 @@ static void allocator_open(lua_State *L, int meta) {
   b->a = NULL;
   b->since = b->live = 0;
   b->big = 0;
-  b->autograd = b->grad_on = b->thread_modes = 0;
+  b->autograd = b->grad_on = 0;
   b->walk = 0;
   if (luaL_newmetatable(L, LPBT_ALLOCATOR)) {
     lua_pushcfunction(L, allocator_gc);
@@ -134,7 +130,7 @@ static void allocator_open(lua_State *L, int meta) {
   lua_setmetatable(L, -2);
   /* without an allocator tensors are plain malloc'd: nothing else fails */
   (void)pbt_allocator_new(&b->a, LPBT_ALLOCATOR_LIMIT, NULL);
-  lua_rawsetp(L, meta, &allocator_key);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &allocator_key);
 }
 
 /* core.allocator_stats() -> {live_bytes=, cached_bytes=, cached_blocks=,
@@ -189,9 +185,10 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
   if (b && b->big) {
     /* the big result made last is often dropped already (c = a + b in a
      * loop): a young collection hands its block back before this one is
-     * made, so that the next op writes into memory still in the caches */
+     * made, so that the next op writes into memory still in the caches
+     * (unless the host stopped the collector) */
     b->big = 0;
-    lua_gc(L, LUA_GCSTEP, 0);
+    if (lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCSTEP, 0);
   }
   u = (lpbt_tensor *)lua_newuserdatauv(L, sizeof(lpbt_tensor), LPBT_NUV);
   t = &u->t;
@@ -240,127 +237,72 @@ pbt_buf *lpbt_push_buf(lua_State *L) {
  *   node.n = n, node.args = node, node.op = "name", node.out = result 1,
  *   node.outs = {results} (made at once for ops of several results; for
  *   the others, the node metatable given to core.autograd makes it).
- * Grad mode belongs to a thread, as PyTorch's to an OS thread: the main
- * thread's mode is b->grad_on; a coroutine follows it until it sets its own
- * (pbt.no_grad or set_grad_enabled inside it), kept in a weak-keyed table,
- * so a coroutine suspended (or dropped) inside pbt.no_grad leaves the other
- * threads' mode alone. */
+ * Grad mode is one flag per Lua state; pbt.no_grad keeps it off only while
+ * its function runs (it turns it back while the function is suspended in a
+ * yield). */
 static const char node_meta_key = 'n';
-static const char thread_modes_key = 'm';
 
-/* The running thread's own mode: 1, 0, or -1 when a coroutine has none. */
-static int own_grad_mode(lua_State *L, const allocator_box *b) {
-  int mode = -1;
-  if (lua_pushthread(L)) { /* the main thread */
-    lua_pop(L, 1);
-    return b->grad_on;
-  }
-  if (b->thread_modes) {
-    if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key) == LUA_TTABLE) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, -2) != LUA_TNIL) mode = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return mode;
-}
+static int grad_enabled(const allocator_box *b) { return b && b->autograd && b->grad_on; }
 
-static int grad_enabled(lua_State *L, const allocator_box *b) {
-  int mode;
-  if (!b || !b->autograd) return 0;
-  if (!b->thread_modes) return b->grad_on;
-  mode = own_grad_mode(L, b);
-  return mode < 0 ? b->grad_on : mode;
-}
+int lpbt_grad_enabled(lua_State *L) { return grad_enabled(state_box(L)); }
 
-int lpbt_grad_enabled(lua_State *L) { return grad_enabled(L, state_box(L)); }
-
-/* Sets the running thread's own mode (-1: a coroutine follows the main
- * thread again; the main thread takes it as on). */
-static void set_own_grad_mode(lua_State *L, allocator_box *b, int mode) {
-  if (lua_pushthread(L)) {
-    lua_pop(L, 1);
-    b->grad_on = mode != 0;
-    return;
-  }
-  if (lua_rawgetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    if (mode < 0) {
-      lua_pop(L, 1);
-      return;
-    }
-    lua_createtable(L, 0, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LPBT_UPV_TENSOR_META, &thread_modes_key);
-  }
-  lua_pushvalue(L, -2);
-  if (mode < 0) lua_pushnil(L);
-  else lua_pushboolean(L, mode);
-  lua_rawset(L, -3);
-  lua_pop(L, 2);
-  if (mode >= 0) b->thread_modes = 1;
-}
-
-/* The node's field names, interned once in the node metatable's array part
- * (core.autograd puts them there), at these indices. */
-enum { NODE_OP = 1, NODE_N, NODE_ARGS, NODE_OUT, NODE_OUTS };
-
-/* node[<name at key>] = the value on top (popped). */
-static void set_node_field(lua_State *L, int node, int mt, int key) {
-  lua_rawgeti(L, mt, key);
-  lua_insert(L, -2);
-  lua_rawset(L, node);
+/* Pushes the node metatable (raises when pbt.autograd has not installed it). */
+static void push_node_meta(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &node_meta_key) != LUA_TTABLE)
+    luaL_error(L, "autograd: pbt.autograd is not loaded (require \"pbt\")");
 }
 
 /* Pushes a node table for an op (its nargs arguments from stack slot args,
  * its nres results from slot res). */
 static void push_new_node(lua_State *L, const char *op, int args, int nargs, int res,
                           int nres) {
-  int node, mt, i;
-  luaL_checkstack(L, 6, "autograd");
-  lua_rawgetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
-  mt = lua_gettop(L);
+  int node, i;
+  luaL_checkstack(L, 4, "autograd");
+  push_node_meta(L);
   lua_createtable(L, nargs, nres > 1 ? 5 : 4);
-  node = mt + 1;
+  node = lua_gettop(L);
   for (i = 0; i < nargs; i++) {
     lua_pushvalue(L, args + i);
     lua_rawseti(L, node, i + 1);
   }
   lua_pushstring(L, op);
-  set_node_field(L, node, mt, NODE_OP);
+  lua_setfield(L, node, "op");
   lua_pushinteger(L, nargs);
-  set_node_field(L, node, mt, NODE_N);
+  lua_setfield(L, node, "n");
   lua_pushvalue(L, node);
-  set_node_field(L, node, mt, NODE_ARGS);
+  lua_setfield(L, node, "args");
   lua_pushvalue(L, res);
-  set_node_field(L, node, mt, NODE_OUT);
+  lua_setfield(L, node, "out");
   if (nres > 1) {
     lua_createtable(L, nres, 0);
     for (i = 0; i < nres; i++) {
       lua_pushvalue(L, res + i);
       lua_rawseti(L, -2, i + 1);
     }
-    set_node_field(L, node, mt, NODE_OUTS);
+    lua_setfield(L, node, "outs");
   }
-  lua_pushvalue(L, mt);
+  lua_pushvalue(L, node - 1);
   lua_setmetatable(L, node);
-  lua_remove(L, mt);
+  lua_remove(L, node - 1);
 }
 
 /* Records an op on its first result (at res): the common case (one result,
- * a few arguments) in user values only, the others as a node table. */
+ * a few arguments) in user values only, the others as a node table.  A
+ * tensor recorded again (autograd.record on the same result) loses its
+ * earlier node and arguments. */
 static void record_at(lua_State *L, const char *op, int args, int nargs, int res,
                       int nres) {
   lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, res);
   int i;
-  lua_pushstring(L, op);
-  lua_setiuservalue(L, res, LPBT_UV_OP);
+  if (u->requires_grad) { /* fresh results have nothing to clear */
+    lua_pushnil(L);
+    lua_setiuservalue(L, res, LPBT_UV_GRAD_FN);
+    for (i = 0; i < LPBT_NODE_ARGS; i++) {
+      lua_pushnil(L);
+      lua_setiuservalue(L, res, LPBT_UV_ARG + i);
+    }
+    u->nargs = 0;
+  }
   if (nres == 1 && nargs <= LPBT_NODE_ARGS) {
     for (i = 0; i < nargs; i++) {
       lua_pushvalue(L, args + i);
@@ -371,11 +313,13 @@ static void record_at(lua_State *L, const char *op, int args, int nargs, int res
     push_new_node(L, op, args, nargs, res, nres);
     lua_setiuservalue(L, res, LPBT_UV_GRAD_FN);
   }
+  lua_pushstring(L, op);
+  lua_setiuservalue(L, res, LPBT_UV_OP);
   u->requires_grad = 1;
 }
 
 void lpbt_record(lua_State *L, const char *op, int nargs, int nres) {
-  if (grad_enabled(L, state_box(L)))
+  if (grad_enabled(state_box(L)))
     record_at(L, op, 1, nargs, lua_gettop(L) - nres + 1, nres);
 }
 
@@ -411,52 +355,32 @@ void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
                   "(inside pbt.no_grad, or on t:detach(), it can)", fname);
 }
 
-/* core.autograd(node_metatable) turns recording on (pbt.autograd calls it
- * once it is loaded: without it, nothing is recorded). */
+/* core.autograd(node_metatable) installs the node metatable and turns
+ * recording on, once (pbt.autograd calls it when it is loaded: without it,
+ * nothing is recorded). */
 static int m_autograd(lua_State *L) {
-  static const char *const keys[] = {"op", "n", "args", "out", "outs"};
   allocator_box *b = state_box(L);
-  int i;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!b) return luaL_error(L, "autograd: the module's state is gone");
+  if (b->autograd) return 0;
   lua_settop(L, 1);
-  for (i = 0; i < 5; i++) {
-    lua_pushstring(L, keys[i]);
-    lua_rawseti(L, 1, i + 1);
-  }
-  lua_rawsetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &node_meta_key);
   b->autograd = b->grad_on = 1;
   return 0;
 }
 
-/* core.set_grad_enabled(on) -> the previous mode of the running thread */
+/* core.set_grad_enabled(on) -> the previous mode */
 static int m_set_grad_enabled(lua_State *L) {
   allocator_box *b = state_box(L);
   luaL_checkany(L, 1);
-  lua_pushboolean(L, grad_enabled(L, b));
-  if (b) set_own_grad_mode(L, b, lua_toboolean(L, 1));
+  lua_pushboolean(L, grad_enabled(b));
+  if (b) b->grad_on = lua_toboolean(L, 1);
   return 1;
 }
 
 static int m_is_grad_enabled(lua_State *L) {
   lua_pushboolean(L, lpbt_grad_enabled(L));
   return 1;
-}
-
-/* core.get_grad_mode() -> the running thread's own mode (nil: a coroutine
- * that follows the main thread); core.set_grad_mode(mode) sets it back. */
-static int m_get_grad_mode(lua_State *L) {
-  allocator_box *b = state_box(L);
-  int mode = b ? own_grad_mode(L, b) : 0;
-  if (mode < 0) lua_pushnil(L);
-  else lua_pushboolean(L, mode);
-  return 1;
-}
-
-static int m_set_grad_mode(lua_State *L) {
-  allocator_box *b = state_box(L);
-  if (b) set_own_grad_mode(L, b, lua_isnil(L, 1) ? -1 : lua_toboolean(L, 1));
-  return 0;
 }
 
 /* core.record(op, nres, results..., args...): the node of an op written in
@@ -467,6 +391,7 @@ static int m_record(lua_State *L) {
   int n = lua_gettop(L) - 2, i;
   luaL_argcheck(L, nres >= 1 && nres <= n, 2, "number of results out of range");
   for (i = 3; i < 3 + (int)nres; i++) lpbt_check_tensor(L, i);
+  if (!grad_enabled(state_box(L))) return 0;
   record_at(L, op, 3 + (int)nres, n - (int)nres, 3, (int)nres);
   return 0;
 }
@@ -504,7 +429,9 @@ static int m_same_shape(lua_State *L) {
 }
 
 /* core.graph(t) -> the nodes of the ops that t comes from, each after all
- * the nodes of its arguments (so backward walks it from the end). */
+ * the nodes of its arguments (so backward walks it from the end).  A
+ * depth-first walk with its stack in two tables; tensors met are marked
+ * with the walk's number. */
 static int m_graph(lua_State *L) {
   allocator_box *b = state_box(L);
   lpbt_tensor *u = (lpbt_tensor *)(void *)lpbt_check_tensor(L, 1);
@@ -516,9 +443,6 @@ static int m_graph(lua_State *L) {
   lua_createtable(L, 16, 0); /* 2: the order */
   lua_createtable(L, 16, 0); /* 3: the stack of nodes */
   lua_createtable(L, 16, 0); /* 4: the next argument of each */
-  lua_rawgetp(L, LPBT_UPV_TENSOR_META, &node_meta_key);
-  lua_rawgeti(L, -1, NODE_N); /* 5: the key "n" */
-  lua_replace(L, -2);
   lpbt_push_node(L, 1);
   if (lua_isnil(L, -1)) {
     lua_pushvalue(L, 2);
@@ -531,22 +455,21 @@ static int m_graph(lua_State *L) {
   while (depth > 0) {
     lua_Integer i, n;
     int pushed = 0;
-    lua_rawgeti(L, 3, depth); /* 6: the node */
+    lua_rawgeti(L, 3, depth); /* 5: the node */
     lua_rawgeti(L, 4, depth);
     i = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    lua_pushvalue(L, 5);
-    lua_rawget(L, 6);
+    lua_getfield(L, 5, "n");
     n = lua_tointeger(L, -1);
     lua_pop(L, 1);
     while (i <= n) {
       lpbt_tensor *c;
-      lua_rawgeti(L, 6, i++); /* 7: argument */
-      c = test_tensor(L, 7);
+      lua_rawgeti(L, 5, i++); /* 6: an argument */
+      c = test_tensor(L, 6);
       if (c && c->requires_grad && c->mark != walk) {
         c->mark = walk;
-        lpbt_push_node(L, 7);
-        if (!lua_isnil(L, -1)) {
+        lpbt_push_node(L, 6);
+        if (!lua_isnil(L, -1)) { /* 7: its node, a child */
           lua_pushinteger(L, i);
           lua_rawseti(L, 4, depth);
           lua_rawseti(L, 3, ++depth);
@@ -560,12 +483,12 @@ static int m_graph(lua_State *L) {
       }
       lua_pop(L, 1);
     }
-    if (!pushed) {
+    if (!pushed) { /* every child is done: the node follows them */
       lua_rawseti(L, 2, ++norder);
       lua_pushnil(L);
       lua_rawseti(L, 3, depth--);
     }
-    lua_settop(L, 5);
+    lua_settop(L, 4);
   }
   lua_pushvalue(L, 2);
   return 1;
@@ -763,8 +686,6 @@ static const luaL_Reg core_module[] = {
     {"autograd", m_autograd},
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
-    {"get_grad_mode", m_get_grad_mode},
-    {"set_grad_mode", m_set_grad_mode},
     {"record", m_record},
     {"graph", m_graph},
     {"needs_grad", m_needs_grad},
@@ -821,7 +742,7 @@ int luaopen_pbt_core(lua_State *L) {
   methods = lua_gettop(L);
   luaL_newmetatable(L, LPBT_TENSOR);
   meta = lua_gettop(L);
-  allocator_open(L, meta);
+  allocator_open(L);
 
   lpbt_random_open(L);                  /* pbt.Generator metatable */
   lpbt_push_generator(L, 0x5eed);       /* upvalue 1: default generator */

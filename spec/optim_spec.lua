@@ -606,6 +606,8 @@ describe("pbt.optim", function()
           released(q2.grad)
           assert.are.equal(name .. ": the grad of params[2] has been released",
             error_of(opt.step, opt))
+          -- checked before any update: params[1] was not touched
+          assert.are.same(P0, q1:detach():totable())
           assert.are.equal(name .. ": the grad of params[2] has been released",
             error_of(opt.zero_grad, opt, false))
           released(q2)

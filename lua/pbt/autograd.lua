@@ -10,7 +10,7 @@ local T = core.tensor
 
 local M = {}
 
-local get_grad_mode, set_grad_mode = core.get_grad_mode, core.set_grad_mode
+local set_grad_enabled = core.set_grad_enabled
 local pack, unpack, select = table.pack, table.unpack, select
 
 -- ---- recording ---------------------------------------------------------------
@@ -411,10 +411,8 @@ function M.backward(t, grad)
       :format(grad:dtype(), shape_str(grad:shape()), t:dtype(), shape_str(t:shape())), 2)
   end
   if is_leaf(t) then accumulate(t, grad) return end
-  local prev = get_grad_mode()
-  set_grad_mode(false)
   local order
-  local ok, err = pcall(function()
+  local ok, err = pcall(M.no_grad, function()
     local grads = { [t] = grad }
     order = graph(t)
     for k = #order, 1, -1 do
@@ -457,13 +455,16 @@ function M.backward(t, grad)
       end
     end
   end)
-  set_grad_mode(prev)
   if not ok then error(order and released_in(order) or err, 0) end
 end
 
 --- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.
--- The mode is the running coroutine's: if fn yields, the threads that run
--- meanwhile keep theirs, and fn finds recording still off when resumed.
+-- fn runs in a coroutine of its own, so that its yields can be passed on:
+-- while fn is suspended, recording is as it was before the call (the code
+-- that runs meanwhile records), and it is off again when fn resumes.
+local co_create, co_resume, co_status, co_yield =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+
 local function callable(f)
   if type(f) == "function" then return true end
   local mt = getmetatable(f)
@@ -474,12 +475,17 @@ function M.no_grad(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'no_grad' (function expected, got %s)"):format(type(fn)), 2)
   end
-  local prev = get_grad_mode()
-  set_grad_mode(false)
-  local res = pack(pcall(fn, ...))
-  set_grad_mode(prev)
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
+  local body = fn
+  if type(fn) ~= "function" then body = function(...) return fn(...) end end
+  local co, res = co_create(body), pack(...)
+  while true do
+    local prev = set_grad_enabled(false)
+    res = pack(co_resume(co, unpack(res, 1, res.n)))
+    set_grad_enabled(prev)
+    if not res[1] then error(res[2], 0) end
+    if co_status(co) == "dead" then return unpack(res, 2, res.n) end
+    res = pack(co_yield(unpack(res, 2, res.n))) -- fn yielded: pass it on
+  end
 end
 
 -- The multi-index (1-based) of the i-th element of shape in row-major order.

@@ -37,6 +37,14 @@ local function grad_of(name, i, p)
   return g
 end
 
+-- The grads of every parameter (false for none), all checked before any
+-- parameter is updated.
+local function grads_of(self)
+  local name, gs = self.name, {}
+  for i, p in ipairs(self.params) do gs[i] = grad_of(name, i, p) or false end
+  return gs
+end
+
 local function num(v)
   if math_type(v) == "integer" then return tostring(v) end
   return fmt("%.14g", v)
@@ -317,9 +325,9 @@ local function sgd_update(self)
   local lr, mom, damp, wd, nest = self.lr, self.momentum, self.dampening,
                                   self.weight_decay, self.nesterov
   local state = self.state
-  local name = self.name
+  local grads = grads_of(self)
   for i, p in ipairs(self.params) do
-    local g = grad_of(name, i, p)
+    local g = grads[i]
     if g then
       local st = state[i]
       local buf, init = nil, false
@@ -347,9 +355,9 @@ local function adam_update(self, decoupled)
   local lr, b1, b2, eps, wd = self.lr, self.betas[1], self.betas[2], self.eps,
                               self.weight_decay
   local state = self.state
-  local name = self.name
+  local grads = grads_of(self)
   for i, p in ipairs(self.params) do
-    local g = grad_of(name, i, p)
+    local g = grads[i]
     if g then
       local st = state[i]
       local m, v = st and st.exp_avg, st and st.exp_avg_sq
@@ -384,9 +392,9 @@ local function rmsprop_update(self)
   local lr, alpha, eps, mom, wd, centered = self.lr, self.alpha, self.eps, self.momentum,
                                             self.weight_decay, self.centered
   local state = self.state
-  local name = self.name
+  local grads = grads_of(self)
   for i, p in ipairs(self.params) do
-    local g = grad_of(name, i, p)
+    local g = grads[i]
     if g then
       local st = state[i]
       local sq = st and st.square_avg or zeros_like(p)
