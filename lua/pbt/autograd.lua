@@ -412,7 +412,10 @@ function M.backward(t, grad)
   end
   if is_leaf(t) then accumulate(t, grad) return end
   local order
-  local ok, err = pcall(M.no_grad, function()
+  -- the rules run with recording off (they do not yield: no coroutine of
+  -- pbt.no_grad's is needed here)
+  local prev = set_grad_enabled(false)
+  local ok, err = pcall(function()
     local grads = { [t] = grad }
     order = graph(t)
     for k = #order, 1, -1 do
@@ -455,6 +458,7 @@ function M.backward(t, grad)
       end
     end
   end)
+  set_grad_enabled(prev)
   if not ok then error(order and released_in(order) or err, 0) end
 end
 
