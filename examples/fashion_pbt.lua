@@ -10,6 +10,7 @@
 --
 --   make run                                       (the README's main job)
 --   lua5.4 examples/fashion_pbt.lua [OUT_DIR] [SEED]
+--   PBT_STEPS=40 lua5.4 examples/fashion_pbt.lua ...   (a longer budget: 16 steps by default)
 --   lua5.4 lua/pbt/cli.lua run examples/fashion_pbt.lua --out DIR   (PBT only)
 --
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
@@ -65,7 +66,7 @@ local function experiment(name, pbt_on)
     ready = pbt.ready.every(2),
     exploit = pbt_on and pbt.exploit.truncation{ fraction = 0.25 } or function() return nil end,
     explore = pbt_on and pbt.explore.perturb_or_resample{} or function(h) return h end,
-    budget = { steps = 16 },
+    budget = { steps = tonumber(os.getenv("PBT_STEPS") or "16") },
   }
 end
 
