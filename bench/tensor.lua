@@ -5,9 +5,10 @@
 --   make bench                    (builds build/blas_direct, then runs this)
 --   lua5.4 bench/tensor.lua [rounds] [filter]
 --
--- Every figure is the median time per call; the three sides are measured in
--- turn, round after round, and the median over rounds is kept, so that the
--- machine's drift hits all sides alike.  The ratios are what matter.
+-- Every figure is the median time per call; the three sides of a case are
+-- measured in turn, case after case and round after round, and the median
+-- over rounds is kept, so that the machine's drift hits all sides alike.
+-- The ratios are what matter.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
 local pbt = require("pbt")
@@ -136,9 +137,7 @@ local function have_numpy()
 end
 local numpy_ok = have_numpy()
 
-local function run_numpy()
-  local names = {}
-  for _, c in ipairs(selected) do names[#names + 1] = c.name end
+local function run_numpy(names)
   local tmp = os.tmpname()
   local f = assert(io.open(tmp, "w"))
   f:write(table.concat(names, "\n"), "\n")
@@ -163,6 +162,9 @@ end
 
 local res = {}
 for _, c in ipairs(selected) do res[c.name] = { pbt = {}, blas = {}, numpy = {} } end
+-- The sides of one case are measured one right after the other (numpy in a
+-- process of its own per case), so that they meet the same state of the
+-- machine, whose speed drifts by 10% and more over minutes.
 for r = 1, rounds do
   io.stderr:write(("round %d of %d\n"):format(r, rounds))
   for _, c in ipairs(selected) do
@@ -171,10 +173,7 @@ for r = 1, rounds do
     fn = nil
     collectgarbage()
     if c.blas then res[c.name].blas[r] = run_blas(c.blas) end
-  end
-  if numpy_ok then
-    local np = run_numpy()
-    for _, c in ipairs(selected) do res[c.name].numpy[r] = np[c.name] end
+    if numpy_ok then res[c.name].numpy[r] = run_numpy({ c.name })[c.name] end
   end
 end
 
