@@ -128,14 +128,14 @@ rock-check: deps
 	cd /tmp && eval "$$(luarocks --lua-version 5.4 --tree $(CURDIR)/$(BUILD)/rock-tree path)" && \
 	  $(LUA) -e 'print(require("pbt").tensor.ones(2, 2))'
 
-$(BUILD)/blas_direct: bench/blas_direct.c
+$(BUILD)/blas_direct: bench/blas_direct.c bench/timing.h
 	$(CC) -O2 $(WARN) -o $@ $< -lopenblas
 
 # One OpenBLAS thread on every side unless the caller sets another count.
 bench: all $(BUILD)/blas_direct
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(LUA) bench/tensor.lua
 
-$(BUILD)/mlp_floor: bench/mlp_floor.c
+$(BUILD)/mlp_floor: bench/mlp_floor.c bench/timing.h
 	$(CC) -O3 $(WARN) -o $@ $< -lopenblas -lm
 
 # One thread on each side unless THREADS says otherwise.

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "timing.h"
+
 enum { IN = 784, H = 256, OUT = 10 };
 
 typedef struct layer {
@@ -26,16 +28,6 @@ typedef struct layer {
   float *w, *b, *gw, *gb, *mw, *mb; /* weights, grads, momentum buffers */
 } layer;
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static float *alloc(size_t n) {
   float *p = calloc(n, sizeof *p);
