@@ -9,6 +9,7 @@ local function f32(x) return (string.unpack("f", string.pack("f", x))) end
 local function round_to(dtype, x) if dtype == "float32" then return f32(x) end return x end
 
 local flat = require("spec.helper").flat -- all elements, row-major, via get
+local each_index = require("spec.helper").each_index
 
 -- numpy's rule written out: align on the right, sizes equal or one is 1
 local function broadcast_shape(a, b)
@@ -36,18 +37,10 @@ end
 local function expected(a, b, f, dtype)
   local sa, sb = a:shape(), b:shape()
   local shape = broadcast_shape(sa, sb)
-  local out, idx = {}, {}
-  local function walk(d)
-    if d > #shape then
-      out[#out + 1] = round_to(dtype, f(value_at(a, sa, idx), value_at(b, sb, idx)))
-      return
-    end
-    for i = 1, shape[d] do
-      idx[d] = i
-      walk(d + 1)
-    end
-  end
-  walk(1)
+  local out = {}
+  each_index(shape, function(idx)
+    out[#out + 1] = round_to(dtype, f(value_at(a, sa, idx), value_at(b, sb, idx)))
+  end)
   return out, shape
 end
 

@@ -1,22 +1,36 @@
 -- Helpers shared by the specs (require("spec.helper")); not a spec itself.
 local M = {}
 
---- All elements of a tensor as a flat table in row-major order, read one by
--- one through t:get (independent of the kernels under test).
-function M.flat(t)
-  local out, shape, idx = {}, t:shape(), {}
+--- Calls fn(idx) for every multi-index of shape, in row-major order (idx is
+-- reused: copy what you keep).
+function M.each_index(shape, fn)
+  local idx = {}
   local function walk(d)
-    if d > #shape then
-      out[#out + 1] = t:get(table.unpack(idx, 1, #shape))
-      return
-    end
+    if d > #shape then return fn(idx) end
     for i = 1, shape[d] do
       idx[d] = i
       walk(d + 1)
     end
   end
   walk(1)
+end
+
+--- All elements of a tensor as a flat table in row-major order, read one by
+-- one through t:get (independent of the kernels under test).
+function M.flat(t)
+  local out, shape = {}, t:shape()
+  M.each_index(shape, function(idx) out[#out + 1] = t:get(table.unpack(idx, 1, #shape)) end)
   return out
+end
+
+--- A nested table of shape {n, m} with v(i, j) at [i][j].
+function M.grid(n, m, v)
+  local t = {}
+  for i = 1, n do
+    t[i] = {}
+    for j = 1, m do t[i][j] = v(i, j) end
+  end
+  return t
 end
 
 --- The bytes of a file, and a file made of bytes (test fixtures).

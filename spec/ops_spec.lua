@@ -12,14 +12,7 @@ local function round_to(dtype, x) if dtype == "float32" then return f32(x) end r
 
 local flat = require("spec.helper").flat -- all elements, row-major, via get
 
-local function grid(n, m, v)
-  local t = {}
-  for i = 1, n do
-    t[i] = {}
-    for j = 1, m do t[i][j] = v(i, j) end
-  end
-  return t
-end
+local grid = require("spec.helper").grid -- {n, m} nested, v(i, j) at [i][j]
 
 local function isnan(x) return x ~= x end
 

@@ -13,6 +13,7 @@ local function round(x, dtype)
 end
 
 local flat = require("spec.helper").flat -- all elements, row-major, via get
+local each_index = require("spec.helper").each_index
 
 -- the value member m holds at flat position k of entry e (distinct everywhere)
 local function value(m, e, k) return m * 1000 + e * 100 + k + 0.25 end
@@ -21,20 +22,12 @@ local function value(m, e, k) return m * 1000 + e * 100 + k + 0.25 end
 local function filled(shape, dtype, m, e)
   local t = T.zeros(shape, { dtype = dtype })
   local n = 0
-  local idx = {}
-  local function walk(d)
-    if d > #shape then
-      n = n + 1
-      idx[#shape + 1] = value(m, e, n)
-      t:set(table.unpack(idx, 1, #shape + 1))
-      return
-    end
-    for i = 1, shape[d] do
-      idx[d] = i
-      walk(d + 1)
-    end
-  end
-  walk(1)
+  each_index(shape, function(idx)
+    n = n + 1
+    idx[#shape + 1] = value(m, e, n)
+    t:set(table.unpack(idx, 1, #shape + 1))
+    idx[#shape + 1] = nil
+  end)
   return t
 end
 

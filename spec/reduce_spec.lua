@@ -98,14 +98,7 @@ end
 -- values that are exact in float32 and sums of them too
 local function v2(i, j) return ((i * 5 + j * 3) % 7 - 3) * 0.25 end
 
-local function grid(n, m, v)
-  local t = {}
-  for i = 1, n do
-    t[i] = {}
-    for j = 1, m do t[i][j] = v(i, j) end
-  end
-  return t
-end
+local grid = require("spec.helper").grid -- {n, m} nested, v(i, j) at [i][j]
 
 -- [3,4] values in four layouts and a [2,3,4] block (and a permuted view)
 local function inputs(dtype)

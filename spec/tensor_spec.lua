@@ -8,15 +8,7 @@ local DTYPES = { "float32", "float64" }
 -- x rounded to the nearest float32 (as a C cast does)
 local function f32(x) return (string.unpack("f", string.pack("f", x))) end
 
--- a nested table of shape {n, m} with v(i, j) at [i][j]
-local function grid(n, m, v)
-  local t = {}
-  for i = 1, n do
-    t[i] = {}
-    for j = 1, m do t[i][j] = v(i, j) end
-  end
-  return t
-end
+local grid = require("spec.helper").grid -- {n, m} nested, v(i, j) at [i][j]
 
 -- 10 * i + j: every element tells where it came from
 local function ij(i, j) return 10 * i + j end

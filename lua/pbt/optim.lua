@@ -37,14 +37,6 @@ local function grad_of(name, i, p)
   return g
 end
 
--- The grads of every parameter (false for none), all checked before any
--- parameter is updated.
-local function grads_of(self)
-  local name, gs = self.name, {}
-  for i, p in ipairs(self.params) do gs[i] = grad_of(name, i, p) or false end
-  return gs
-end
-
 local function num(v)
   if math_type(v) == "integer" then return tostring(v) end
   return fmt("%.14g", v)
@@ -103,6 +95,17 @@ local function validate(class, h, prefix)
   end
   local msg = class.extra_check and class.extra_check(h)
   if msg then error(class.name .. ": " .. (prefix or "") .. msg, 0) end
+end
+
+-- Calls fn(p, g, st, i) for every parameter p that has a grad g (st: its
+-- state, nil before its first update), once every parameter and grad has
+-- been checked: a bad one updates nothing.
+local function each_grad(self, fn)
+  local name, grads, state = self.name, {}, self.state
+  for i, p in ipairs(self.params) do grads[i] = grad_of(name, i, p) or false end
+  for i, p in ipairs(self.params) do
+    if grads[i] then fn(p, grads[i], state[i], i) end
+  end
 end
 
 local function new(class, params, opts)
@@ -325,22 +328,17 @@ local function sgd_update(self)
   local lr, mom, damp, wd, nest = self.lr, self.momentum, self.dampening,
                                   self.weight_decay, self.nesterov
   local state = self.state
-  local grads = grads_of(self)
-  for i, p in ipairs(self.params) do
-    local g = grads[i]
-    if g then
-      local st = state[i]
-      local buf, init = nil, false
-      if mom ~= 0 then
-        buf = st and st.momentum_buffer
-        if not buf then buf, init = zeros_like(p), true end
-      end
-      sgd_step(p, g, buf, init, lr, mom, damp, wd, nest)
-      if not st then st = { step = 0 }; state[i] = st end
-      st.step = st.step + 1
-      if init then st.momentum_buffer = buf end
+  each_grad(self, function(p, g, st, i)
+    local buf, init = nil, false
+    if mom ~= 0 then
+      buf = st and st.momentum_buffer
+      if not buf then buf, init = zeros_like(p), true end
     end
-  end
+    sgd_step(p, g, buf, init, lr, mom, damp, wd, nest)
+    if not st then st = { step = 0 }; state[i] = st end
+    st.step = st.step + 1
+    if init then st.momentum_buffer = buf end
+  end)
 end
 
 M.SGD = class("SGD", {
@@ -355,19 +353,14 @@ local function adam_update(self, decoupled)
   local lr, b1, b2, eps, wd = self.lr, self.betas[1], self.betas[2], self.eps,
                               self.weight_decay
   local state = self.state
-  local grads = grads_of(self)
-  for i, p in ipairs(self.params) do
-    local g = grads[i]
-    if g then
-      local st = state[i]
-      local m, v = st and st.exp_avg, st and st.exp_avg_sq
-      local n = (st and st.step or 0) + 1
-      m, v = m or zeros_like(p), v or zeros_like(p)
-      adam_step(p, g, m, v, n, lr, b1, b2, eps, wd, decoupled)
-      if not st then st = {}; state[i] = st end
-      st.step, st.exp_avg, st.exp_avg_sq = n, m, v
-    end
-  end
+  each_grad(self, function(p, g, st, i)
+    local m, v = st and st.exp_avg, st and st.exp_avg_sq
+    local n = (st and st.step or 0) + 1
+    m, v = m or zeros_like(p), v or zeros_like(p)
+    adam_step(p, g, m, v, n, lr, b1, b2, eps, wd, decoupled)
+    if not st then st = {}; state[i] = st end
+    st.step, st.exp_avg, st.exp_avg_sq = n, m, v
+  end)
 end
 
 local adam_fields = function(wd)
@@ -392,22 +385,17 @@ local function rmsprop_update(self)
   local lr, alpha, eps, mom, wd, centered = self.lr, self.alpha, self.eps, self.momentum,
                                             self.weight_decay, self.centered
   local state = self.state
-  local grads = grads_of(self)
-  for i, p in ipairs(self.params) do
-    local g = grads[i]
-    if g then
-      local st = state[i]
-      local sq = st and st.square_avg or zeros_like(p)
-      local ga = centered and (st and st.grad_avg or zeros_like(p)) or nil
-      local buf = mom > 0 and (st and st.momentum_buffer or zeros_like(p)) or nil
-      rmsprop_step(p, g, sq, ga, buf, lr, alpha, eps, mom, wd, centered)
-      if not st then st = { step = 0 }; state[i] = st end
-      st.step = st.step + 1
-      st.square_avg = sq
-      if ga then st.grad_avg = ga end
-      if buf then st.momentum_buffer = buf end
-    end
-  end
+  each_grad(self, function(p, g, st, i)
+    local sq = st and st.square_avg or zeros_like(p)
+    local ga = centered and (st and st.grad_avg or zeros_like(p)) or nil
+    local buf = mom > 0 and (st and st.momentum_buffer or zeros_like(p)) or nil
+    rmsprop_step(p, g, sq, ga, buf, lr, alpha, eps, mom, wd, centered)
+    if not st then st = { step = 0 }; state[i] = st end
+    st.step = st.step + 1
+    st.square_avg = sq
+    if ga then st.grad_avg = ga end
+    if buf then st.momentum_buffer = buf end
+  end)
 end
 
 --- pbt.optim.RMSprop(params, {lr=1e-2, alpha=0.99, eps=1e-8, momentum=0,
