@@ -45,7 +45,8 @@ typedef struct allocator_box {
   int big;      /* the last result was big: collect young objects first */
   /* autograd (see the section below) */
   int autograd;     /* core.autograd() was called: differentiable ops record */
-  int grad_on;      /* grad mode */
+  int grad_on;      /* grad mode (set_grad_enabled) */
+  int no_grad;      /* threads inside pbt.no_grad (entries of the no_grad table) */
   uint64_t walk;    /* graph walks so far (never wraps) */
 } allocator_box;
 
@@ -121,7 +122,7 @@ static void allocator_open(lua_State *L) {
   b->a = NULL;
   b->since = b->live = 0;
   b->big = 0;
-  b->autograd = b->grad_on = 0;
+  b->autograd = b->grad_on = b->no_grad = 0;
   b->walk = 0;
   if (luaL_newmetatable(L, LPBT_ALLOCATOR)) {
     lua_pushcfunction(L, allocator_gc);
@@ -237,14 +238,79 @@ pbt_buf *lpbt_push_buf(lua_State *L) {
  *   node.n = n, node.args = node, node.op = "name", node.out = result 1,
  *   node.outs = {results} (made at once for ops of several results; for
  *   the others, the node metatable given to core.autograd makes it).
- * Grad mode is one flag per Lua state; pbt.no_grad keeps it off only while
- * its function runs (it turns it back while the function is suspended in a
- * yield). */
+ * Grad mode: set_grad_enabled sets one flag per Lua state.  pbt.no_grad
+ * turns recording off for the dynamic extent of its function, along the
+ * chain of coroutines: core.no_grad_enter/exit count, per thread, the calls
+ * running in it (a weak-keyed registry table, thread -> count), and an op
+ * is not recorded while such a thread is running or has resumed the running
+ * one (its status is "normal": every normal thread is in the running chain).
+ * A thread suspended in a yield inside pbt.no_grad, or dropped there, turns
+ * nothing off; what fn sees of its thread (coroutine.running) is the
+ * caller's. */
 static const char node_meta_key = 'n';
+static const char no_grad_key = 'g';
 
-static int grad_enabled(const allocator_box *b) { return b && b->autograd && b->grad_on; }
+/* Whether a thread inside pbt.no_grad is running or in the running chain. */
+static int in_no_grad(lua_State *L, allocator_box *b) {
+  int found = 0, any = 0;
+  luaL_checkstack(L, 4, "autograd");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &no_grad_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);
+  while (!found && lua_next(L, -2)) {
+    lua_State *t = lua_tothread(L, -2);
+    lua_Debug ar;
+    any = 1;
+    if (t == L || (t && lua_status(t) == LUA_OK && lua_getstack(t, 0, &ar))) found = 1;
+    lua_pop(L, 1);
+  }
+  if (found) lua_pop(L, 1); /* the key lua_next left */
+  lua_pop(L, 1);
+  if (!any) b->no_grad = 0; /* the threads that were left inside are gone */
+  return found;
+}
 
-int lpbt_grad_enabled(lua_State *L) { return grad_enabled(state_box(L)); }
+static int grad_enabled(lua_State *L, allocator_box *b) {
+  if (!b || !b->autograd || !b->grad_on) return 0;
+  return b->no_grad == 0 || !in_no_grad(L, b);
+}
+
+int lpbt_grad_enabled(lua_State *L) { return grad_enabled(L, state_box(L)); }
+
+/* core.no_grad_enter() / core.no_grad_exit(): around pbt.no_grad's call of
+ * its function, in the same thread. */
+static int no_grad_step(lua_State *L, int delta) {
+  allocator_box *b = state_box(L);
+  lua_Integer n;
+  if (!b) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &no_grad_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &no_grad_key);
+  }
+  lua_pushthread(L);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);
+  n = lua_tointeger(L, -1) + delta;
+  lua_pop(L, 1);
+  if (n < 0) return luaL_error(L, "no_grad: exit without an enter in this thread");
+  if (n == 0) lua_pushnil(L);
+  else lua_pushinteger(L, n);
+  lua_rawset(L, -3);
+  if (n == 1 && delta > 0) b->no_grad++;
+  if (n == 0 && b->no_grad > 0) b->no_grad--;
+  return 0;
+}
+
+static int m_no_grad_enter(lua_State *L) { return no_grad_step(L, 1); }
+static int m_no_grad_exit(lua_State *L) { return no_grad_step(L, -1); }
 
 /* Pushes the node metatable (raises when pbt.autograd has not installed it). */
 static void push_node_meta(lua_State *L) {
@@ -319,7 +385,7 @@ static void record_at(lua_State *L, const char *op, int args, int nargs, int res
 }
 
 void lpbt_record(lua_State *L, const char *op, int nargs, int nres) {
-  if (grad_enabled(state_box(L)))
+  if (grad_enabled(L, state_box(L)))
     record_at(L, op, 1, nargs, lua_gettop(L) - nres + 1, nres);
 }
 
@@ -369,11 +435,12 @@ static int m_autograd(lua_State *L) {
   return 0;
 }
 
-/* core.set_grad_enabled(on) -> the previous mode */
+/* core.set_grad_enabled(on) -> the flag's previous value (pbt.no_grad
+ * turns recording off while its function runs whatever the flag says) */
 static int m_set_grad_enabled(lua_State *L) {
   allocator_box *b = state_box(L);
   luaL_checkany(L, 1);
-  lua_pushboolean(L, grad_enabled(b));
+  lua_pushboolean(L, b && b->autograd && b->grad_on);
   if (b) b->grad_on = lua_toboolean(L, 1);
   return 1;
 }
@@ -391,7 +458,7 @@ static int m_record(lua_State *L) {
   int n = lua_gettop(L) - 2, i;
   luaL_argcheck(L, nres >= 1 && nres <= n, 2, "number of results out of range");
   for (i = 3; i < 3 + (int)nres; i++) lpbt_check_tensor(L, i);
-  if (!grad_enabled(state_box(L))) return 0;
+  if (!grad_enabled(L, state_box(L))) return 0;
   record_at(L, op, 3 + (int)nres, n - (int)nres, 3, (int)nres);
   return 0;
 }
@@ -459,7 +526,8 @@ static int m_graph(lua_State *L) {
     lua_rawgeti(L, 4, depth);
     i = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    lua_getfield(L, 5, "n");
+    lua_pushliteral(L, "n");
+    lua_rawget(L, 5);
     n = lua_tointeger(L, -1);
     lua_pop(L, 1);
     while (i <= n) {
@@ -687,6 +755,8 @@ static const luaL_Reg core_module[] = {
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
     {"record", m_record},
+    {"no_grad_enter", m_no_grad_enter},
+    {"no_grad_exit", m_no_grad_exit},
     {"graph", m_graph},
     {"needs_grad", m_needs_grad},
     {"is_released", m_is_released},

@@ -913,6 +913,67 @@ describe("pbt autograd", function()
       assert.is_true(pbt.is_grad_enabled())
     end)
 
+    it("runs fn in the caller's thread: coroutine.running, callbacks and <close> work", function()
+      local x = T.ones(2):requires_grad_()
+      -- a callback scheduler: fn saves its coroutine, yields, and the callback resumes it
+      local pending, results
+      local task = coroutine.wrap(function()
+        local co = coroutine.create(function()
+          local me = coroutine.running()
+          local v, on, node = pbt.no_grad(function()
+            assert.are.equal(me, coroutine.running())
+            pending = function(w) return coroutine.resume(me, w) end
+            local w = coroutine.yield()
+            return w, pbt.is_grad_enabled(), (x * 2).grad_fn
+          end)
+          results = { v, on, node }
+        end)
+        coroutine.resume(co)
+      end)
+      task()
+      assert.is_true(pbt.is_grad_enabled()) -- the task is suspended inside no_grad
+      assert.are.equal("mul", (x * 2).grad_fn.op)
+      assert.is_true(pending(42))           -- the callback resumes it directly
+      assert.are.equal(42, results[1])
+      assert.is_false(results[2])
+      assert.is_nil(results[3])
+      assert.is_true(pbt.is_grad_enabled())
+      -- fn's to-be-closed variables are closed when it raises
+      local closed = false
+      local h = setmetatable({}, { __close = function() closed = true end })
+      assert.are.equal("boom", error_of(pbt.no_grad, function()
+        local c <close> = h
+        error("boom", 0)
+      end))
+      assert.is_true(closed)
+      assert.is_true(pbt.is_grad_enabled())
+      -- results and arguments keep their nils
+      local n, a, b, c = (function(...) return select("#", ...), ... end)(
+        pbt.no_grad(function(p, q, r) return p, q, r end, nil, 2, nil))
+      assert.are.equal(3, n)
+      assert.is_nil(a)
+      assert.are.equal(2, b)
+      assert.is_nil(c)
+      -- a table raised by fn comes through as it is
+      local err = {}
+      local ok, got = pcall(pbt.no_grad, function() error(err) end)
+      assert.is_false(ok)
+      assert.are.equal(err, got)
+    end)
+
+    it("leaves set_grad_enabled's flag alone, and wins over it while fn runs", function()
+      local x = T.ones(2):requires_grad_()
+      pbt.no_grad(function()
+        local prev = pbt.set_grad_enabled(true)
+        assert.is_true(prev) -- the flag, which no_grad does not change
+        assert.is_false(pbt.is_grad_enabled())
+        assert.is_nil((x * 2).grad_fn)
+        pbt.set_grad_enabled(prev)
+      end)
+      assert.is_true(pbt.is_grad_enabled())
+      assert.are.equal("mul", (x * 2).grad_fn.op)
+    end)
+
     it("covers the coroutines fn runs, however deep", function()
       local x = T.ones(2):requires_grad_()
       local function probe()

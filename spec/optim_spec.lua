@@ -610,9 +610,27 @@ describe("pbt.optim", function()
           assert.are.same(P0, q1:detach():totable())
           assert.are.equal(name .. ": the grad of params[2] has been released",
             error_of(opt.zero_grad, opt, false))
+          -- zero_grad(false) checks them all before zeroing any
+          assert.are.same({ 1, 1 }, q1.grad:totable())
           released(q2)
           assert.are.equal(name .. ": params[2] has been released", error_of(opt.step, opt))
           assert.are.equal(name .. ": params[2] has been released", error_of(opt.zero_grad, opt))
+          assert.is_not_nil(q1.grad) -- zero_grad() too
+        end)
+
+        it(name .. " names a released state buffer before updating anything", function()
+          local q1, q2 = param(P0), param(P0)
+          local opt = optim[name]({ q1, q2 }, { lr = 0.1, momentum = name ~= "Adam" and
+            name ~= "AdamW" and 0.9 or nil })
+          q1.grad, q2.grad = T.ones(2), T.ones(2)
+          opt:step()
+          local key, buf = next(opt.state[2])
+          while key ~= nil and not pbt.autograd.is_tensor(buf) do key, buf = next(opt.state[2], key) end
+          released(buf)
+          local before = q1:detach():totable()
+          assert.are.equal(("%s: the %s of params[2] has been released"):format(name, key),
+            error_of(opt.step, opt))
+          assert.are.same(before, q1:detach():totable())
         end)
       end
     end)

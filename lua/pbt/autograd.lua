@@ -463,11 +463,11 @@ function M.backward(t, grad)
 end
 
 --- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.
--- fn runs in a coroutine of its own, so that its yields can be passed on:
--- while fn is suspended, recording is as it was before the call (the code
--- that runs meanwhile records), and it is off again when fn resumes.
-local co_create, co_resume, co_status, co_yield =
-  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+-- Off for fn's dynamic extent along the chain of coroutines: while fn runs,
+-- and in the coroutines it resumes; not while fn is suspended in a yield
+-- (the code that runs meanwhile records), nor after a coroutine suspended
+-- inside it is dropped.  fn runs in the caller's thread.
+local no_grad_enter, no_grad_exit = core.no_grad_enter, core.no_grad_exit
 
 local function callable(f)
   if type(f) == "function" then return true end
@@ -479,17 +479,11 @@ function M.no_grad(fn, ...)
   if not callable(fn) then
     error(("bad argument #1 to 'no_grad' (function expected, got %s)"):format(type(fn)), 2)
   end
-  local body = fn
-  if type(fn) ~= "function" then body = function(...) return fn(...) end end
-  local co, res = co_create(body), pack(...)
-  while true do
-    local prev = set_grad_enabled(false)
-    res = pack(co_resume(co, unpack(res, 1, res.n)))
-    set_grad_enabled(prev)
-    if not res[1] then error(res[2], 0) end
-    if co_status(co) == "dead" then return unpack(res, 2, res.n) end
-    res = pack(co_yield(unpack(res, 2, res.n))) -- fn yielded: pass it on
-  end
+  no_grad_enter()
+  local res = pack(pcall(fn, ...))
+  no_grad_exit()
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
 end
 
 -- The multi-index (1-based) of the i-th element of shape in row-major order.

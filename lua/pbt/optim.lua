@@ -98,11 +98,18 @@ local function validate(class, h, prefix)
 end
 
 -- Calls fn(p, g, st, i) for every parameter p that has a grad g (st: its
--- state, nil before its first update), once every parameter and grad has
--- been checked: a bad one updates nothing.
+-- state, nil before its first update), once every parameter, grad and state
+-- buffer has been checked: a bad one updates nothing.
 local function each_grad(self, fn)
   local name, grads, state = self.name, {}, self.state
-  for i, p in ipairs(self.params) do grads[i] = grad_of(name, i, p) or false end
+  for i, p in ipairs(self.params) do
+    grads[i] = grad_of(name, i, p) or false
+    for k, v in pairs(state[i] or {}) do
+      if released(v) then
+        error(fmt("%s: the %s of params[%d] has been released", name, tostring(k), i), 0)
+      end
+    end
+  end
   for i, p in ipairs(self.params) do
     if grads[i] then fn(p, grads[i], state[i], i) end
   end
@@ -156,17 +163,14 @@ end
 --- opt:zero_grad([set_to_none = true]): drops every parameter's .grad (or,
 -- with false, fills it with zeros).
 function Optimizer:zero_grad(set_to_none)
-  local name = self.name
-  if set_to_none == false then
-    for i, p in ipairs(self.params) do
-      local g = grad_of(name, i, p)
-      if g then g:zero_() end
-    end
-  else
-    for i, p in ipairs(self.params) do
-      if released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
-      p.grad = nil
-    end
+  local name, grads = self.name, {}
+  for i, p in ipairs(self.params) do -- all checked before any is changed
+    if set_to_none == false then grads[i] = grad_of(name, i, p) or false
+    elseif released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
+  end
+  for i, p in ipairs(self.params) do
+    if set_to_none ~= false then p.grad = nil
+    elseif grads[i] then grads[i]:zero_() end
   end
 end
 
