@@ -17,8 +17,8 @@ local function run(code)
   return out:gsub("exit=%d+%s*$", ""), status
 end
 
--- The ```lua blocks of the README, in order, with the line each starts on.
-local function blocks()
+-- The ```<lang> blocks of the README, in order, with the line each starts on.
+local function blocks(lang)
   local list, cur, n = {}, nil, 0
   for line in (readfile("README.md") .. "\n"):gmatch("(.-)\n") do
     n = n + 1
@@ -29,15 +29,26 @@ local function blocks()
       else
         cur.code = cur.code .. line .. "\n"
       end
-    elseif line:match("^```lua%s*$") then
+    elseif line == "```" .. lang then
       cur = { line = n, code = "" }
     end
   end
   return list
 end
 
+-- The build this suite runs against: the directory of pbt/core.so on the cpath.
+local function build_dir()
+  for dir in package.cpath:gmatch("([^;]*)/%?%.so") do
+    local f = io.open(dir .. "/pbt/core.so", "rb")
+    if f then
+      f:close()
+      return dir
+    end
+  end
+end
+
 describe("the README", function()
-  local list = blocks()
+  local list = blocks("lua")
 
   it("has its examples", function()
     assert.is_true(#list >= 4)
@@ -67,4 +78,29 @@ describe("the README", function()
       end
     end)
   end
+
+  it("compiles and runs its C example with its own command", function()
+    local c, sh = blocks("c"), blocks("sh")
+    assert.are.equal(1, #c)
+    local cmd
+    for _, b in ipairs(sh) do cmd = cmd or b.code:match("(cc [^\n]*example%.c[^\n]*)") end
+    assert.is_truthy(cmd, "the README's cc command")
+    local build = assert(build_dir(), "the build directory on package.cpath")
+    local src = os.tmpname() .. ".c"
+    local exe = src:gsub("%.c$", "")
+    local f = assert(io.open(src, "w"))
+    f:write(c[1].code)
+    f:close()
+    cmd = cmd:gsub("build/", (build:gsub("%%", "%%%%")) .. "/"):gsub("example%.c", src)
+    if build:match("asan") then cmd = cmd .. " -fsanitize=address,undefined" end
+    local p = io.popen(cmd .. " -o " .. exe .. " 2>&1 && " .. exe .. " 2>&1; echo \"exit=$?\"")
+    local out = p:read("a")
+    p:close()
+    os.remove(src)
+    os.remove(exe)
+    assert.is_truthy(out:match("exit=0%s*$"), out)
+    -- c[0][0] of a a^T: the sum of the squares of a's first row, > 0
+    local v = tonumber(out:match("^(%S+)\n"))
+    assert.is_truthy(v and v > 0, out)
+  end)
 end)
