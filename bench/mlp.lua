@@ -87,6 +87,28 @@ local micro = {
   end },
 }
 
+-- `lua5.4 bench/mlp.lua --micro`: the small-tensor cases alone, in a fresh
+-- process (run once per round by the main one: after the models, this
+-- process's heap made small ops slower by a third), printing
+-- "name<TAB>seconds" per case and "record<TAB>extra seconds<TAB>mul seconds",
+-- the cost of recording from pairs of measurements one right after the other.
+if arg[1] == "--micro" then
+  for pass = 1, 2 do -- the first pass only warms the process up
+    for _, c in ipairs(micro) do
+      local secs = timeit(c.make()) / REPS
+      if pass == 2 then print(("%s\t%.9g"):format(c.name, secs)) end
+    end
+  end
+  local plain_fn, recorded_fn = micro[1].make(), micro[2].make()
+  local diffs, plains = {}, {}
+  for k = 1, 9 do
+    plains[k] = timeit(plain_fn, 0.1) / REPS
+    diffs[k] = timeit(recorded_fn, 0.1) / REPS - plains[k]
+  end
+  print(("record\t%.9g\t%.9g"):format(median(diffs), median(plains)))
+  os.exit(0)
+end
+
 local function step_fn(model, x, y)
   local opt = optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
   return function()
@@ -127,6 +149,7 @@ end
 local res = {}
 for _, c in ipairs(cases) do res[c.name] = { pbt = {}, torch = {}, floor = {} } end
 for _, c in ipairs(micro) do res[c.name] = { pbt = {}, torch = {} } end
+local record_cost, record_plain = {}, {}
 for r = 1, rounds do
   io.stderr:write(("round %d of %d\n"):format(r, rounds))
   for _, c in ipairs(cases) do
@@ -136,10 +159,17 @@ for r = 1, rounds do
     res[c.name].pbt[r] = timeit(step_fn(model, x, y))
     if c.floor then res[c.name].floor[r] = run_floor(c.floor) end
   end
-  for _, c in ipairs(micro) do
-    collectgarbage() -- not the garbage of the models above
-    res[c.name].pbt[r] = timeit(c.make()) / REPS
+  local p = assert(io.popen(("OPENBLAS_NUM_THREADS=%s THREADS=%s lua5.4 %s --micro")
+    :format(threads, threads, arg[0])))
+  for line in p:lines() do
+    local name, secs, plain = line:match("^(.-)\t(%S+)\t?(%S*)$")
+    if name == "record" then
+      record_cost[r], record_plain[r] = tonumber(secs), tonumber(plain)
+    elseif name then
+      res[name].pbt[r] = tonumber(secs)
+    end
   end
+  p:close()
   local t = run_torch()
   for _, c in ipairs(cases) do res[c.name].torch[r] = t[c.name] end
   for _, c in ipairs(micro) do res[c.name].torch[r] = t[c.name] end
@@ -174,6 +204,5 @@ end
 table_of("training step", cases, 1e3, "ms", 3)
 print("")
 table_of("autograd on small tensors (per repetition)", micro, 1e6, "µs", 2)
-local plain = median(res[micro[1].name].pbt)
-print(("\nrecording a mul costs %.3f µs more than the mul itself (%.2f µs)")
-  :format((median(res[micro[2].name].pbt) - plain) * 1e6, plain * 1e6))
+print(("\nrecording a mul costs %.3f µs more than the mul itself (%.2f µs): medians over rounds "
+  .. "of the median of 9 pairs"):format(median(record_cost) * 1e6, median(record_plain) * 1e6))
