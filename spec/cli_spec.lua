@@ -92,4 +92,13 @@ describe("the pbt command", function()
     assert.are.equal(1, code)
     assert.matches("cannot open /nonexistent/x.lua", out, 1, true)
   end)
+
+  it("prints its usage for --help, -h and help, and succeeds", function()
+    for _, a in ipairs({ "--help", "-h", "help" }) do
+      local out, code = sh("lua5.4 lua/pbt/cli.lua " .. a)
+      assert.are.equal(0, code, a)
+      assert.are.equal("usage: pbt run FILE", out:match("^(usage: pbt run FILE)"), a)
+      assert.matches("pbt replay FILE RUN_DIR", out, 1, true)
+    end
+  end)
 end)

@@ -35,6 +35,7 @@ local function parse(args)
       opts[a:sub(3)] = args[i + 1]
       i = i + 2
     elseif a == "--quiet" then opts.quiet = true; i = i + 1
+    elseif a == "--help" or a == "-h" then opts.help = true; i = i + 1
     elseif a:sub(1, 2) == "--" then error("pbt: unknown option " .. a .. "\n" .. usage, 0)
     else pos[#pos + 1] = a; i = i + 1 end
   end
@@ -51,6 +52,10 @@ function M.main(args)
   local pbt = require("pbt")
   local pos, opts = parse(args)
   local cmd = pos[1]
+  if opts.help or cmd == "help" then
+    print(usage)
+    return 0
+  end
   if cmd == "run" and pos[2] then
     local e = pbt.load_experiment(pos[2])
     local out = opts.out or ("pbt-run-" .. os.date("%Y%m%d-%H%M%S"))

@@ -74,7 +74,11 @@ function M.csv(path, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(2, "csv", "table expected, got " .. type(opts))
   end
-  local t, names = C.csv(path, opts)
+  -- called through pcall, the C reader's errors carry no position (nor, for
+  -- a bad argument, the function's name): they are raised again at the
+  -- caller's line, as when C functions are called
+  local ok, t, names = pcall(C.csv, path, opts)
+  if not ok then error((tostring(t):gsub("^bad argument (#%d+) to '%?'", "bad argument %1 to 'csv'")), 2) end
   if not t then return nil, names end
   local columns = opts and opts.columns
   if columns == nil then return t, names end
