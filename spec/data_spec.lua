@@ -415,6 +415,13 @@ describe("pbt.data", function()
         end)
       end
 
+      it("at the caller's line, as a C function's error", function()
+        local p = csv_file("badpos.csv", "1,2\n3\n")
+        local ok, err = pcall(function() local t = data.csv(p); return t end)
+        assert.is_false(ok)
+        assert.is_truthy(err:match("data_spec%.lua:%d+: csv: "), err)
+      end)
+
       it("inside a gzip file too", function()
         local p = gzip(csv_file("badgz.csv", "1,2,3\n4,5,6\n7,8\n"))
         assert.has_error(function() data.csv(p) end, "csv: " .. p .. ": line 3 has 2 fields, expected 3")
