@@ -40,25 +40,34 @@ static double *read_tensor(lua_State *L, int arg, const pbt_tensor *t,
   return x;
 }
 
+/* x[0..len-1] = the table at arg's entries 1..len, read raw; a nil is NaN
+ * when holes are allowed, else an error like any non-number. */
+static void read_numbers(lua_State *L, int arg, lua_Integer len, double *x, int holes) {
+  lua_Integer k;
+  for (k = 1; k <= len; k++) {
+    int isnum = 0;
+    if (lua_rawgeti(L, arg, k) == LUA_TNIL && holes) x[k - 1] = NAN;
+    else {
+      x[k - 1] = (double)lua_tonumberx(L, -1, &isnum);
+      if (!isnum)
+        luaL_argerror(L, arg, lua_pushfstring(L, "number expected at index %I, got %s",
+                                              k, luaL_typename(L, -1)));
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* A sample: a Lua array of numbers (1..#t, no holes) or a 1-d tensor. */
 static double *read_sample(lua_State *L, int arg, size_t *n) {
   const pbt_tensor *t = lpbt_test_tensor(L, arg);
   double *x;
-  lua_Integer len, k;
+  lua_Integer len;
   if (t) return read_tensor(L, arg, lpbt_check_tensor(L, arg), n);
   luaL_argexpected(L, lua_type(L, arg) == LUA_TTABLE, arg, "table or pbt.Tensor");
   len = LPBT_LEN(L, arg);
   *n = len > 0 ? (size_t)len : 0;
   x = push_doubles(L, *n);
-  for (k = 1; k <= len; k++) {
-    int isnum;
-    lua_rawgeti(L, arg, k);
-    x[k - 1] = (double)lua_tonumberx(L, -1, &isnum);
-    if (!isnum)
-      luaL_argerror(L, arg, lua_pushfstring(L, "number expected at index %I, got %s",
-                                            k, luaL_typename(L, -1)));
-    lua_pop(L, 1);
-  }
+  read_numbers(L, arg, len, x, 0);
   return x;
 }
 
@@ -67,7 +76,7 @@ static double *read_sample(lua_State *L, int arg, size_t *n) {
 static double *read_scores(lua_State *L, int arg, size_t *n) {
   const pbt_tensor *t = lpbt_test_tensor(L, arg);
   double *x;
-  lua_Integer len = 0, k;
+  lua_Integer len = 0;
   if (t) return read_tensor(L, arg, lpbt_check_tensor(L, arg), n);
   luaL_argexpected(L, lua_type(L, arg) == LUA_TTABLE, arg, "table or pbt.Tensor");
   lua_pushnil(L);
@@ -85,18 +94,7 @@ static double *read_scores(lua_State *L, int arg, size_t *n) {
     luaL_argerror(L, arg, "too many scores");
   *n = (size_t)len;
   x = push_doubles(L, *n);
-  for (k = 1; k <= len; k++) {
-    int isnum;
-    if (lua_rawgeti(L, arg, k) == LUA_TNIL) {
-      x[k - 1] = NAN;
-    } else {
-      x[k - 1] = (double)lua_tonumberx(L, -1, &isnum);
-      if (!isnum)
-        luaL_argerror(L, arg, lua_pushfstring(L, "number expected at index %I, got %s",
-                                              k, luaL_typename(L, -1)));
-    }
-    lua_pop(L, 1);
-  }
+  read_numbers(L, arg, len, x, 1);
   return x;
 }
 

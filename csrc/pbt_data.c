@@ -142,14 +142,6 @@ pbt_status pbt_gunzip(const void *p, size_t n, pbt_buf *out, const char *name,
   return st;
 }
 
-static pbt_status io_fail(pbt_error *err, const char *what, const char *path,
-                          int e) {
-  char reason[128];
-  if (strerror_r(e, reason, sizeof reason) != 0)
-    snprintf(reason, sizeof reason, "error %d", e);
-  return pbt_fail(err, PBT_ERR_IO, "cannot %s %s: %s", what, path, reason);
-}
-
 pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out,
                                pbt_error *err) {
   unsigned char *chunk;
@@ -159,7 +151,7 @@ pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out,
   FILE *fp;
   out->len = 0;
   fp = fopen(path, "rb");
-  if (!fp) return io_fail(err, "open", path, errno);
+  if (!fp) return pbt_io_fail(err, "open", path, errno);
   chunk = malloc(CHUNK);
   if (!chunk) {
     fclose(fp);
@@ -169,7 +161,7 @@ pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out,
   for (;;) {
     size_t got = fread(chunk, 1, CHUNK, fp);
     if (got == 0) {
-      if (ferror(fp)) st = io_fail(err, "read", path, errno);
+      if (ferror(fp)) st = pbt_io_fail(err, "read", path, errno);
       break;
     }
     if (gz < 0) {

@@ -442,8 +442,7 @@ pbt_status pbt_dec_end(const pbt_reader *r, pbt_error *err) {
 
 /* ---- files ------------------------------------------------------------------------ */
 
-static pbt_status io_fail(pbt_error *err, const char *what, const char *path,
-                          int e) {
+pbt_status pbt_io_fail(pbt_error *err, const char *what, const char *path, int e) {
   char reason[128];
   /* the POSIX strerror_r (thread-safe, unlike strerror) */
   if (strerror_r(e, reason, sizeof reason) != 0)
@@ -505,7 +504,7 @@ pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,
   if (fd < 0) {
     e = errno;
     free(tmp);
-    return io_fail(err, "write", path, e);
+    return pbt_io_fail(err, "write", path, e);
   }
   if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
     e = errno;
@@ -526,7 +525,7 @@ pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,
 fail:
   unlink(tmp);
   free(tmp);
-  return io_fail(err, "write", path, e);
+  return pbt_io_fail(err, "write", path, e);
 }
 
 pbt_status pbt_read_file(const char *path, pbt_buf *out, pbt_error *err) {
@@ -536,7 +535,7 @@ pbt_status pbt_read_file(const char *path, pbt_buf *out, pbt_error *err) {
   out->len = 0;
   /* O_NONBLOCK: opening a FIFO must not wait for a writer */
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return io_fail(err, "open", path, errno);
+  if (fd < 0) return pbt_io_fail(err, "open", path, errno);
   if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
     close(fd); /* a device or a pipe: no end to read up to */
     return pbt_fail(err, PBT_ERR_IO, "cannot read %s: not a regular file", path);
@@ -563,7 +562,7 @@ pbt_status pbt_read_file(const char *path, pbt_buf *out, pbt_error *err) {
       if (errno == EINTR) continue;
       e = errno;
       close(fd);
-      return io_fail(err, "read", path, e);
+      return pbt_io_fail(err, "read", path, e);
     }
     if (got == 0) break;
     out->len += (size_t)got;

@@ -99,6 +99,9 @@ void pbt_buf_free(pbt_buf *b);
 pbt_status pbt_buf_reserve(pbt_buf *b, size_t extra, pbt_error *err);
 pbt_status pbt_buf_append(pbt_buf *b, const void *p, size_t n, pbt_error *err);
 
+/* Records "cannot <what> <path>: <strerror(e)>" as a PBT_ERR_IO in err. */
+pbt_status pbt_io_fail(pbt_error *err, const char *what, const char *path, int e);
+
 /* CRC-32 (zlib's) of n bytes, continuing from crc (start with 0). */
 uint32_t pbt_crc32(uint32_t crc, const void *p, size_t n);
 

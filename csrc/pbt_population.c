@@ -463,34 +463,35 @@ pbt_state_kind pbt_population_state_kind(pbt_population *p, int64_t i,
   return kind;
 }
 
-pbt_status pbt_population_get_tensor(pbt_population *p, int64_t i,
-                                     const char *name, pbt_tensor *dst,
-                                     pbt_error *err) {
+/* Member i's entry `name` of that kind copied out (a tensor shared into
+ * dst, a number into num), under the member's lock. */
+static pbt_status get_entry(pbt_population *p, int64_t i, const char *name,
+                            pbt_state_kind kind, pbt_tensor *dst, pbt_state_number *num,
+                            pbt_error *err) {
   pbt_status s = PBT_OK;
   member *m = lock_member(p, i, err);
   entry *e;
   if (!m) return PBT_ERR_ARG;
   e = find_entry(m, name);
-  if (!e || e->kind != PBT_STATE_TENSOR)
-    s = pbt_fail(err, PBT_ERR_ARG, "member has no state tensor '%s'", name);
-  else pbt_tensor_share(dst, &e->t);
+  if (!e || e->kind != kind)
+    s = pbt_fail(err, PBT_ERR_ARG, "member has no state %s '%s'",
+                 kind == PBT_STATE_TENSOR ? "tensor" : "number", name);
+  else if (kind == PBT_STATE_TENSOR) pbt_tensor_share(dst, &e->t);
+  else *num = e->num;
   unlock_member(m);
   return s;
+}
+
+pbt_status pbt_population_get_tensor(pbt_population *p, int64_t i,
+                                     const char *name, pbt_tensor *dst,
+                                     pbt_error *err) {
+  return get_entry(p, i, name, PBT_STATE_TENSOR, dst, NULL, err);
 }
 
 pbt_status pbt_population_get_number(pbt_population *p, int64_t i,
                                      const char *name, pbt_state_number *out,
                                      pbt_error *err) {
-  pbt_status s = PBT_OK;
-  member *m = lock_member(p, i, err);
-  entry *e;
-  if (!m) return PBT_ERR_ARG;
-  e = find_entry(m, name);
-  if (!e || e->kind != PBT_STATE_NUMBER)
-    s = pbt_fail(err, PBT_ERR_ARG, "member has no state number '%s'", name);
-  else *out = e->num;
-  unlock_member(m);
-  return s;
+  return get_entry(p, i, name, PBT_STATE_NUMBER, NULL, out, err);
 }
 
 pbt_status pbt_population_state_name(pbt_population *p, int64_t i, int64_t k,

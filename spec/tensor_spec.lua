@@ -681,17 +681,7 @@ describe("pbt.Tensor", function()
       end,
     }
 
-    local function each_index(shape, f)
-      local idx = {}
-      local function walk(d)
-        if d > #shape then return f(idx) end
-        for i = 1, shape[d] do
-          idx[d] = i
-          walk(d + 1)
-        end
-      end
-      walk(1)
-    end
+    local each_index = require("spec.helper").each_index
 
     for _, dt in ipairs(DTYPES) do
       it("read, reshape, copy and write like the model (" .. dt .. ")", function()
