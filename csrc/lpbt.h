@@ -164,7 +164,14 @@ extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
 /* Functions of the submodules pbt.core.data, .optim, .nn, .stats, .population
  * (registered with the same two upvalues). */
 extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[],
-    lpbt_stats_module[], lpbt_population_module[];
+    lpbt_stats_module[], lpbt_population_module[], lpbt_threads_module[];
+
+/* A new pbt.Population userdata holding its own reference to p; call it
+ * from a function registered with the two shared upvalues. */
+struct pbt_population;
+void lpbt_push_population(lua_State *L, struct pbt_population *p);
+/* The population at arg (raises naming `what` otherwise). */
+struct pbt_population *lpbt_check_population(lua_State *L, int arg, const char *what);
 
 /* Creates the pbt.Generator metatable and pushes a new generator seeded with
  * seed (lpbt_random.c). */

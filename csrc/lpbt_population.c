@@ -58,6 +58,18 @@ static int push_hvalue(lua_State *L, const pbt_hparam_spec *s, pbt_hvalue v) {
   return 1;
 }
 
+void lpbt_push_population(lua_State *L, pbt_population *p) {
+  lpbt_population *u = push_pop(L);
+  pbt_population_retain(p);
+  u->p = p;
+}
+
+pbt_population *lpbt_check_population(lua_State *L, int arg, const char *what) {
+  lpbt_population *u = (lpbt_population *)luaL_testudata(L, arg, LPBT_POPULATION);
+  if (!u || !u->p) luaL_error(L, "%s must be a live pbt.Population", what);
+  return u->p;
+}
+
 /* ---- methods ------------------------------------------------------------ */
 
 static int p_size(lua_State *L) {
@@ -91,7 +103,8 @@ static int p_hparam_specs(lua_State *L) {
   return 1;
 }
 
-/* pop:member(i) -> {id=, generation=, parent=, steps=, status=, score=, nscores=} */
+/* pop:member(i) -> {id=, generation=, parent=, steps=, status=, score=,
+ * nscores=, work=, version=, root=, ncurve=, busy=} */
 static int p_member(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
   int64_t i = check_member(L, p, 2);
@@ -117,6 +130,16 @@ static int p_member(lua_State *L) {
   }
   lua_pushinteger(L, (lua_Integer)m.nscores);
   lua_setfield(L, -2, "nscores");
+  lua_pushinteger(L, (lua_Integer)m.work);
+  lua_setfield(L, -2, "work");
+  lua_pushinteger(L, (lua_Integer)m.version);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, (lua_Integer)m.root + 1);
+  lua_setfield(L, -2, "root");
+  lua_pushinteger(L, (lua_Integer)m.ncurve);
+  lua_setfield(L, -2, "ncurve");
+  lua_pushboolean(L, m.busy);
+  lua_setfield(L, -2, "busy");
   return 1;
 }
 
@@ -332,7 +355,8 @@ static int p_exploit(lua_State *L) {
   return 0;
 }
 
-/* pop:log(kind, i [, other [, detail]]): kind is "ready", "explore",
+/* pop:log(kind, i [, other [, detail [, data]]]): data is the text of a
+ * JSON object with further fields (kept as given); kind is "ready", "explore",
  * "failure" (also marks the member failed) or "note"; other is a member, or
  * nil or 0 for none. */
 static int p_log(lua_State *L) {
@@ -345,13 +369,15 @@ static int p_log(lua_State *L) {
   int64_t other = lua_isnoneornil(L, 4) || (lua_isinteger(L, 4) && lua_tointeger(L, 4) == 0)
                       ? -1 : check_member(L, p, 4);
   const char *detail = luaL_optstring(L, 5, NULL);
+  const char *data = luaL_optstring(L, 6, NULL);
   pbt_error err;
   pbt_status s;
   if (kinds[w] == PBT_EVENT_FAILURE) {
     if (other >= 0) luaL_argerror(L, 4, "a failure names no other member");
+    if (data) luaL_argerror(L, 6, "a failure carries no data");
     s = pbt_population_fail(p, i, detail, &err);
   } else {
-    s = pbt_population_log(p, kinds[w], i, other, detail, &err);
+    s = pbt_population_log_data(p, kinds[w], i, other, detail, data, &err);
   }
   LPBT_CHECK(L, "log", s, &err);
   return 0;
@@ -364,7 +390,7 @@ static int p_nevents(lua_State *L) {
 
 /* pop:events([from [, with_time]]) -> array of events with seq >= from
  * (default 1): {seq, kind, member, other, step, score, generation, detail,
- * time}.  other, score and detail are absent when there are none; time (wall
+ * data, time}.  other, score, detail and data are absent when there are none; time (wall
  * clock seconds) only when with_time is true: it is not part of the log
  * proper. */
 static int p_events(lua_State *L) {
@@ -404,6 +430,10 @@ static int p_events(lua_State *L) {
         lua_pushstring(L, e->detail);
         lua_setfield(L, -2, "detail");
       }
+      if (e->data[0]) {
+        lua_pushstring(L, e->data);
+        lua_setfield(L, -2, "data");
+      }
       if (with_time) {
         lua_pushnumber(L, e->time);
         lua_setfield(L, -2, "time");
@@ -412,6 +442,269 @@ static int p_events(lua_State *L) {
     }
     next += n;
   } while (n == 64);
+  return 1;
+}
+
+/* ---- published state, curves, schedules, decisions ---------------------------- */
+
+/* The tensors of the array at arg, in a scratch userdata that Lua owns;
+ * *n receives the count. */
+static pbt_tensor **check_tensor_list(lua_State *L, int arg, int64_t *n) {
+  lua_Integer k, len;
+  pbt_tensor **ts;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  len = LPBT_LEN(L, arg);
+  ts = (pbt_tensor **)lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ts, 0);
+  for (k = 1; k <= len; k++) {
+    lua_rawgeti(L, arg, k);
+    ts[k - 1] = lpbt_test_tensor(L, -1);
+    if (!ts[k - 1])
+      luaL_argerror(L, arg, lua_pushfstring(L, "item %I is a %s, not a pbt.Tensor", k,
+                                            luaL_typename(L, -1)));
+    lua_pop(L, 1);
+  }
+  *n = (int64_t)len;
+  return ts;
+}
+
+/* The numbers of the array at arg (integers kept as integers). */
+static pbt_state_number *check_number_list(lua_State *L, int arg, int64_t *n) {
+  lua_Integer k, len;
+  pbt_state_number *v;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  len = LPBT_LEN(L, arg);
+  v = (pbt_state_number *)lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *v, 0);
+  for (k = 1; k <= len; k++) {
+    int t = lua_rawgeti(L, arg, k);
+    pbt_state_number x = {0, 0, 0};
+    if (t != LUA_TNUMBER)
+      luaL_argerror(L, arg, lua_pushfstring(L, "item %I is a %s, not a number", k,
+                                            luaL_typename(L, -1)));
+    if (lua_isinteger(L, -1)) {
+      x.is_int = 1;
+      x.i = (int64_t)lua_tointeger(L, -1);
+    } else {
+      x.f = lua_tonumber(L, -1);
+    }
+    v[k - 1] = x;
+    lua_pop(L, 1);
+  }
+  *n = (int64_t)len;
+  return v;
+}
+
+/* pop:publish(i, tensors, numbers, score, step [, generator]): copies the
+ * live tensors and numbers into member i's entries (each kind in order of
+ * registration) and records the score they earned at that step. */
+static int p_publish(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), nt, nn;
+  pbt_tensor **ts = check_tensor_list(L, 3, &nt);
+  pbt_state_number *nums = check_number_list(L, 4, &nn);
+  double score = luaL_checknumber(L, 5);
+  int64_t step = lpbt_check_size(L, 6);
+  uint64_t words[PBT_GENERATOR_STATE_WORDS];
+  pbt_error err;
+  if (!lua_isnoneornil(L, 7)) pbt_generator_state(lpbt_check_generator(L, 7), words);
+  LPBT_CHECK(L, "publish",
+             pbt_population_publish(p, i, (const pbt_tensor *const *)ts, nt, nums, nn,
+                                    lua_isnoneornil(L, 7) ? NULL : words, score, step, &err),
+             &err);
+  return 0;
+}
+
+/* pop:load(i, tensors [, generator]) -> numbers, version: copies member i's
+ * published tensors into the live ones and returns its numbers; the
+ * generator (when given) takes the saved state, if there is one. */
+static int p_load(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), nt, nn = 0, k, version;
+  pbt_tensor **ts = check_tensor_list(L, 3, &nt);
+  pbt_generator *g = lua_isnoneornil(L, 4) ? NULL : lpbt_check_generator(L, 4);
+  pbt_member_info info;
+  pbt_state_number *nums;
+  uint64_t words[PBT_GENERATOR_STATE_WORDS];
+  int has_gen = 0;
+  pbt_error err;
+  char name[8];
+  pbt_state_kind kind;
+  LPBT_CHECK(L, "load", pbt_population_member(p, i, &info, &err), &err);
+  for (k = 0; k < info.nstate; k++)
+    if (pbt_population_state_name(p, i, k, name, sizeof name, &kind, &err) == PBT_OK &&
+        kind == PBT_STATE_NUMBER)
+      nn++;
+  nums = (pbt_state_number *)lua_newuserdatauv(L, (size_t)(nn ? nn : 1) * sizeof *nums, 0);
+  LPBT_CHECK(L, "load",
+             pbt_population_load(p, i, ts, nt, nums, nn, words, &has_gen, &version, &err),
+             &err);
+  if (g && has_gen) LPBT_CHECK(L, "load", pbt_generator_set_state(g, words, &err), &err);
+  lua_createtable(L, (int)nn, 0);
+  for (k = 0; k < nn; k++) {
+    if (nums[k].is_int) lua_pushinteger(L, (lua_Integer)nums[k].i);
+    else lua_pushnumber(L, nums[k].f);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  lua_pushinteger(L, (lua_Integer)version);
+  return 2;
+}
+
+/* pop:set_generator(i, generator): saves the generator's state as member i's. */
+static int p_set_generator(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  uint64_t words[PBT_GENERATOR_STATE_WORDS];
+  pbt_error err;
+  pbt_generator_state(lpbt_check_generator(L, 3), words);
+  LPBT_CHECK(L, "set_generator", pbt_population_set_generator(p, i, words, &err), &err);
+  return 0;
+}
+
+static int p_set_work(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  int64_t n = lpbt_check_size(L, 3);
+  pbt_error err;
+  LPBT_CHECK(L, "set_work", pbt_population_set_work(p, i, n, &err), &err);
+  return 0;
+}
+
+static int p_set_busy(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  pbt_error err;
+  luaL_checktype(L, 3, LUA_TBOOLEAN);
+  LPBT_CHECK(L, "set_busy", pbt_population_set_busy(p, i, lua_toboolean(L, 3), &err), &err);
+  return 0;
+}
+
+/* pop:version(i) -> the version of member i's state entries */
+static int p_version(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  pbt_member_info m;
+  pbt_error err;
+  LPBT_CHECK(L, "version", pbt_population_member(p, i, &m, &err), &err);
+  lua_pushinteger(L, (lua_Integer)m.version);
+  return 1;
+}
+
+/* pop:score(i) -> member i's last score (NaN when it has none) */
+static int p_score(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  lua_pushnumber(L, pbt_population_score(p, check_member(L, p, 2)));
+  return 1;
+}
+
+/* pop:curve(i [, from]) -> {{step, score}, ...}: the points member i's slot
+ * reported, from point `from` (1-based, default 1) on. */
+static int p_curve(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), from, n, k;
+  lua_Integer out = 0;
+  int64_t steps[128];
+  double scores[128];
+  lua_Integer f = luaL_optinteger(L, 3, 1);
+  if (f < 1) luaL_argerror(L, 3, "points start at 1");
+  from = (int64_t)f - 1;
+  lua_newtable(L);
+  do {
+    n = pbt_population_curve(p, i, from, 128, steps, scores);
+    for (k = 0; k < n; k++) {
+      lua_createtable(L, 2, 0);
+      lua_pushinteger(L, (lua_Integer)steps[k]);
+      lua_rawseti(L, -2, 1);
+      lua_pushnumber(L, scores[k]);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, ++out);
+    }
+    from += n;
+  } while (n == 128);
+  return 1;
+}
+
+/* pop:schedule_mark(i): member i's hyperparameters from its current step on */
+static int p_schedule_mark(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  pbt_error err;
+  LPBT_CHECK(L, "schedule_mark", pbt_population_schedule_mark(p, i, &err), &err);
+  return 0;
+}
+
+/* pop:schedule(i) -> {root = r, {step = s, h = {name = value}}, ...}
+ * (choices as 1-based indices, as pop:hparams gives them) */
+static int p_schedule(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), count = 0, k, step;
+  int nh = pbt_population_nhparams(p), j;
+  pbt_hvalue *h = (pbt_hvalue *)lua_newuserdatauv(L, (size_t)(nh ? nh : 1) * sizeof *h, 0);
+  pbt_member_info info;
+  pbt_error err;
+  LPBT_CHECK(L, "schedule", pbt_population_member(p, i, &info, &err), &err);
+  LPBT_CHECK(L, "schedule", pbt_population_schedule_entry(p, i, -1, NULL, NULL, &count, &err),
+             &err);
+  lua_createtable(L, (int)count, 1);
+  lua_pushinteger(L, (lua_Integer)info.root + 1);
+  lua_setfield(L, -2, "root");
+  for (k = 0; k < count; k++) {
+    if (pbt_population_schedule_entry(p, i, k, &step, h, NULL, &err) != PBT_OK) break;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)step);
+    lua_setfield(L, -2, "step");
+    lua_createtable(L, 0, nh);
+    for (j = 0; j < nh; j++) {
+      const pbt_hparam_spec *s = pbt_population_hparam_spec(p, j);
+      if (push_hvalue(L, s, h[j])) lua_setfield(L, -2, s->name);
+    }
+    lua_setfield(L, -2, "h");
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return 1;
+}
+
+static int p_stage(lua_State *L) {
+  pbt_population_stage(check_pop(L, 1));
+  return 0;
+}
+
+static int p_commit_staged(lua_State *L) {
+  pbt_population_commit_staged(check_pop(L, 1));
+  return 0;
+}
+
+static int check_mode(lua_State *L, int arg) {
+  static const char *const modes[] = {"max", "min", NULL};
+  return luaL_checkoption(L, arg, "max", modes);
+}
+
+static void push_choice(lua_State *L, int64_t j) {
+  if (j >= 0) lua_pushinteger(L, (lua_Integer)j + 1);
+  else lua_pushnil(L);
+}
+
+/* pop:tournament(i, generator [, mode]) -> j or nil */
+static int p_tournament(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), j;
+  pbt_generator *g = lpbt_check_generator(L, 3);
+  pbt_error err;
+  LPBT_CHECK(L, "tournament",
+             pbt_population_tournament(p, i, check_mode(L, 4), g, &j, &err), &err);
+  push_choice(L, j);
+  return 1;
+}
+
+/* pop:ttest(i, generator, window, alpha [, mode]) -> j or nil */
+static int p_ttest(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), j;
+  pbt_generator *g = lpbt_check_generator(L, 3);
+  int64_t window = lpbt_check_integer(L, 4);
+  double alpha = luaL_checknumber(L, 5);
+  pbt_error err;
+  LPBT_CHECK(L, "ttest",
+             pbt_population_ttest(p, i, window, alpha, check_mode(L, 6), g, &j, &err), &err);
+  push_choice(L, j);
   return 1;
 }
 
@@ -471,6 +764,20 @@ static const luaL_Reg pop_methods[] = {
     {"nevents", p_nevents},
     {"events", p_events},
     {"share", p_share},
+    {"publish", p_publish},
+    {"load", p_load},
+    {"set_generator", p_set_generator},
+    {"set_work", p_set_work},
+    {"set_busy", p_set_busy},
+    {"score", p_score},
+    {"version", p_version},
+    {"curve", p_curve},
+    {"schedule_mark", p_schedule_mark},
+    {"schedule", p_schedule},
+    {"stage", p_stage},
+    {"commit_staged", p_commit_staged},
+    {"tournament", p_tournament},
+    {"ttest", p_ttest},
     {"refcount", p_refcount},
     {NULL, NULL}};
 

@@ -1,6 +1,8 @@
 /* pbt_population.c -- the population store (see pbt_population.h). */
 #define _XOPEN_SOURCE 700 /* recursive mutexes, clock_gettime */
 #include "pbt_population.h"
+#include "pbt_random.h"
+#include "pbt_select.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -26,6 +28,17 @@ typedef struct member {
   int64_t hfirst, hcount;
   int has_score;
   double last;
+  int64_t work, version, root;
+  int busy, has_gen;
+  uint64_t gen[PBT_GENERATOR_STATE_WORDS];
+  int64_t *curve_step;  /* the slot's (step, score) curve */
+  double *curve_score;
+  int64_t ncurve, capcurve;
+  int64_t *sched_step;  /* schedule: steps, and nhparams values per entry */
+  pbt_hvalue *sched_h;
+  int64_t nsched, capsched;
+  pbt_event *staged;    /* events kept while staging (details owned) */
+  int64_t nstaged, capstaged;
 } member;
 
 struct pbt_population {
@@ -37,6 +50,7 @@ struct pbt_population {
   pthread_mutex_t lock;   /* the event log; always the innermost lock */
   pbt_event *events;      /* details owned (NULL for "") */
   int64_t nevents, capevents, reserved;
+  int staging;            /* read and written through __atomic builtins */
 };
 
 static const char *const kind_names[PBT_EVENT_NKINDS] = {
@@ -65,6 +79,11 @@ static char *dup_string(const char *s) {
 
 /* ---- life cycle -------------------------------------------------------- */
 
+static void free_event_strings(pbt_event *e) {
+  free((char *)e->detail);
+  free((char *)e->data);
+}
+
 static void free_members(pbt_population *p, int64_t n) {
   int64_t i, k;
   for (i = 0; i < n; i++) {
@@ -73,9 +92,15 @@ static void free_members(pbt_population *p, int64_t n) {
       free(m->state[k].name);
       pbt_tensor_release(&m->state[k].t);
     }
+    for (k = 0; k < m->nstaged; k++) free_event_strings(&m->staged[k]);
+    free(m->staged);
     free(m->state);
     free(m->hp);
     free(m->hist);
+    free(m->curve_step);
+    free(m->curve_score);
+    free(m->sched_step);
+    free(m->sched_h);
     pthread_mutex_destroy(&m->lock);
   }
 }
@@ -88,7 +113,7 @@ static void free_population(pbt_population *p, int64_t nmembers) {
   if (p->specs)
     for (k = 0; k < p->nhparams; k++) free((char *)p->specs[k].name);
   free(p->specs);
-  for (e = 0; e < p->nevents; e++) free((char *)p->events[e].detail);
+  for (e = 0; e < p->nevents; e++) free_event_strings(&p->events[e]);
   free(p->events);
   pthread_mutex_destroy(&p->lock);
   free(p);
@@ -152,6 +177,7 @@ pbt_status pbt_population_new(pbt_population **out, int64_t size, int nhparams,
   for (i = 0; i < size; i++) {
     member *m = &p->members[i];
     m->id = i;
+    m->root = i;
     m->parent = -1;
     m->hp = calloc(nhparams ? (size_t)nhparams : 1, sizeof *m->hp);
     m->hist = calloc((size_t)window, sizeof *m->hist);
@@ -230,37 +256,47 @@ static double wall_time(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Event slots are reserved before the change they record, so that logging
- * never fails once the change is made. */
-static pbt_status reserve_event(pbt_population *p, pbt_error *err) {
+/* Grows an array of `size`-byte items at *a (capacity *cap) to hold at
+ * least n; 0 on success, -1 when out of memory (nothing changed). */
+static int grow(void **a, int64_t *cap, int64_t n, size_t size) {
+  int64_t c = *cap ? *cap : 8;
+  void *q;
+  if (n <= *cap) return 0;
+  while (c < n) c *= 2;
+  if ((uint64_t)c > SIZE_MAX / size) return -1;
+  q = realloc(*a, (size_t)c * size);
+  if (!q) return -1;
+  *a = q;
+  *cap = c;
+  return 0;
+}
+
+/* Room for one event of member m (locked by the caller) is made before the
+ * change it records, so that logging never fails once the change is made:
+ * a slot of m's staged list while staging is on (*staged = 1), else a
+ * reserved slot of the log. */
+static pbt_status reserve_event(pbt_population *p, member *m, int *staged,
+                                pbt_error *err) {
   pbt_status s = PBT_OK;
-  pthread_mutex_lock(&p->lock);
-  if (p->nevents + p->reserved + 1 > p->capevents) {
-    int64_t cap = p->capevents ? p->capevents * 2 : 256;
-    pbt_event *ev;
-    if ((uint64_t)cap > SIZE_MAX / sizeof *ev) ev = NULL;
-    else ev = realloc(p->events, (size_t)cap * sizeof *ev);
-    if (!ev) s = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
-    else {
-      p->events = ev;
-      p->capevents = cap;
-    }
+  *staged = __atomic_load_n(&p->staging, __ATOMIC_ACQUIRE);
+  if (*staged) {
+    if (grow((void **)&m->staged, &m->capstaged, m->nstaged + 1, sizeof *m->staged))
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    return PBT_OK;
   }
-  if (!s) p->reserved++;
+  pthread_mutex_lock(&p->lock);
+  if (grow((void **)&p->events, &p->capevents, p->nevents + p->reserved + 1,
+           sizeof *p->events))
+    s = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  else p->reserved++;
   pthread_mutex_unlock(&p->lock);
   return s;
 }
 
-static void unreserve_event(pbt_population *p) {
-  pthread_mutex_lock(&p->lock);
-  p->reserved--;
-  pthread_mutex_unlock(&p->lock);
-}
-
-/* Appends an event for member m (locked by the caller) into a reserved
- * slot; takes ownership of detail. */
-static void commit_event(pbt_population *p, pbt_event_kind kind, const member *m,
-                         int64_t other, char *detail) {
+/* Appends an event for member m (locked by the caller) into the slot
+ * reserve_event made; takes ownership of detail and data. */
+static void commit_event(pbt_population *p, pbt_event_kind kind, member *m,
+                         int64_t other, char *detail, char *data, int staged) {
   pbt_event e;
   e.kind = kind;
   e.member = m->id;
@@ -270,12 +306,45 @@ static void commit_event(pbt_population *p, pbt_event_kind kind, const member *m
   e.score = m->has_score ? m->last : NAN;
   e.generation = m->generation;
   e.detail = detail;
+  e.data = data;
   e.time = wall_time();
+  if (staged) {
+    e.seq = -1;
+    m->staged[m->nstaged++] = e;
+    return;
+  }
   pthread_mutex_lock(&p->lock);
   e.seq = p->nevents;
   p->events[p->nevents++] = e;
   p->reserved--;
   pthread_mutex_unlock(&p->lock);
+}
+
+void pbt_population_stage(pbt_population *p) {
+  __atomic_store_n(&p->staging, 1, __ATOMIC_RELEASE);
+}
+
+void pbt_population_commit_staged(pbt_population *p) {
+  int64_t i, k;
+  __atomic_store_n(&p->staging, 0, __ATOMIC_RELEASE);
+  for (i = 0; i < p->size; i++) {
+    member *m = &p->members[i];
+    pthread_mutex_lock(&m->lock);
+    pthread_mutex_lock(&p->lock);
+    /* the slots were reserved in m->staged; the log grows here, and when it
+     * cannot, the events stay staged until the next commit */
+    if (m->nstaged &&
+        !grow((void **)&p->events, &p->capevents, p->nevents + p->reserved + m->nstaged,
+              sizeof *p->events)) {
+      for (k = 0; k < m->nstaged; k++) {
+        m->staged[k].seq = p->nevents;
+        p->events[p->nevents++] = m->staged[k];
+      }
+      m->nstaged = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&m->lock);
+  }
 }
 
 /* A malloc'd copy of detail, NULL for none or "" (*ok = 0 when out of
@@ -304,6 +373,12 @@ pbt_status pbt_population_member(pbt_population *p, int64_t i,
   out->last_score = m->has_score ? m->last : NAN;
   out->nscores = m->hcount;
   out->nstate = m->nstate;
+  out->work = m->work;
+  out->version = m->version;
+  out->root = m->root;
+  out->ncurve = m->ncurve;
+  out->busy = m->busy;
+  out->has_generator = m->has_gen;
   unlock_member(m);
   return PBT_OK;
 }
@@ -327,6 +402,26 @@ pbt_status pbt_population_set_steps(pbt_population *p, int64_t i, int64_t steps,
   m = lock_member(p, i, err);
   if (!m) return PBT_ERR_ARG;
   m->steps = steps;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_set_work(pbt_population *p, int64_t i, int64_t work,
+                                   pbt_error *err) {
+  member *m;
+  if (work < 0) return pbt_fail(err, PBT_ERR_ARG, "negative work");
+  m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  m->work = work;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_set_busy(pbt_population *p, int64_t i, int busy,
+                                   pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  m->busy = busy != 0;
   unlock_member(m);
   return PBT_OK;
 }
@@ -424,6 +519,7 @@ pbt_status pbt_population_set_tensor(pbt_population *p, int64_t i,
   if (e) {
     pbt_tensor_share(&e->t, t);
     e->kind = PBT_STATE_TENSOR;
+    m->version++;
   }
   unlock_member(m);
   return e ? PBT_OK : PBT_ERR_NOMEM;
@@ -444,6 +540,7 @@ pbt_status pbt_population_set_number(pbt_population *p, int64_t i,
     else v.i = 0;
     e->num = v;
     e->kind = PBT_STATE_NUMBER;
+    m->version++;
   }
   unlock_member(m);
   return e ? PBT_OK : PBT_ERR_NOMEM;
@@ -533,12 +630,10 @@ pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
 
 /* ---- scores ------------------------------------------------------------------ */
 
-pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
-                                 int64_t step, pbt_error *err) {
-  member *m;
-  if (check_index(p, i, err)) return PBT_ERR_ARG;
-  if (reserve_event(p, err)) return PBT_ERR_NOMEM;
-  m = lock_member(p, i, err);
+/* Records a score for m (locked, with an event reserved and room in its
+ * curve): history, last score, step count, curve point, report event. */
+static void record_score(pbt_population *p, member *m, double score, int64_t step,
+                         int staged) {
   if (m->hcount < p->window) {
     m->hist[(m->hfirst + m->hcount) % p->window] = score;
     m->hcount++;
@@ -549,7 +644,31 @@ pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
   m->has_score = 1;
   m->last = score;
   if (step >= 0) m->steps = step;
-  commit_event(p, PBT_EVENT_REPORT, m, -1, NULL);
+  m->curve_step[m->ncurve] = m->steps;
+  m->curve_score[m->ncurve] = score;
+  m->ncurve++;
+  commit_event(p, PBT_EVENT_REPORT, m, -1, NULL, NULL, staged);
+}
+
+/* Room for one more curve point of m (locked). */
+static pbt_status curve_room(member *m, pbt_error *err) {
+  int64_t cap = m->capcurve;
+  if (grow((void **)&m->curve_step, &cap, m->ncurve + 1, sizeof *m->curve_step) ||
+      grow((void **)&m->curve_score, &m->capcurve, m->ncurve + 1, sizeof *m->curve_score))
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  return PBT_OK;
+}
+
+pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
+                                 int64_t step, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  int staged;
+  if (!m) return PBT_ERR_ARG;
+  if (curve_room(m, err) || reserve_event(p, m, &staged, err)) {
+    unlock_member(m);
+    return PBT_ERR_NOMEM;
+  }
+  record_score(p, m, score, step, staged);
   unlock_member(m);
   return PBT_OK;
 }
@@ -578,11 +697,208 @@ int64_t pbt_population_scores(pbt_population *p, int64_t from, int64_t n,
   return k;
 }
 
-/* ---- exploit ------------------------------------------------------------------ */
+double pbt_population_score(pbt_population *p, int64_t i) {
+  double x = NAN;
+  pbt_population_scores(p, i, i >= 0 && i < p->size ? 1 : 0, &x);
+  return x;
+}
+
+int64_t pbt_population_curve(pbt_population *p, int64_t i, int64_t from,
+                             int64_t max, int64_t *steps, double *scores) {
+  member *m;
+  int64_t k, n = 0;
+  if (i < 0 || i >= p->size || from < 0) return 0;
+  m = &p->members[i];
+  pthread_mutex_lock(&m->lock);
+  for (k = from; k < m->ncurve && n < max; k++, n++) {
+    steps[n] = m->curve_step[k];
+    scores[n] = m->curve_score[k];
+  }
+  unlock_member(m);
+  return n;
+}
+
+/* ---- published state ------------------------------------------------------------ */
 
 static const char *state_kind_word(pbt_state_kind k) {
   return k == PBT_STATE_TENSOR ? "a tensor" : "a number";
 }
+
+static size_t entry_count(const member *m, pbt_state_kind kind) {
+  size_t n = 0;
+  int64_t k;
+  for (k = 0; k < m->nstate; k++) n += m->state[k].kind == kind;
+  return n;
+}
+
+/* Checks that live tensor t can be copied to or from entry e. */
+static pbt_status check_pair(const entry *e, const pbt_tensor *t, pbt_error *err) {
+  char a[96], b[96];
+  if (t == NULL || t->storage == NULL)
+    return pbt_fail(err, PBT_ERR_ARG, "state entry '%s': the tensor has been released",
+                    e->name);
+  if (!pbt_shape_equal(e->t.ndim, e->t.shape, t->ndim, t->shape)) {
+    pbt_format_shape(a, sizeof a, e->t.ndim, e->t.shape);
+    pbt_format_shape(b, sizeof b, t->ndim, t->shape);
+    return pbt_fail(err, PBT_ERR_SHAPE,
+                    "state entry '%s': shape %s in the store, %s given", e->name, a, b);
+  }
+  if (e->t.dtype != t->dtype)
+    return pbt_fail(err, PBT_ERR_DTYPE, "state entry '%s': %s in the store, %s given",
+                    e->name, pbt_dtype_name(e->t.dtype), pbt_dtype_name(t->dtype));
+  if (e->t.storage == t->storage)
+    return pbt_fail(err, PBT_ERR_ARG,
+                    "state entry '%s' shares its storage with the tensor given", e->name);
+  return PBT_OK;
+}
+
+/* Checks the counts and every tensor of a publish or load of m. */
+static pbt_status check_live(const member *m, const pbt_tensor *const *tensors,
+                             int64_t ntensors, int64_t nnumbers, pbt_error *err) {
+  size_t nt = entry_count(m, PBT_STATE_TENSOR), nn = entry_count(m, PBT_STATE_NUMBER);
+  int64_t k, t = 0;
+  if ((size_t)ntensors != nt || (size_t)nnumbers != nn)
+    return pbt_fail(err, PBT_ERR_SHAPE,
+                    "the member's state has %zu tensors and %zu numbers, %lld and %lld given",
+                    nt, nn, (long long)ntensors, (long long)nnumbers);
+  for (k = 0; k < m->nstate; k++)
+    if (m->state[k].kind == PBT_STATE_TENSOR) {
+      pbt_status s = check_pair(&m->state[k], tensors[t++], err);
+      if (s) return s;
+    }
+  return PBT_OK;
+}
+
+static void copy_tensor(pbt_tensor *dst, const pbt_tensor *src);
+
+pbt_status pbt_population_publish(pbt_population *p, int64_t i,
+                                  const pbt_tensor *const *tensors, int64_t ntensors,
+                                  const pbt_state_number *numbers, int64_t nnumbers,
+                                  const uint64_t *gen, double score, int64_t step,
+                                  pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  pbt_status s;
+  int64_t k, t = 0, n = 0;
+  int staged;
+  if (!m) return PBT_ERR_ARG;
+  s = check_live(m, tensors, ntensors, nnumbers, err);
+  if (!s) s = curve_room(m, err);
+  if (!s) s = reserve_event(p, m, &staged, err);
+  if (s) {
+    unlock_member(m);
+    return s;
+  }
+  for (k = 0; k < m->nstate; k++) {
+    entry *e = &m->state[k];
+    if (e->kind == PBT_STATE_TENSOR) copy_tensor(&e->t, tensors[t++]);
+    else if (e->kind == PBT_STATE_NUMBER) {
+      pbt_state_number v = numbers[n++];
+      if (v.is_int) v.f = (double)v.i;
+      else v.i = 0;
+      e->num = v;
+    }
+  }
+  if (gen) {
+    memcpy(m->gen, gen, sizeof m->gen);
+    m->has_gen = 1;
+  }
+  m->work++;
+  m->version++;
+  record_score(p, m, score, step, staged);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_load(pbt_population *p, int64_t i,
+                               pbt_tensor *const *tensors, int64_t ntensors,
+                               pbt_state_number *numbers, int64_t nnumbers,
+                               uint64_t *gen, int *has_gen, int64_t *version,
+                               pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  pbt_status s;
+  int64_t k, t = 0, n = 0;
+  if (!m) return PBT_ERR_ARG;
+  s = check_live(m, (const pbt_tensor *const *)tensors, ntensors, nnumbers, err);
+  if (!s) {
+    for (k = 0; k < m->nstate; k++) {
+      entry *e = &m->state[k];
+      if (e->kind == PBT_STATE_TENSOR) copy_tensor(tensors[t++], &e->t);
+      else if (e->kind == PBT_STATE_NUMBER) numbers[n++] = e->num;
+    }
+    if (gen) memcpy(gen, m->gen, sizeof m->gen);
+    if (has_gen) *has_gen = m->has_gen;
+    if (version) *version = m->version;
+  }
+  unlock_member(m);
+  return s;
+}
+
+pbt_status pbt_population_set_generator(pbt_population *p, int64_t i,
+                                        const uint64_t *gen, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  memcpy(m->gen, gen, sizeof m->gen);
+  m->has_gen = 1;
+  unlock_member(m);
+  return PBT_OK;
+}
+
+/* ---- schedules ------------------------------------------------------------------ */
+
+pbt_status pbt_population_schedule_mark(pbt_population *p, int64_t i,
+                                        pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
+  int64_t k;
+  if (!m) return PBT_ERR_ARG;
+  k = m->nsched;
+  if (k > 0 && m->sched_step[k - 1] == m->steps) {
+    k--;
+  } else {
+    int64_t cap = m->capsched;
+    if (grow((void **)&m->sched_step, &cap, k + 1, sizeof *m->sched_step) ||
+        (cap > m->capsched &&
+         (uint64_t)cap > SIZE_MAX / (nh * sizeof *m->sched_h))) {
+      unlock_member(m);
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    }
+    if (cap > m->capsched) {
+      pbt_hvalue *h = realloc(m->sched_h, (size_t)cap * nh * sizeof *h);
+      if (!h) {
+        unlock_member(m);
+        return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+      }
+      m->sched_h = h;
+      m->capsched = cap;
+    }
+    m->nsched++;
+  }
+  m->sched_step[k] = m->steps;
+  if (p->nhparams) memcpy(&m->sched_h[(size_t)k * nh], m->hp, (size_t)p->nhparams * sizeof *m->hp);
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_schedule_entry(pbt_population *p, int64_t i, int64_t k,
+                                         int64_t *step, pbt_hvalue *h,
+                                         int64_t *count, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
+  pbt_status s = PBT_OK;
+  if (!m) return PBT_ERR_ARG;
+  if (count) *count = m->nsched;
+  if (k >= m->nsched)
+    s = pbt_fail(err, PBT_ERR_ARG, "schedule entry %lld out of range (%lld entries)",
+                 (long long)k, (long long)m->nsched);
+  else if (k >= 0) {
+    *step = m->sched_step[k];
+    if (p->nhparams) memcpy(h, &m->sched_h[(size_t)k * nh], (size_t)p->nhparams * sizeof *h);
+  }
+  unlock_member(m);
+  return s;
+}
+
+/* ---- exploit ------------------------------------------------------------------ */
 
 /* Checks that recipient r can take donor d's state; on success fills
  * pairs[k] with r's entry matching d's entry k. */
@@ -637,16 +953,35 @@ static void copy_tensor(pbt_tensor *dst, const pbt_tensor *src) {
     pbt_copy_(dst, src, NULL); /* same shape and dtype, other storages: cannot fail */
 }
 
+/* Room in r's schedule for d's entries. */
+static pbt_status schedule_room(pbt_population *p, member *r, const member *d,
+                                pbt_error *err) {
+  size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
+  int64_t cap = r->capsched;
+  if (d->nsched <= r->capsched) return PBT_OK;
+  if (grow((void **)&r->sched_step, &cap, d->nsched, sizeof *r->sched_step) ||
+      (uint64_t)cap > SIZE_MAX / (nh * sizeof *r->sched_h))
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  {
+    pbt_hvalue *h = realloc(r->sched_h, (size_t)cap * nh * sizeof *h);
+    if (!h) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    r->sched_h = h;
+    r->capsched = cap;
+  }
+  return PBT_OK;
+}
+
 pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
                                   int64_t donor, pbt_error *err) {
   member *r, *d, *lo, *hi;
   entry **pairs;
   pbt_status s;
   int64_t k;
+  int staged = 0;
+  size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
   if (check_index(p, recipient, err) || check_index(p, donor, err)) return PBT_ERR_ARG;
   if (recipient == donor)
     return pbt_fail(err, PBT_ERR_ARG, "a member cannot exploit itself");
-  if (reserve_event(p, err)) return PBT_ERR_NOMEM;
   r = &p->members[recipient];
   d = &p->members[donor];
   lo = recipient < donor ? r : d;
@@ -657,12 +992,15 @@ pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
   if (!pairs) s = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   else if (d->status == PBT_MEMBER_FAILED)
     s = pbt_fail(err, PBT_ERR_ARG, "the donor has failed");
+  else if (r->busy)
+    s = pbt_fail(err, PBT_ERR_ARG, "the recipient is being trained");
   else s = match_states(r, d, pairs, err);
+  if (!s) s = schedule_room(p, r, d, err);
+  if (!s) s = reserve_event(p, r, &staged, err);
   if (s) {
     unlock_member(hi);
     unlock_member(lo);
     free(pairs);
-    unreserve_event(p);
     return s;
   }
   for (k = 0; k < d->nstate; k++) {
@@ -673,63 +1011,125 @@ pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
   free(pairs);
   if (p->nhparams) memcpy(r->hp, d->hp, (size_t)p->nhparams * sizeof *r->hp);
   r->parent = d->id;
+  r->root = d->root;
   r->generation = d->generation + 1;
   r->steps = d->steps;
   r->status = PBT_MEMBER_ALIVE;
+  r->version++;
   memcpy(r->hist, d->hist, (size_t)p->window * sizeof *r->hist);
   r->hfirst = d->hfirst;
   r->hcount = d->hcount;
   r->has_score = d->has_score;
   r->last = d->last;
-  commit_event(p, PBT_EVENT_EXPLOIT, r, d->id, NULL);
+  if (d->nsched) {
+    memcpy(r->sched_step, d->sched_step, (size_t)d->nsched * sizeof *r->sched_step);
+    memcpy(r->sched_h, d->sched_h, (size_t)d->nsched * nh * sizeof *r->sched_h);
+  }
+  r->nsched = d->nsched;
+  commit_event(p, PBT_EVENT_EXPLOIT, r, d->id, NULL, NULL, staged);
   unlock_member(hi);
   unlock_member(lo);
   return PBT_OK;
 }
 
+/* ---- decisions on the store ---------------------------------------------------------- */
+
+pbt_status pbt_population_tournament(pbt_population *p, int64_t i, int mode,
+                                     pbt_generator *g, int64_t *chosen,
+                                     pbt_error *err) {
+  int64_t j;
+  *chosen = -1;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  j = pbt_select_other((size_t)p->size, (size_t)i, g);
+  if (j >= 0 && pbt_score_better(pbt_population_score(p, j), pbt_population_score(p, i),
+                                 (pbt_select_mode)mode))
+    *chosen = j;
+  return PBT_OK;
+}
+
+pbt_status pbt_population_ttest(pbt_population *p, int64_t i, int64_t window,
+                                double alpha, int mode, pbt_generator *g,
+                                int64_t *chosen, pbt_error *err) {
+  double *hi, *hj;
+  int64_t j, ni = 0, nj = 0;
+  pbt_status s;
+  *chosen = -1;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (window < 0 ||
+      (s = pbt_ttest_check_options((size_t)window, alpha, err)) != PBT_OK)
+    return window < 0 ? pbt_fail(err, PBT_ERR_ARG, "window must be at least 2, got %lld",
+                                 (long long)window)
+                      : s;
+  if (window > p->window)
+    return pbt_fail(err, PBT_ERR_ARG,
+                    "the t-test's window (%lld) is longer than the population's score window (%d)",
+                    (long long)window, p->window);
+  j = pbt_select_other((size_t)p->size, (size_t)i, g);
+  if (j < 0) return PBT_OK;
+  hi = malloc(2 * (size_t)p->window * sizeof *hi);
+  if (!hi) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  hj = hi + p->window;
+  pbt_population_history(p, i, hi, &ni, NULL);
+  pbt_population_history(p, j, hj, &nj, NULL);
+  if (pbt_ttest_better(hi, (size_t)ni, hj, (size_t)nj, (size_t)window, alpha,
+                       (pbt_select_mode)mode))
+    *chosen = j;
+  free(hi);
+  return PBT_OK;
+}
+
 /* ---- event log ------------------------------------------------------------------ */
 
-pbt_status pbt_population_log(pbt_population *p, pbt_event_kind kind,
-                              int64_t i, int64_t other, const char *detail,
-                              pbt_error *err) {
+/* Logs an event of member i with copies of detail and data, setting the
+ * member's status to `status` first when status >= 0 and adding `work`. */
+static pbt_status log_event(pbt_population *p, pbt_event_kind kind, int64_t i,
+                            int64_t other, const char *detail, const char *data,
+                            int status, int64_t work, pbt_error *err) {
   member *m;
-  char *d;
-  int ok;
+  char *d, *j;
+  int ok1, ok2, staged;
   if ((unsigned)kind >= PBT_EVENT_NKINDS)
     return pbt_fail(err, PBT_ERR_ARG, "unknown event kind");
   if (check_index(p, i, err)) return PBT_ERR_ARG;
   if (other < -1 || other >= p->size)
     return pbt_fail(err, PBT_ERR_ARG, "other member %lld out of range for a population of %lld",
                     (long long)other, (long long)p->size);
-  d = copy_detail(detail, &ok);
-  if (!ok) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
-  if (reserve_event(p, err)) {
+  d = copy_detail(detail, &ok1);
+  j = copy_detail(data, &ok2);
+  if (!ok1 || !ok2) {
     free(d);
-    return PBT_ERR_NOMEM;
+    free(j);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   }
   m = lock_member(p, i, err);
-  commit_event(p, kind, m, other, d);
+  if (reserve_event(p, m, &staged, err)) {
+    unlock_member(m);
+    free(d);
+    free(j);
+    return PBT_ERR_NOMEM;
+  }
+  if (status >= 0) m->status = (pbt_member_status)status;
+  m->work += work;
+  commit_event(p, kind, m, other, d, j, staged);
   unlock_member(m);
   return PBT_OK;
 }
 
+pbt_status pbt_population_log(pbt_population *p, pbt_event_kind kind,
+                              int64_t i, int64_t other, const char *detail,
+                              pbt_error *err) {
+  return log_event(p, kind, i, other, detail, NULL, -1, 0, err);
+}
+
+pbt_status pbt_population_log_data(pbt_population *p, pbt_event_kind kind,
+                                   int64_t i, int64_t other, const char *detail,
+                                   const char *data, pbt_error *err) {
+  return log_event(p, kind, i, other, detail, data, -1, 0, err);
+}
+
 pbt_status pbt_population_fail(pbt_population *p, int64_t i, const char *detail,
                                pbt_error *err) {
-  member *m;
-  char *d;
-  int ok;
-  if (check_index(p, i, err)) return PBT_ERR_ARG;
-  d = copy_detail(detail, &ok);
-  if (!ok) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
-  if (reserve_event(p, err)) {
-    free(d);
-    return PBT_ERR_NOMEM;
-  }
-  m = lock_member(p, i, err);
-  m->status = PBT_MEMBER_FAILED;
-  commit_event(p, PBT_EVENT_FAILURE, m, -1, d);
-  unlock_member(m);
-  return PBT_OK;
+  return log_event(p, PBT_EVENT_FAILURE, i, -1, detail, NULL, PBT_MEMBER_FAILED, 1, err);
 }
 
 int64_t pbt_population_nevents(pbt_population *p) {
@@ -748,6 +1148,7 @@ int64_t pbt_population_events(pbt_population *p, int64_t from, int64_t max,
   for (e = from; e < p->nevents && n < max; e++, n++) {
     out[n] = p->events[e];
     if (!out[n].detail) out[n].detail = "";
+    if (!out[n].data) out[n].data = "";
   }
   pthread_mutex_unlock(&p->lock);
   return n;

@@ -34,6 +34,42 @@
  *     describes the weights (how many steps trained them), so a member's
  *     step count and score curve continue the donor's, as in Ray Tune.
  *
+ * Published state.  A runner that trains members in several Lua states
+ * (or processes) registers STORE-OWNED buffers as the state entries (tensors
+ * nothing else holds) and then
+ *   - publishes: pbt_population_publish copies the worker's live tensors and
+ *     numbers into the member's entries in the same locked operation that
+ *     records the score they earned, so the published state is exactly the
+ *     one that earned the member's last score;
+ *   - loads: pbt_population_load copies the published state back into a
+ *     worker's live tensors (when a member moves to another worker, or after
+ *     an exploit changed it).
+ * Exploit copies published entries into published entries; nobody copies a
+ * tensor another thread is updating.  Each member also carries
+ *   - a version, bumped by every change of its entries (registration,
+ *     publish, exploit), so a worker knows whether its live copy is current;
+ *   - work: the steps this member slot has trained (publish and fail add
+ *     one each; exploit leaves it alone), which a budget counts, while
+ *     `steps` (the weights' steps through the lineage) follows the donor;
+ *   - the whole curve of (step, score) pairs this slot reported (exploit
+ *     leaves it alone: it is the slot's record, not the weights');
+ *   - its generator's state (PBT_GENERATOR_STATE_WORDS words), saved by
+ *     publish and read by load, so a member draws the same numbers in
+ *     whichever worker trains it;
+ *   - its schedule: (step, hyperparameters) entries and the root member
+ *     whose initial weights began its lineage.  pbt_population_schedule_mark
+ *     records the current hyperparameters from the current step on
+ *     (replacing an entry of the same step); exploit gives the recipient the
+ *     donor's schedule and root;
+ *   - a busy flag, set while a worker trains it: exploit refuses a busy
+ *     recipient.
+ *
+ * Staged events.  While staging is on (pbt_population_stage), the events of
+ * each member are kept in a list of that member's instead of the log;
+ * pbt_population_commit_staged appends them to the log member by member
+ * (member 0's first) and turns staging off.  Workers that train members at
+ * once thus give the same log, whatever order their events came in.
+ *
  * Event log.  Reports, exploits, and the events the caller logs (ready,
  * explore, failure, note) are appended to one log in the order they
  * happen, each with a sequence number (0, 1, 2...), kind, member, other
@@ -77,6 +113,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pbt_random.h"
 #include "pbt_tensor.h"
 
 #ifdef __cplusplus
@@ -116,6 +153,12 @@ typedef struct pbt_member_info {
   double last_score;
   int64_t nscores;   /* scores in the history (at most the window) */
   int64_t nstate;    /* state entries (tensors and numbers) */
+  int64_t work;      /* steps this slot trained (see "Published state") */
+  int64_t version;   /* bumped by every change of the state entries */
+  int64_t root;      /* the member whose initial weights began the lineage */
+  int64_t ncurve;    /* points of the slot's (step, score) curve */
+  int busy;          /* a worker is training it */
+  int has_generator; /* a generator state was saved */
 } pbt_member_info;
 
 typedef enum pbt_event_kind {
@@ -144,6 +187,8 @@ typedef struct pbt_event {
                          score after the event (for exploit, the donor's) */
   int64_t generation; /* the member's generation after the event */
   const char *detail; /* never NULL; valid while the population lives */
+  const char *data;   /* "" or the text of a JSON object with further fields
+                         (e.g. an explore's old and new hyperparameters) */
   double time;        /* wall clock, NOT part of the log proper */
 } pbt_event;
 
@@ -176,7 +221,13 @@ pbt_status pbt_population_set_status(pbt_population *p, int64_t i,
                                      pbt_member_status status, pbt_error *err);
 pbt_status pbt_population_set_steps(pbt_population *p, int64_t i, int64_t steps,
                                     pbt_error *err);
-/* Marks member i failed and logs a failure event with that detail. */
+pbt_status pbt_population_set_work(pbt_population *p, int64_t i, int64_t work,
+                                   pbt_error *err);
+/* Sets or clears member i's busy flag. */
+pbt_status pbt_population_set_busy(pbt_population *p, int64_t i, int busy,
+                                   pbt_error *err);
+/* Marks member i failed, adds one to its work (the failed step) and logs a
+ * failure event with that detail. */
 pbt_status pbt_population_fail(pbt_population *p, int64_t i, const char *detail,
                                pbt_error *err);
 /* Holds member i's (recursive) lock; see the locking rules above. */
@@ -231,6 +282,30 @@ pbt_status pbt_population_get_number(pbt_population *p, int64_t i,
 pbt_status pbt_population_state_name(pbt_population *p, int64_t i, int64_t k,
                                      char *buf, size_t size,
                                      pbt_state_kind *kind, pbt_error *err);
+/* Publishes member i (see "Published state"): copies tensors[k] into its
+ * k-th tensor entry and numbers[k] into its k-th number entry (entries
+ * counted in order of registration, each kind apart), saves the generator
+ * state gen (NULL: keep the saved one), then records the score as
+ * pbt_population_report does with that step, adds one to work and bumps the
+ * version.  The counts, shapes and dtypes must match the entries: else
+ * PBT_ERR_SHAPE / PBT_ERR_DTYPE naming the entry, and nothing changes. */
+pbt_status pbt_population_publish(pbt_population *p, int64_t i,
+                                  const pbt_tensor *const *tensors, int64_t ntensors,
+                                  const pbt_state_number *numbers, int64_t nnumbers,
+                                  const uint64_t *gen, double score, int64_t step,
+                                  pbt_error *err);
+/* The other way: copies member i's published entries into tensors[] and
+ * numbers[] (same matching and checks), the saved generator state into gen
+ * (when gen is not NULL; *has_gen tells whether there was one) and the
+ * version into *version (may be NULL). */
+pbt_status pbt_population_load(pbt_population *p, int64_t i,
+                               pbt_tensor *const *tensors, int64_t ntensors,
+                               pbt_state_number *numbers, int64_t nnumbers,
+                               uint64_t *gen, int *has_gen, int64_t *version,
+                               pbt_error *err);
+/* Saves member i's generator state (without publishing). */
+pbt_status pbt_population_set_generator(pbt_population *p, int64_t i,
+                                        const uint64_t *gen, pbt_error *err);
 /* Total bytes of member i's state tensors (what an exploit into it copies). */
 pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
                                       size_t *out, pbt_error *err);
@@ -248,6 +323,24 @@ pbt_status pbt_population_history(pbt_population *p, int64_t i, double *out,
  * out: NaN for a member with none.  Returns how many were written. */
 int64_t pbt_population_scores(pbt_population *p, int64_t from, int64_t n,
                               double *out);
+/* Member i's last score (NaN when it has none). */
+double pbt_population_score(pbt_population *p, int64_t i);
+/* Copies up to max points of member i's curve from point `from` on into
+ * steps[] and scores[]; returns how many (0 past the end or for a bad i). */
+int64_t pbt_population_curve(pbt_population *p, int64_t i, int64_t from,
+                             int64_t max, int64_t *steps, double *scores);
+
+/* ---- schedules ----------------------------------------------------------------- */
+/* Records member i's current hyperparameters from its current step on: an
+ * entry of the same step is replaced, else one is appended. */
+pbt_status pbt_population_schedule_mark(pbt_population *p, int64_t i,
+                                        pbt_error *err);
+/* Entry k (0-based) of member i's schedule: its step into *step and its
+ * nhparams values into h.  *count receives the number of entries (call
+ * with k = -1 to ask only that). */
+pbt_status pbt_population_schedule_entry(pbt_population *p, int64_t i, int64_t k,
+                                         int64_t *step, pbt_hvalue *h,
+                                         int64_t *count, pbt_error *err);
 
 /* ---- exploit ----------------------------------------------------------------- */
 /* See the top of this file.  On a mismatch returns PBT_ERR_SHAPE (shapes,
@@ -257,12 +350,36 @@ int64_t pbt_population_scores(pbt_population *p, int64_t from, int64_t n,
 pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
                                   int64_t donor, pbt_error *err);
 
+/* ---- decisions on the store ------------------------------------------------------- */
+/* The binary tournament and the t-test of pbt_select.h, reading only the two
+ * members they compare: j = pbt_select_other(size, i, g) is drawn and
+ * *chosen is j when it wins (pbt_score_better on last scores, or
+ * pbt_ttest_better on the histories), else -1.  The same draws as
+ * pbt_select_tournament / pbt_select_ttest over the population's arrays.
+ * mode is a pbt_select_mode (0 max, 1 min). */
+pbt_status pbt_population_tournament(pbt_population *p, int64_t i, int mode,
+                                     pbt_generator *g, int64_t *chosen,
+                                     pbt_error *err);
+pbt_status pbt_population_ttest(pbt_population *p, int64_t i, int64_t window,
+                                double alpha, int mode, pbt_generator *g,
+                                int64_t *chosen, pbt_error *err);
+
 /* ---- event log --------------------------------------------------------------- */
 /* Appends an event of that kind for member i (other: -1 for none); step,
  * score and generation are the member's. detail may be NULL. */
 pbt_status pbt_population_log(pbt_population *p, pbt_event_kind kind,
                               int64_t i, int64_t other, const char *detail,
                               pbt_error *err);
+/* The same with structured fields: data is NULL, "" or a JSON object's
+ * text, kept as given (the store does not parse it). */
+pbt_status pbt_population_log_data(pbt_population *p, pbt_event_kind kind,
+                                   int64_t i, int64_t other, const char *detail,
+                                   const char *data, pbt_error *err);
+/* Staging (see the top of this file).  pbt_population_stage turns it on;
+ * pbt_population_commit_staged appends the staged events in member order
+ * and turns it off. */
+void pbt_population_stage(pbt_population *p);
+void pbt_population_commit_staged(pbt_population *p);
 int64_t pbt_population_nevents(pbt_population *p);
 /* Copies up to max events from sequence number `from` on into out; returns
  * how many. */

@@ -96,8 +96,8 @@ describe("pbt.Population", function()
       assert.are.equal(3, pop:size())
       assert.are.equal(10, pop:window())
       for i = 1, 3 do
-        assert.are.same({ id = i, generation = 0, steps = 0, status = "alive", nscores = 0 },
-          pop:member(i))
+        assert.are.same({ id = i, generation = 0, steps = 0, status = "alive", nscores = 0,
+          work = 0, version = 0, root = i, ncurve = 0, busy = false }, pop:member(i))
       end
       assert.are.equal("pbt.Population of 3 members (0 hyperparameters, window 10)",
         tostring(pop))
@@ -345,13 +345,18 @@ describe("pbt.Population", function()
       pop:report(2, -7, 30)
       pop:exploit(2, 4)
       assert.are.same({ lr = 0.01 * 4, bs = 64, opt = 1 }, pop:hparams(2))
+      -- version: one per entry registered by make(), one for the exploit;
+      -- curve: member 2's own report (the slot's record stays its own)
+      local registered = #ENTRIES + 3
       assert.are.same({ id = 2, generation = 1, parent = 4, steps = 100, status = "alive",
-        score = 6, nscores = 4 }, pop:member(2))
+        score = 6, nscores = 4, work = 0, version = registered + 1, root = 4, ncurve = 1,
+        busy = false }, pop:member(2))
       assert.are.same({ 3, 4, 5, 6 }, pop:history(2))
       -- generation is the donor's + 1: the depth in the lineage tree
       pop:exploit(1, 2)
       assert.are.same({ id = 1, generation = 2, parent = 2, steps = 100, status = "alive",
-        score = 6, nscores = 4 }, pop:member(1))
+        score = 6, nscores = 4, work = 0, version = registered + 1, root = 4, ncurve = 0,
+        busy = false }, pop:member(1))
       pop:exploit(2, 3)
       assert.are.equal(1, pop:member(2).generation)
       assert.are.equal(3, pop:member(2).parent)

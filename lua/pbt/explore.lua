@@ -1,6 +1,6 @@
 --- pbt.explore: rules that change a member's hyperparameters after exploit.
 --
--- An explore rule is a function(h, space, generator) returning a new table
+-- An explore rule is a function(h, space, generator, view, i) returning a new table
 -- of hyperparameters (h itself is not modified).  Hyperparameters are
 -- visited in sorted name order, so the same generator gives the same result.
 --

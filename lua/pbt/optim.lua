@@ -174,6 +174,28 @@ function Optimizer:zero_grad(set_to_none)
   end
 end
 
+--- opt:materialize(): makes every parameter's state now, as the first
+-- step would (step = 0, each buffer a tensor of zeros), so that the
+-- optimizer's whole state is a fixed set of tensors and numbers from the
+-- start (PBT's store keeps it that way).  A buffer whose first step must
+-- start from the gradient instead of from zeros (SGD's momentum_buffer)
+-- gets a flag `<buffer>_ready = false` that the step turns true.  Updates
+-- after materialize() give the same numbers as without it.  Returns self.
+function Optimizer:materialize()
+  local state, init_flags = self.state, getmetatable(self).init_flags or {}
+  for i, p in ipairs(self.params) do
+    local st = state[i]
+    if not st then st = { step = 0 }; state[i] = st end
+    for _, b in ipairs(self.buffers) do
+      if st[b] == nil then
+        st[b] = zeros_like(p)
+        if init_flags[b] then st[b .. "_ready"] = false end
+      end
+    end
+  end
+  return self
+end
+
 --- opt:state_dict(): { <hyperparameters>, state = { [i] = { step = n,
 -- <buffer> = tensor, ... } } } with the buffers cloned; state[i] is absent
 -- for a parameter that has not been updated yet.
@@ -181,11 +203,13 @@ function Optimizer:state_dict()
   local sd, state = {}, {}
   for _, f in ipairs(self.fields) do sd[f.name] = copy_value(self[f.name]) end
   for i, st in pairs(self.state) do
-    local e = { step = st.step }
-    for _, b in ipairs(self.buffers) do
-      if st[b] then e[b] = st[b]:clone() end
+    if st.step > 0 then -- a materialized state that never stepped is no state
+      local e = { step = st.step }
+      for _, b in ipairs(self.buffers) do
+        if st[b] and st[b .. "_ready"] ~= false then e[b] = st[b]:clone() end
+      end
+      state[i] = e
     end
-    state[i] = e
   end
   sd.state = state
   return sd
@@ -277,6 +301,7 @@ function Optimizer:load_state_dict(sd)
           dst:copy_(src)
           st[b] = dst
         end
+        if st[b .. "_ready"] ~= nil then st[b .. "_ready"] = src ~= nil end
       end
       self.state[i] = st
     end
@@ -336,12 +361,16 @@ local function sgd_update(self)
     local buf, init = nil, false
     if mom ~= 0 then
       buf = st and st.momentum_buffer
-      if not buf then buf, init = zeros_like(p), true end
+      if not buf then buf, init = zeros_like(p), true
+      elseif st.momentum_buffer_ready == false then init = true end
     end
     sgd_step(p, g, buf, init, lr, mom, damp, wd, nest)
     if not st then st = { step = 0 }; state[i] = st end
     st.step = st.step + 1
-    if init then st.momentum_buffer = buf end
+    if init then
+      st.momentum_buffer = buf
+      if st.momentum_buffer_ready == false then st.momentum_buffer_ready = true end
+    end
   end)
 end
 
@@ -349,6 +378,7 @@ M.SGD = class("SGD", {
   { "lr", "nonneg" }, { "momentum", "nonneg", 0 }, { "dampening", "number", 0 },
   { "nesterov", "boolean", false }, { "weight_decay", "nonneg", 0 },
 }, { "momentum_buffer" }, {}, sgd_update, sgd_check)
+M.SGD.init_flags = { momentum_buffer = true } -- its first step copies the gradient
 
 -- ---- Adam, AdamW ----------------------------------------------------------------
 

@@ -1,0 +1,194 @@
+--- pbt.reporter: what a run shows and writes, read from the population
+-- store: the progress line, and the run directory --
+--   events.jsonl   one JSON object per event, appended as the run goes
+--                  (seq, kind, member, other, step, score, generation,
+--                  detail, time, and an explore's `old` and `new`
+--                  hyperparameters); `time` (wall clock) is the only field
+--                  that differs between two runs of the same seed
+--   scores.csv     member,step,score for every report, appended
+--   schedule.json  every member's schedule (written at the end)
+--   best.pbt       the best member's state tensors, h and score (at the end)
+--   scores.svg, hparam_<name>.svg, lineage.svg (at the end)
+local core = require("pbt.core")
+local json = require("pbt.json")
+local svg = require("pbt.svg")
+
+local M = {}
+
+local Reporter = {}
+Reporter.__index = Reporter
+
+local function fail(err) error("experiment: " .. tostring(err), 0) end
+
+--- A reporter for a run of experiment e on pop.  opts: out (directory or
+-- nil), progress (boolean), name.
+function M.new(e, pop, opts)
+  local r = setmetatable({ e = e, pop = pop, out = opts.out, progress = opts.progress,
+    next_event = 1, shown = 0 }, Reporter)
+  if r.out then
+    local ok = core.mkdir(r.out)
+    if not ok then fail(("cannot create directory %s"):format(r.out)) end
+    -- a new run: the appended files start empty (atomically)
+    for _, f in ipairs({ "events.jsonl", "scores.csv" }) do
+      local ok2, err = core.write_file(r.out .. "/" .. f, f == "scores.csv" and "member,step,score\n" or "")
+      if not ok2 then fail(err) end
+    end
+  end
+  return r
+end
+
+--- An event as a plain table: the store's fields and those of its data.
+function M.event_table(ev)
+  if ev.data then
+    local extra = json.decode(ev.data)
+    ev.data = nil
+    for k, v in pairs(extra) do ev[k] = v end
+  end
+  return ev
+end
+
+local function append(path, text)
+  local f, err = io.open(path, "a")
+  if not f then fail(err) end
+  local ok, werr = f:write(text)
+  if ok then ok, werr = f:flush() end
+  f:close()
+  if not ok then fail(werr) end
+end
+
+--- Appends the events logged since the last flush to events.jsonl and
+-- their reports to scores.csv.
+function Reporter:flush()
+  if not self.out then return end
+  local events = self.pop:events(self.next_event, true)
+  if #events == 0 then return end
+  local lines, scores = {}, {}
+  for k, ev in ipairs(events) do
+    lines[k] = json.encode(M.event_table(ev))
+    if ev.kind == "report" then
+      scores[#scores + 1] = ("%d,%d,%.17g\n"):format(ev.member, ev.step, ev.score)
+    end
+  end
+  self.next_event = events[#events].seq + 1
+  append(self.out .. "/events.jsonl", table.concat(lines, "\n") .. "\n")
+  if #scores > 0 then append(self.out .. "/scores.csv", table.concat(scores)) end
+end
+
+--- The progress line (stderr), at most five times a second unless final.
+-- s: steps, total (or nil), busy, workers, exploits, deadline (or nil),
+-- evaluations budget (or nil).
+function Reporter:show(s, final)
+  if not self.progress then return end
+  local now = core.clock()
+  if not final and now - self.shown < 0.2 then return end
+  self.shown = now
+  local pop, mode = self.pop, self.e.mode
+  local best, list = nil, {}
+  for _, x in ipairs(pop:scores()) do
+    if x == x and x ~= math.huge and x ~= -math.huge then list[#list + 1] = x end
+  end
+  table.sort(list)
+  best = mode == "max" and list[#list] or list[1]
+  local med = list[(#list + 1) // 2]
+  local elapsed = now - s.start
+  local left
+  if s.deadline then left = math.max(0, s.deadline - now)
+  elseif s.total and s.steps > 0 then left = elapsed * (s.total - s.steps) / s.steps end
+  io.stderr:write(("\r%s: %d%s steps, best %.4g, median %.4g, %d exploits, %d/%d workers busy%s%s   ")
+    :format(self.e.name, s.steps, s.total and ("/" .. s.total) or "", best or 0 / 0, med or 0 / 0,
+      s.exploits, s.busy, s.workers,
+      s.seconds and (", budget %.0f s"):format(s.seconds) or "",
+      left and (", %.0f s left"):format(left) or ""))
+  if final then io.stderr:write("\n") end
+end
+
+--- Writes schedule.json, best.pbt and the pictures from the store.
+function Reporter:finish(result, best_tensors)
+  if not self.out then return end
+  self:flush()
+  local out = self.out
+  local plain = {}
+  for i, s in ipairs(result.schedules) do plain[i] = M.schedule_table(s) end
+  local ok, err = core.write_file(out .. "/schedule.json", json.encode(plain) .. "\n")
+  if not ok then fail(err) end
+  if result.best and best_tensors then
+    local saved = { h = result.best.h, score = result.best.score, member = result.best.member,
+      tensors = best_tensors }
+    ok, err = core.save(out .. "/best.pbt", saved)
+    if not ok then fail(err) end
+  end
+  M.write_pictures(out, self.e, result)
+end
+
+-- ---- schedules -----------------------------------------------------------------------
+
+--- A schedule as a plain table for JSON: {root=, seed=, steps=, entries={...}}.
+function M.schedule_table(s)
+  local entries = {}
+  for k, e in ipairs(s) do entries[k] = e end
+  return { root = s.root, seed = s.seed, steps = s.steps, entries = entries }
+end
+
+-- ---- pictures ---------------------------------------------------------------------------
+
+function M.write_pictures(out, e, result)
+  local series = {}
+  local exploits = {}
+  for _, ev in ipairs(result.events) do
+    if ev.kind == "exploit" then
+      exploits[ev.member] = exploits[ev.member] or {}
+      exploits[ev.member][#exploits[ev.member] + 1] = ev.step
+    end
+  end
+  for i, curve in ipairs(result.scores) do
+    local pts, marks, at = {}, {}, {}
+    for _, s in ipairs(curve) do
+      pts[#pts + 1] = { s[1], s[2] }
+      at[s[1]] = s[2]
+    end
+    for _, st in ipairs(exploits[i] or {}) do
+      if at[st] then marks[#marks + 1] = { st, at[st] } end
+    end
+    series[i] = { name = "member " .. i, points = pts, marks = marks }
+  end
+  local function write(name, text)
+    local ok, err = core.write_file(out .. "/" .. name, text)
+    if not ok then fail(err) end
+  end
+  write("scores.svg", svg.lines{ title = e.name .. ": score per member (circles: exploits)",
+    xlabel = "step", ylabel = "score", series = series })
+  for _, name in ipairs(e.names) do
+    local d = e.space[name]
+    local hs = {}
+    for i, sched in ipairs(result.schedules) do
+      local pts = {}
+      for k, entry in ipairs(sched) do
+        local v = entry.h[name]
+        if d:categorical() then
+          for idx, x in ipairs(d.values) do if x == v then v = idx end end
+        end
+        if type(v) == "number" then
+          pts[#pts + 1] = { entry.step, v }
+          local next_step = sched[k + 1] and sched[k + 1].step or sched.steps
+          pts[#pts + 1] = { next_step, v }
+        end
+      end
+      hs[i] = { name = "member " .. i, points = pts }
+    end
+    write("hparam_" .. name:gsub("[^%w_%-]", "_") .. ".svg", svg.lines{
+      title = e.name .. ": schedule of " .. name .. (d:categorical() and " (choice index)" or ""),
+      xlabel = "step", ylabel = name, series = hs, log_y = d.kind == "loguniform" })
+  end
+  local nodes = {}
+  for _, ev in ipairs(result.events) do
+    if ev.kind == "exploit" then
+      nodes[#nodes + 1] = { member = ev.member, donor = ev.other, step = ev.step,
+        label = ("step %d: member %d copied member %d"):format(ev.step, ev.member, ev.other) }
+    end
+  end
+  for i = 1, #result.schedules do nodes[#nodes + 1] = { member = i, step = 0, label = "member " .. i } end
+  write("lineage.svg", svg.lineage{ title = e.name .. ": lineage", nodes = nodes,
+    members = #result.schedules })
+end
+
+return M

@@ -1,0 +1,482 @@
+--- pbt.scheduler: runs an experiment.  It makes the population store, the
+-- members' first states, the workers (this Lua state's own, or threads),
+-- and then hands members to free workers and takes every decision:
+--   synchronous:  a generation trains every member until it is ready (on
+--                 every worker at once); the decisions for the whole
+--                 generation are taken here at its end, in member order, so
+--                 the run is the same for any number of workers;
+--   asynchronous: a free worker takes the next member in line; a member's
+--                 decision is taken as soon as it is ready.
+-- Each decision rule exists once: decide() (exploit, explore, schedule,
+-- events) serves both modes and the replacement of failed members.
+local core = require("pbt.core")
+local population = require("pbt.population")
+local space_mod = require("pbt.space")
+local json = require("pbt.json")
+local worker_mod = require("pbt.worker")
+local reporter_mod = require("pbt.reporter")
+local shared = require("pbt.shared")
+
+local Generator = core.Generator
+local threads = core.threads
+local clock = core.clock
+local is_interrupt = shared.is_interrupt
+
+local M = {}
+
+local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
+
+local function copy_h(h)
+  local c = {}
+  for k, v in pairs(h) do c[k] = v end
+  return c
+end
+
+-- Each member trains with its own generator, seeded from the experiment's
+-- seed and its index.
+local function member_seed(seed, i) return seed * 1000003 + i * 7919 + 1 end
+M.member_seed = member_seed
+
+-- hyperparameter kinds for the C store: choices are stored as 1-based indices
+local function hp_specs(e)
+  local specs = {}
+  for k, name in ipairs(e.names) do
+    local d = e.space[name]
+    local kind = d:categorical() and "choice" or (d.kind == "int" and "int" or "float")
+    if d.kind == "fixed" then
+      kind = math.type(d.value) == "integer" and "int" or (type(d.value) == "number" and "float" or "choice")
+    end
+    specs[k] = { name = name, kind = kind,
+      choices = d:categorical() and #d.values or (d.kind == "fixed" and type(d.value) ~= "number" and 1 or nil) }
+  end
+  return specs
+end
+
+local function to_store(d, v)
+  if d:categorical() then
+    for i, x in ipairs(d.values) do if x == v then return i end end
+    fail("%s is not one of the choices of %s", tostring(v), tostring(d))
+  end
+  if d.kind == "fixed" and type(d.value) ~= "number" then return 1 end
+  return v
+end
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+local function better(mode, a, b)
+  if not finite(b) then return finite(a) end
+  if not finite(a) then return false end
+  if mode == "max" then return a > b end
+  return a < b
+end
+
+-- ---- workers: this state's own, or threads --------------------------------------------
+
+-- The local pool runs a task at once, here.
+local function local_pool(w)
+  local done = {}
+  return {
+    size = 1,
+    dispatch = function(_, task) done[#done + 1] = w:train(task) end,
+    next_outcome = function() return table.remove(done, 1) end,
+    stop = function() end,
+  }
+end
+
+local function thread_pool(e, pop, n, args, memory_limit)
+  local tasks, results = threads.channel(), threads.channel()
+  local workers = threads.start{ count = n, module = "pbt.worker", args = json.encode(args),
+    population = pop, tasks = tasks, results = results, path = package.path,
+    cpath = package.cpath, memory_limit = memory_limit }
+  return {
+    size = n,
+    dispatch = function(_, task) tasks:send(worker_mod.encode_task(task)) end,
+    -- waits in short slices, so that Ctrl-C (a hook in this state) is seen
+    next_outcome = function(_, on_wait)
+      while true do
+        local msg = results:receive(0.1)
+        if msg then
+          if msg:sub(1, 1) == "!" then
+            fail("a worker thread stopped: %s", msg:sub(2))
+          end
+          return worker_mod.decode_outcome(msg)
+        end
+        if on_wait then on_wait() end
+      end
+    end,
+    stop = function(_, interrupt)
+      if interrupt then workers:interrupt() end
+      workers:join()
+    end,
+  }
+end
+
+-- ---- the run ---------------------------------------------------------------------------
+
+--- Runs experiment e (see pbt.experiment for opts and the result).
+function M.run(e, opts)
+  local seed = opts.seed or e.seed
+  local n, mode, space, names = e.population, e.mode, e.space, e.names
+  local G = Generator(seed) -- exploit and explore decisions
+  local pop = population.new{ size = n, hparams = hp_specs(e), window = e.window }
+  local budget = e.budget
+
+  local nworkers = opts.workers
+  if nworkers == nil then nworkers = e.file and threads.cpu_count() or 1 end
+  if math.type(nworkers) ~= "integer" or nworkers < 1 then
+    fail("workers must be a positive integer, got %s", tostring(nworkers))
+  end
+  if nworkers > 1 and not e.file then
+    fail("workers = %d needs an experiment file: an experiment built in a script runs on one " ..
+      "worker (its functions cannot be moved to other Lua states); put `return pbt.experiment{...}` " ..
+      "in a file and run it with pbt.load_experiment(path):run{workers = %d} or `pbt run FILE " ..
+      "--workers %d`", nworkers, nworkers, nworkers)
+  end
+  nworkers = math.min(nworkers, n)
+
+  local function set_h(i, h)
+    for _, name in ipairs(names) do pop:set_hparam(i, name, to_store(space[name], h[name])) end
+  end
+  local function get_h(i) return worker_mod.hparams(e, pop, i) end
+  local function check_h(what, h)
+    if type(h) ~= "table" then fail("%s must return a table of hyperparameters, got %s", what, type(h)) end
+    for _, name in ipairs(names) do
+      if not space[name]:contains(h[name]) then
+        fail("%s gave %s = %s, outside %s", what, name, tostring(h[name]), tostring(space[name]))
+      end
+    end
+  end
+
+  -- the members' first states, made here: init with each member's own
+  -- generator; the state's tensors are cloned into store-owned buffers
+  local states, all_parts = {}, {}
+  for i = 1, n do
+    local h
+    if type(e.initial) == "function" then h = e.initial(i, G)
+    elseif type(e.initial) == "table" then
+      h = copy_h(e.initial[i] or fail("initial has no hyperparameters for member %d", i))
+    else h = space_mod.sample(space, G) end
+    for _, name in ipairs(names) do
+      if not space[name]:contains(h[name]) then
+        fail("member %d starts with %s = %s, outside %s", i, name, tostring(h[name]), tostring(space[name]))
+      end
+    end
+    local g = Generator(member_seed(seed, i))
+    states[i] = e.init(copy_h(h), g)
+    all_parts[i] = worker_mod.parts(states[i])
+    set_h(i, h)
+    pop:set_generator(i, g)
+  end
+  -- a tensor that several members hold (a data set, a shared embedding) is
+  -- shared on purpose: it is not part of any member's own state
+  local holders, excluded, excluded_list = {}, {}, {}
+  for i = 1, n do
+    for _, p in ipairs(all_parts[i].tensors) do holders[p.tensor] = (holders[p.tensor] or 0) + 1 end
+  end
+  for i = 1, n do
+    for _, p in ipairs(all_parts[i].tensors) do
+      if holders[p.tensor] > 1 and not excluded[p.name] then
+        excluded[p.name] = true
+        excluded_list[#excluded_list + 1] = p.name
+      end
+    end
+  end
+  local function names_of(parts, kind)
+    local list = {}
+    for _, p in ipairs(parts[kind]) do if not excluded[p.name] then list[#list + 1] = p.name end end
+    return table.concat(list, ", ")
+  end
+  for i = 1, n do
+    for _, kind in ipairs({ "tensors", "values" }) do
+      local a, b = names_of(all_parts[1], kind), names_of(all_parts[i], kind)
+      if a ~= b then
+        fail("member %d's state has %s {%s}, member 1's {%s}: init must build the same state " ..
+          "for every member", i, kind == "values" and "numbers" or kind, b, a)
+      end
+    end
+    for _, p in ipairs(all_parts[i].tensors) do
+      if not excluded[p.name] then pop:set_state(i, p.name, p.tensor:clone()) end
+    end
+    for k, x in ipairs(worker_mod.read_values(all_parts[i].values, {})) do
+      pop:set_state(i, all_parts[i].values[k].name, x)
+    end
+    pop:schedule_mark(i)
+  end
+  states, all_parts, holders = nil, nil, nil
+
+  -- the view rules read the population through
+  local view = { size = n }
+  function view.score(_, i) return pop:score(i) end
+  function view.scores(_) return pop:scores() end
+  function view.history(_, i) return pop:history(i) end
+  function view.histories(_)
+    local hs = {}
+    for i = 1, n do hs[i] = pop:history(i) end
+    return hs
+  end
+  function view.hparams(_, i) return get_h(i) end
+  function view.member(_, i) return pop:member(i) end
+  function view.tournament(_, i, g, m) return pop:tournament(i, g, m) end
+  function view.ttest(_, i, g, window, alpha, m) return pop:ttest(i, g, window, alpha, m) end
+  setmetatable(view, { __newindex = function() error("experiment: the population view is read-only", 2) end })
+
+  -- budget: the work each member slot may do, and a deadline
+  local t_start = clock()
+  local limit = {}
+  for i = 1, n do
+    local l = budget.steps or math.maxinteger
+    if budget.evaluations then
+      l = math.min(l, budget.evaluations // n + (i <= budget.evaluations % n and 1 or 0))
+    end
+    limit[i] = l
+  end
+  local deadline = budget.seconds and t_start + budget.seconds or nil
+  local function finished(i)
+    return pop:member(i).work >= limit[i] or (deadline ~= nil and clock() >= deadline)
+  end
+
+  local progress = opts.progress
+  if progress == nil then progress = core.isatty(2) and not opts.quiet end
+  local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress })
+  local exploits, steps_done = 0, 0
+  local total = 0
+  for i = 1, n do total = total + limit[i] end
+  if total >= math.maxinteger // 2 then total = nil end
+  local busy = 0
+  local function show(final)
+    reporter:show({ start = t_start, steps = steps_done, total = total, busy = busy,
+      workers = nworkers, exploits = exploits, deadline = deadline, seconds = budget.seconds }, final)
+  end
+
+  -- the decision for member i: copy donor d (when given), then explore
+  local function decide(i, d)
+    local base
+    if d then
+      local own = get_h(i)
+      base = e.copy_hparams and get_h(d) or own
+      pop:exploit(i, d)
+      exploits = exploits + 1
+      if not e.copy_hparams then set_h(i, own) end
+    else
+      base = get_h(i)
+    end
+    local h = e.explore(copy_h(base), space, G, view, i)
+    check_h("explore", h)
+    set_h(i, h)
+    pop:schedule_mark(i)
+    local old, new = {}, {}
+    for _, name in ipairs(names) do old[name], new[name] = base[name], h[name] end
+    pop:log("explore", i, d, nil, json.encode({ old = old, new = new }))
+  end
+
+  local function checked_donor(i, d)
+    if d == nil then return nil end
+    if math.type(d) ~= "integer" or d < 1 or d > n or d == i then
+      fail("the exploit rule returned %s for member %d: expected nil or a member index 1..%d " ..
+        "other than %d", type(d) == "string" and ("%q"):format(d) or tostring(d), i, n, i)
+    end
+    return d
+  end
+
+  -- a live member with the best last score (nil when none has scored)
+  local function best_alive(except)
+    local scores, b = pop:scores(), nil
+    for j = 1, n do
+      if j ~= except and finite(scores[j]) and pop:member(j).status == "alive"
+          and (not b or better(mode, scores[j], scores[b])) then
+        b = j
+      end
+    end
+    return b
+  end
+
+  local last_error = {}
+  local function replace(i)
+    local d = best_alive(i)
+    if d then decide(i, d) end
+    return d
+  end
+
+  local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
+  local pool
+  if nworkers > 1 then
+    pool = thread_pool(e, pop, nworkers, args, opts.memory_limit)
+  else
+    pool = local_pool(worker_mod.new(e, pop, { seed = seed, excluded = excluded }))
+  end
+  local restore_blas
+  if nworkers > 1 then restore_blas = threads.blas_threads(1) end
+
+  local since = {}
+  for i = 1, n do since[i] = 0 end
+  local function task_for(i, slice)
+    local dl = deadline or -1
+    if slice and deadline then dl = math.min(deadline, clock() + slice) end
+    return { member = i, limit = limit[i], since = since[i], deadline = dl }
+  end
+  local function dispatch(i, slice)
+    pop:set_busy(i, true)
+    busy = busy + 1
+    pool:dispatch(task_for(i, slice))
+  end
+  local function receive()
+    local o = pool:next_outcome(function() show(false) end)
+    busy = busy - 1
+    pop:set_busy(o.member, false)
+    steps_done = steps_done + o.trained
+    since[o.member] = since[o.member] + o.trained
+    if o.status == worker_mod.FAILED then last_error[o.member] = o.error end
+    show(false)
+    return o
+  end
+
+  local function all_failed(i)
+    fail("every member has failed (member %d: %s)", i, tostring(last_error[i]))
+  end
+
+  local function sync_loop()
+    while true do
+      local todo = {}
+      for i = 1, n do if not finished(i) then todo[#todo + 1] = i end end
+      if #todo == 0 then break end
+      pop:stage()
+      local outcomes, next_k, left = {}, 1, #todo
+      while left > 0 do
+        while next_k <= #todo and busy < pool.size do
+          local slice
+          if deadline then
+            -- a fair share of the time left for each member of the generation
+            slice = (deadline - clock()) * pool.size / (#todo - next_k + 1 + busy)
+          end
+          dispatch(todo[next_k], slice)
+          next_k = next_k + 1
+        end
+        local o = receive()
+        outcomes[o.member] = o
+        left = left - 1
+      end
+      pop:commit_staged()
+      -- failed members take the best live member's state
+      for _, i in ipairs(todo) do
+        if outcomes[i].status == worker_mod.FAILED and not finished(i) then
+          if not replace(i) then all_failed(i) end
+        end
+      end
+      -- the generation's decisions, for members that train again
+      local ready = {}
+      for _, i in ipairs(todo) do
+        ready[i] = outcomes[i].status == worker_mod.READY and not finished(i)
+      end
+      local donors = {}
+      if e.exploit.all then
+        local any = false
+        for _ in pairs(ready) do any = true end
+        if any then donors = e.exploit.all(view, G, mode) end
+      else
+        for _, i in ipairs(todo) do if ready[i] then donors[i] = e.exploit.one(view, i, G, mode) end end
+      end
+      for _, i in ipairs(todo) do
+        if ready[i] then
+          local d = checked_donor(i, donors[i])
+          if d or e.explore_always then decide(i, d) end
+          since[i] = 0
+        end
+      end
+      reporter:flush()
+    end
+  end
+
+  local function async_loop()
+    local queue, waiting = {}, {}
+    for i = 1, n do queue[i] = i end
+    local ranked, decisions = nil, 0 -- truncation ranks once per n decisions
+    local function donor_for(i)
+      if e.exploit.all then
+        if not ranked or decisions >= n then ranked, decisions = e.exploit.all(view, G, mode), 0 end
+        decisions = decisions + 1
+        return ranked[i]
+      end
+      return e.exploit.one(view, i, G, mode)
+    end
+    local last_flush = clock()
+    while true do
+      while #queue > 0 and busy < pool.size do dispatch(table.remove(queue, 1)) end
+      if busy == 0 then
+        if #waiting > 0 then all_failed(waiting[1]) end
+        break
+      end
+      local o = receive()
+      local i = o.member
+      if o.status == worker_mod.FAILED then
+        if not finished(i) then
+          if replace(i) then queue[#queue + 1] = i
+          else waiting[#waiting + 1] = i end -- no member has a score yet
+        end
+      else
+        -- a member with a score: those waiting for a donor can have one now
+        for _, j in ipairs(waiting) do
+          if replace(j) then queue[#queue + 1] = j end
+        end
+        waiting = {}
+        if o.status == worker_mod.READY and not finished(i) then
+          local d = checked_donor(i, donor_for(i))
+          if d or e.explore_always then decide(i, d) end
+          since[i] = 0
+        end
+        if not finished(i) then queue[#queue + 1] = i end
+      end
+      if clock() - last_flush >= 1 then
+        reporter:flush()
+        last_flush = clock()
+      end
+    end
+  end
+
+  local ok, err = pcall(e.sync and sync_loop or async_loop)
+  local interrupted = not ok and is_interrupt(err)
+  pool:stop(not ok)
+  if restore_blas then threads.blas_threads(restore_blas) end
+  pop:commit_staged()
+  show(true)
+
+  -- the result, from the store
+  local result = { events = {}, schedules = {}, scores = {}, interrupted = interrupted or nil }
+  for _, ev in ipairs(pop:events(1, true)) do result.events[#result.events + 1] = reporter_mod.event_table(ev) end
+  for i = 1, n do
+    local s = pop:schedule(i)
+    local sched = { root = s.root, seed = member_seed(seed, s.root), steps = pop:member(i).steps }
+    for k, entry in ipairs(s) do
+      local h = entry.h
+      for _, name in ipairs(names) do
+        local d = space[name]
+        if d:categorical() then h[name] = d.values[h[name]]
+        elseif d.kind == "fixed" then h[name] = d.value end
+      end
+      sched[k] = { step = entry.step, h = h }
+    end
+    result.schedules[i] = sched
+    result.scores[i] = pop:curve(i)
+  end
+  local b = best_alive()
+  local best_tensors
+  if b then
+    -- the best member's state, in a state of this Lua state's own
+    local w = worker_mod.new(e, pop, { seed = seed, excluded = excluded })
+    local state = w:state_for(b, get_h(b))
+    best_tensors = {}
+    for _, p in ipairs(w.parts.tensors) do best_tensors[p.name] = p.tensor end
+    result.best = { member = b, score = pop:score(b), h = get_h(b), state = state,
+      schedule = result.schedules[b] }
+  end
+  local okw, werr = pcall(reporter.finish, reporter, result, best_tensors)
+  if not ok then
+    if interrupted and opts.out then
+      io.stderr:write(("pbt: interrupted; the run's files are in %s\n"):format(opts.out))
+    end
+    error(err, 0)
+  end
+  if not okw then error(werr, 0) end
+  return result, pop
+end
+
+return M

@@ -1,0 +1,276 @@
+--- pbt.worker: the worker of a run.  It trains one member at a time until
+-- the member is ready (or out of budget, or failed), in the caller's Lua
+-- state or in a thread with a Lua state of its own (thread_main).
+--
+-- A worker holds ONE live state, built by the experiment's init; to train
+-- member i it loads i's published state from the population store into it
+-- (unless it holds i at the store's version already), and after each step
+-- and evaluation it publishes the state with the score it earned.  So a
+-- member may train on any worker, and exploit copies published states only.
+--
+-- What a member's state is: the table init returns, walked in sorted key
+-- order: tensors (at any depth of tables), the parameters and buffers of
+-- objects with named_parameters() (pbt.nn modules), the buffers, step
+-- counts and hyperparameter fields of pbt.optim optimizers (made whole at
+-- once by opt:materialize()), and numbers and booleans.  Tables with a
+-- metatable of another kind (a Lua class) are walked like plain ones.
+-- Functions, strings and coroutines are not state: a value a member needs
+-- across steps must live in a number, a boolean or a tensor.  Tensors from
+-- pbt.shared, and names the run found in every member's state at once (a
+-- data set put in the state), are left out.
+local core = require("pbt.core")
+local autograd = require("pbt.autograd")
+local shared = require("pbt.shared")
+
+local Generator = core.Generator
+local is_tensor = autograd.is_tensor
+local is_interrupt = shared.is_interrupt
+local clock = core.clock
+local pack, unpack = string.pack, string.unpack
+
+local M = {}
+
+-- ---- a member's state ------------------------------------------------------------
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in next, t do
+    if type(k) == "string" or math.type(k) == "integer" then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) then return a < b end
+    return type(a) == "number"
+  end)
+  return keys
+end
+
+--- The parts of a state: tensors = {{name=, tensor=}}, values = {{name=,
+-- table=, key=}} (numbers and booleans), in a fixed order.  Names in
+-- `excluded` and tensors from pbt.shared are left out.
+function M.parts(state, excluded)
+  if type(state) ~= "table" then
+    error("experiment: init must return a table (the member's state)", 0)
+  end
+  excluded = excluded or {}
+  local parts = { tensors = {}, values = {} }
+  local seen = {}
+  local function add_tensor(name, t)
+    if not excluded[name] and not shared.from_shared[t] then
+      parts.tensors[#parts.tensors + 1] = { name = name, tensor = t }
+    end
+  end
+  local walk
+  local function visit(t, k, prefix, depth)
+    local v, name = rawget(t, k), prefix .. tostring(k)
+    if is_tensor(v) then add_tensor(name, v)
+    elseif type(v) == "number" or type(v) == "boolean" then
+      if not excluded[name] then parts.values[#parts.values + 1] = { name = name, table = t, key = k } end
+    elseif type(v) == "table" then
+      if type(v.named_parameters) == "function" then
+        for _, p in ipairs(v:named_parameters()) do add_tensor(name .. "." .. p[1], p[2]) end
+        if type(v.named_buffers) == "function" then
+          for _, b in ipairs(v:named_buffers()) do add_tensor(name .. "." .. b[1], b[2]) end
+        end
+      elseif type(v.materialize) == "function" and type(v.params) == "table" and v.state then
+        -- a pbt.optim optimizer: its hyperparameter fields and its state
+        -- (not its params: those are the model's)
+        v:materialize()
+        for _, f in ipairs(v.fields) do visit(v, f.name, name .. ".", depth + 1) end
+        walk(v.state, name .. ".state.", depth + 1)
+      else
+        walk(v, name .. ".", depth + 1)
+      end
+    end
+  end
+  function walk(t, prefix, depth)
+    if seen[t] or depth > 20 then return end
+    seen[t] = true
+    for _, k in ipairs(sorted_keys(t)) do visit(t, k, prefix, depth) end
+  end
+  walk(state, "", 0)
+  return parts
+end
+
+-- numbers of the value parts as the store takes them (booleans as 0 / 1)
+local function read_values(values, out)
+  for k, v in ipairs(values) do
+    local x = v.table[v.key]
+    if x == true then x = 1 elseif x == false then x = 0 end
+    out[k] = x
+  end
+  return out
+end
+
+local function write_values(values, numbers)
+  for k, v in ipairs(values) do
+    local x = numbers[k]
+    if type(v.table[v.key]) == "boolean" then x = x ~= 0 end
+    v.table[v.key] = x
+  end
+end
+M.read_values = read_values
+
+-- ---- hyperparameters between Lua and the store -----------------------------------
+
+--- Member i's hyperparameters as Lua values (choices as the values
+-- themselves, not their indices).
+function M.hparams(e, pop, i)
+  local h = pop:hparams(i)
+  for _, name in ipairs(e.names) do
+    local d = e.space[name]
+    if d:categorical() then h[name] = d.values[h[name]]
+    elseif d.kind == "fixed" then h[name] = d.value end
+  end
+  return h
+end
+
+-- ---- the worker ----------------------------------------------------------------------
+
+local Worker = {}
+Worker.__index = Worker
+
+--- A worker for experiment e on population pop.  opts: seed (the run's),
+-- excluded (names left out of states).
+function M.new(e, pop, opts)
+  return setmetatable({ e = e, pop = pop, seed = opts.seed, excluded = opts.excluded or {},
+    g = Generator(0), numbers = {} }, Worker)
+end
+
+-- The live state, loaded with member i.
+function Worker:state_for(i, h)
+  local pop = self.pop
+  if not self.state then
+    -- the template: init's state for this member's hyperparameters, with a
+    -- generator of its own (the member's weights come from the store)
+    local state = self.e.init(h, Generator(self.seed * 7 + 3))
+    self.parts = M.parts(state, self.excluded)
+    self.tensors = {}
+    for k, p in ipairs(self.parts.tensors) do self.tensors[k] = p.tensor end
+    self.state = state
+  end
+  local version = pop:version(i)
+  if self.member ~= i or self.version ~= version then
+    self.member = nil
+    local numbers
+    numbers, self.version = pop:load(i, self.tensors, self.g)
+    write_values(self.parts.values, numbers)
+    self.member = i
+  end
+  return self.state
+end
+
+local READY, BUDGET, FAILED = 1, 2, 3
+M.READY, M.BUDGET, M.FAILED = READY, BUDGET, FAILED
+
+local function message(err)
+  local ok, msg = pcall(tostring, err)
+  return ok and msg or "an error that cannot be printed"
+end
+
+--- Trains member i: task = {member =, limit = work at which the slot
+-- stops, since = steps since its last decision, deadline = clock time or
+-- -1}.  Returns the outcome {member =, status = READY | BUDGET | FAILED,
+-- trained = steps, error = message, memory = true after an out-of-memory
+-- error}.
+function Worker:train(task)
+  local e, pop, i = self.e, self.pop, task.member
+  local out = { member = i, trained = 0 }
+  local function fail(msg)
+    self.member = nil -- the live state is half-trained: load it again next time
+    pop:log("failure", i, nil, msg)
+    out.status, out.error = FAILED, msg
+    out.memory = msg:find("not enough memory", 1, true) ~= nil
+    return out
+  end
+  local h = M.hparams(e, pop, i)
+  local ok, state = pcall(self.state_for, self, i, h)
+  if not ok then
+    if is_interrupt(state) then error(state, 0) end
+    return fail("init: " .. message(state))
+  end
+  if e.apply then
+    local ok2, err = pcall(e.apply, state, h)
+    if not ok2 then
+      if is_interrupt(err) then error(err, 0) end
+      return fail("apply: " .. message(err))
+    end
+  end
+  local m = pop:member(i)
+  local steps, work, since = m.steps, m.work, task.since
+  local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
+  while true do
+    if work >= task.limit or (task.deadline >= 0 and clock() >= task.deadline) then
+      out.status = BUDGET
+      return out
+    end
+    local okstep, err = pcall(e.step, state, h, g)
+    local score
+    if okstep then
+      okstep, score = pcall(e.eval, state, h)
+      if not okstep then err = score
+      elseif type(score) ~= "number" then
+        okstep = false
+        err = is_tensor(score) and "eval returned a pbt.Tensor, not a number (use :item())"
+          or ("eval returned %s, not a number"):format(type(score))
+      elseif score ~= score then
+        okstep, err = false, "eval returned NaN"
+      end
+    end
+    out.trained = out.trained + 1
+    if not okstep then
+      if is_interrupt(err) then error(err, 0) end
+      return fail(message(err))
+    end
+    steps, work, since = steps + 1, work + 1, since + 1
+    pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
+    self.version = self.version + 1
+    if e.ready({ step = steps, since = since }) then
+      pop:log("ready", i)
+      out.status = READY
+      return out
+    end
+  end
+end
+
+-- ---- tasks and outcomes as messages between threads -------------------------------
+
+function M.encode_task(t) return pack("<i8i8i8d", t.member, t.limit, t.since, t.deadline) end
+
+function M.decode_task(s)
+  local member, limit, since, deadline = unpack("<i8i8i8d", s)
+  return { member = member, limit = limit, since = since, deadline = deadline }
+end
+
+function M.encode_outcome(o)
+  return pack("<i8Bi8Bs4", o.member, o.status, o.trained, o.memory and 1 or 0, o.error or "")
+end
+
+function M.decode_outcome(s)
+  local member, status, trained, memory, err = unpack("<i8Bi8Bs4", s)
+  return { member = member, status = status, trained = trained, memory = memory == 1,
+    error = err ~= "" and err or nil }
+end
+
+--- The body of a worker thread (see pbt.core.threads.start): loads the
+-- experiment file itself, then trains the members the tasks name until the
+-- tasks channel closes.  Returns "restart" after a member ran the state out
+-- of memory (the thread then starts again with a fresh state).
+function M.thread_main()
+  local json = require("pbt.json")
+  local experiment = require("pbt.experiment")
+  local ctx = core.threads.context()
+  local args = json.decode(ctx.args)
+  local excluded = {}
+  for _, name in ipairs(args.excluded) do excluded[name] = true end
+  local e = experiment.load(args.file, args.file_args)
+  local w = M.new(e, ctx.population, { seed = args.seed, excluded = excluded })
+  while true do
+    local msg = ctx.tasks:receive()
+    if not msg then return "done" end
+    local out = w:train(M.decode_task(msg))
+    ctx.results:send(M.encode_outcome(out))
+    if out.memory then return "restart" end
+  end
+end
+
+return M
