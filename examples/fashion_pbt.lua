@@ -11,24 +11,38 @@
 --   make run                                       (the README's main job)
 --   lua5.4 examples/fashion_pbt.lua [OUT_DIR] [SEED]
 --   PBT_STEPS=40 lua5.4 examples/fashion_pbt.lua ...   (a longer budget: 16 steps by default)
+--   PBT_WORKERS=1 lua5.4 examples/fashion_pbt.lua ...  (worker threads: the cores by default)
 --   lua5.4 lua/pbt/cli.lua run examples/fashion_pbt.lua --out DIR   (PBT only)
 --
+-- The file is also the experiment file: loaded with pbt.load_experiment(path,
+-- {pbt = true|false, seed = s}) (or by `pbt run`, which means PBT with seed
+-- 1) it returns the experiment, and every worker thread loads it so.  The
+-- data set is loaded once per process with pbt.shared.
+--
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
-if not package.loaded.pbt then -- run from a checkout: use its lua/ and build/
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
+if not package.loaded.pbt and not pcall(require, "pbt") then
+  -- run from a checkout: use its lua/ and build/ (found from this file's path)
+  local root = (arg and arg[0] or ""):match("^(.*)/examples/[^/]*$") or "."
+  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  package.cpath = root .. "/build/?.so;" .. package.cpath
 end
 local pbt = require("pbt")
 local nn, optim, data, T = pbt.nn, pbt.optim, pbt.data, pbt.tensor
 
-local as_script = arg and arg[0] and arg[0]:match("fashion_pbt%.lua$")
+local args = ...
+local as_script = type(args) ~= "table" and arg and arg[0] and arg[0]:match("fashion_pbt%.lua$")
+args = type(args) == "table" and args or {}
 local out_dir = as_script and arg[1] or "runs/fashion_pbt"
-local seed = as_script and tonumber(arg[2]) or 1
+local seed = as_script and tonumber(arg[2]) or args.seed or 1
 
--- the data: a validation split of the training set scores the members;
--- the test set is only used to report the winners
-local train, test = data.fashion_mnist()
-local x_train, y_train, x_val, y_val = data.split(train.x, train.y, 0.1, pbt.Generator(seed))
+-- the data, once per process: a validation split of the training set
+-- scores the members; the test set is only used to report the winners
+local d = pbt.shared("fashion-mnist/" .. seed, function()
+  local train, test = data.fashion_mnist()
+  local xt, yt, xv, yv = data.split(train.x, train.y, 0.1, pbt.Generator(seed))
+  return { x_train = xt, y_train = yt, x_val = xv, y_val = yv, test = test }
+end)
+local x_train, y_train, x_val, y_val, test = d.x_train, d.y_train, d.x_val, d.y_val, d.test
 
 local STEP_BATCHES = 100 -- minibatches per PBT step
 
@@ -70,16 +84,21 @@ local function experiment(name, pbt_on)
   }
 end
 
-if not as_script then return experiment("fashion PBT", true) end
+if not as_script then
+  local on = args.pbt ~= false
+  return experiment(on and "fashion PBT" or "fashion random search", on)
+end
 
 local function test_accuracy(state)
   return pbt.no_grad(function() return nn.accuracy(state.model(test.x), test.y) end)
 end
 
 local results = {}
+local workers = tonumber(os.getenv("PBT_WORKERS") or "") or pbt.core.threads.cpu_count()
 for _, method in ipairs({ { "PBT", true, out_dir }, { "random search", false, nil } }) do
   local t0 = pbt.clock()
-  local r = experiment("fashion " .. method[1], method[2]):run{ out = method[3] }
+  local e = pbt.load_experiment(arg[0], { pbt = method[2], seed = seed })
+  local r = e:run{ out = method[3], workers = workers }
   results[method[1]] = r
   print(("%-14s best validation accuracy %.2f%% (member %d), test accuracy %.2f%%, %.0f s")
     :format(method[1], 100 * r.best.score, r.best.member, 100 * test_accuracy(r.best.state),

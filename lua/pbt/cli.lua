@@ -2,10 +2,12 @@
 --- The `pbt` command (installed by the rockspec; from a checkout run
 -- `lua5.4 lua/pbt/cli.lua ...` after `make`).
 --
---   pbt run FILE [--out DIR] [--seed S] [--quiet]
---       runs the experiment FILE returns (pbt.experiment{...}); writes the
---       run directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt,
---       scores.svg, hparam_*.svg, lineage.svg) and prints the best member
+--   pbt run FILE [--out DIR] [--seed S] [--workers N] [--quiet]
+--       runs the experiment FILE returns (pbt.experiment{...}) on N worker
+--       threads (default: the cores this process may use); writes the run
+--       directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt,
+--       scores.svg, hparam_*.svg, lineage.svg) and prints the best member.
+--       Ctrl-C stops the run, writes its files and exits with status 130.
 --   pbt replay FILE RUN_DIR [--member I]
 --       trains one fresh member following member I's recorded schedule
 --       (default: the best member of that run) and prints its final score
@@ -22,7 +24,7 @@ end
 local M = {}
 
 local usage = [==[
-usage: pbt run FILE [--out DIR] [--seed S] [--quiet]
+usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--quiet]
        pbt replay FILE RUN_DIR [--member I]]==]
 
 local function parse(args)
@@ -30,7 +32,7 @@ local function parse(args)
   local i = 1
   while i <= #args do
     local a = args[i]
-    if a == "--out" or a == "--seed" or a == "--member" then
+    if a == "--out" or a == "--seed" or a == "--member" or a == "--workers" then
       if not args[i + 1] then error("pbt: " .. a .. " needs a value\n" .. usage, 0) end
       opts[a:sub(3)] = args[i + 1]
       i = i + 2
@@ -59,7 +61,8 @@ function M.main(args)
   if cmd == "run" and pos[2] then
     local e = pbt.load_experiment(pos[2])
     local out = opts.out or ("pbt-run-" .. os.date("%Y%m%d-%H%M%S"))
-    local result = e:run{ out = out, seed = opts.seed and integer("seed", opts.seed), quiet = opts.quiet }
+    local result = e:run{ out = out, seed = opts.seed and integer("seed", opts.seed), quiet = opts.quiet,
+      workers = opts.workers and integer("workers", opts.workers) }
     local b = result.best
     if b then
       local hs = {}
@@ -94,6 +97,10 @@ end
 if arg and arg[0] and arg[0]:match("cli%.lua$") or (arg and arg[0] and arg[0]:match("pbt$")) then
   local ok, code = pcall(M.main, arg)
   if not ok then
+    if type(code) == "string" and code:find("interrupted!$") then
+      io.stderr:write("pbt: interrupted\n")
+      os.exit(130)
+    end
     io.stderr:write(tostring(code), "\n")
     os.exit(1)
   end

@@ -45,6 +45,8 @@ local submodules = {
   population = "pbt.population", space = "pbt.space",
 }
 local from_experiment = { experiment = true, replay = true, load_experiment = "load" }
+-- pbt.shared(name, loader): data loaded once per process, shared by workers
+pbt.shared = require("pbt.shared").shared
 setmetatable(pbt, {
   __index = function(t, k)
     local name = submodules[k]

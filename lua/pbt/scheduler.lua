@@ -248,6 +248,18 @@ function M.run(e, opts)
       workers = nworkers, exploits = exploits, deadline = deadline, seconds = budget.seconds }, final)
   end
 
+  -- a rule's error fails the member it was deciding for (a failure event
+  -- naming the rule) and stops the run; the files are still written
+  local function rule(what, i, fn, ...)
+    local ok, a = pcall(fn, ...)
+    if ok then return a end
+    if is_interrupt(a) then error(a, 0) end
+    local okm, msg = pcall(tostring, a)
+    msg = ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed")
+    pop:log("failure", i, nil, msg)
+    fail("member %d: %s", i, msg)
+  end
+
   -- the decision for member i: copy donor d (when given), then explore
   local function decide(i, d)
     local base
@@ -260,7 +272,7 @@ function M.run(e, opts)
     else
       base = get_h(i)
     end
-    local h = e.explore(copy_h(base), space, G, view, i)
+    local h = rule("explore", i, e.explore, copy_h(base), space, G, view, i)
     check_h("explore", h)
     set_h(i, h)
     pop:schedule_mark(i)
@@ -304,8 +316,11 @@ function M.run(e, opts)
   else
     pool = local_pool(worker_mod.new(e, pop, { seed = seed, excluded = excluded }))
   end
+  -- OpenBLAS runs one thread per worker: no two thread pools fight for the
+  -- cores, and an experiment file gives the same numbers on any number of
+  -- workers (a product split over two BLAS threads may round otherwise)
   local restore_blas
-  if nworkers > 1 then restore_blas = threads.blas_threads(1) end
+  if nworkers > 1 or e.file then restore_blas = threads.blas_threads(1) end
 
   local since = {}
   for i = 1, n do since[i] = 0 end
@@ -371,9 +386,14 @@ function M.run(e, opts)
       if e.exploit.all then
         local any = false
         for _ in pairs(ready) do any = true end
-        if any then donors = e.exploit.all(view, G, mode) end
+        if any then donors = rule("exploit", todo[1], e.exploit.all, view, G, mode) end
+        if type(donors) ~= "table" then
+          fail("the exploit rule's all() returned %s, not a table recipient -> donor", type(donors))
+        end
       else
-        for _, i in ipairs(todo) do if ready[i] then donors[i] = e.exploit.one(view, i, G, mode) end end
+        for _, i in ipairs(todo) do
+          if ready[i] then donors[i] = rule("exploit", i, e.exploit.one, view, i, G, mode) end
+        end
       end
       for _, i in ipairs(todo) do
         if ready[i] then
@@ -392,11 +412,16 @@ function M.run(e, opts)
     local ranked, decisions = nil, 0 -- truncation ranks once per n decisions
     local function donor_for(i)
       if e.exploit.all then
-        if not ranked or decisions >= n then ranked, decisions = e.exploit.all(view, G, mode), 0 end
+        if not ranked or decisions >= n then
+          ranked, decisions = rule("exploit", i, e.exploit.all, view, G, mode), 0
+          if type(ranked) ~= "table" then
+            fail("the exploit rule's all() returned %s, not a table recipient -> donor", type(ranked))
+          end
+        end
         decisions = decisions + 1
         return ranked[i]
       end
-      return e.exploit.one(view, i, G, mode)
+      return rule("exploit", i, e.exploit.one, view, i, G, mode)
     end
     local last_flush = clock()
     while true do

@@ -224,7 +224,12 @@ function Worker:train(task)
     steps, work, since = steps + 1, work + 1, since + 1
     pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
     self.version = self.version + 1
-    if e.ready({ step = steps, since = since }) then
+    local okr, is_ready = pcall(e.ready, { step = steps, since = since })
+    if not okr then
+      if is_interrupt(is_ready) then error(is_ready, 0) end
+      return fail("the ready rule: " .. message(is_ready))
+    end
+    if is_ready then
       pop:log("ready", i)
       out.status = READY
       return out
