@@ -118,7 +118,7 @@ valgrind: deps
 	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core build/debug/test_population
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_population
-	$(MAKE) --no-print-directory BUILD=build/debug \
+	PBT_VALGRIND=1 $(MAKE) --no-print-directory BUILD=build/debug \
 	  BUSTED="valgrind -q --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=1 $(LUA) /usr/bin/busted --ignore-lua" \
 	  test-lua
 
