@@ -265,6 +265,8 @@ function M.thread_main()
   local experiment = require("pbt.experiment")
   local ctx = core.threads.context()
   local args = json.decode(ctx.args)
+  -- the storage caches of the workers share one process-wide limit
+  core.allocator_limit(core.allocator_limit() // ctx.count)
   local excluded = {}
   for _, name in ipairs(args.excluded) do excluded[name] = true end
   local e = experiment.load(args.file, args.file_args)
