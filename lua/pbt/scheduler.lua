@@ -133,19 +133,19 @@ function M.run(e, opts)
       "--workers %d`", nworkers, nworkers, nworkers)
   end
   nworkers = math.min(nworkers, n)
+  local memory_limit = opts.memory_limit
+  if memory_limit ~= nil and (math.type(memory_limit) ~= "integer" or memory_limit < 0) then
+    fail("memory_limit must be a non-negative integer (bytes), got %s", tostring(memory_limit))
+  end
+  if memory_limit ~= nil and not e.file then
+    fail("memory_limit caps the Lua heap of worker threads, and an experiment built in a script " ..
+      "trains in the script's own state: load the experiment from a file")
+  end
 
   local function set_h(i, h)
     for _, name in ipairs(names) do pop:set_hparam(i, name, to_store(space[name], h[name])) end
   end
   local function get_h(i) return worker_mod.hparams(e, pop, i) end
-  local function check_h(what, h)
-    if type(h) ~= "table" then fail("%s must return a table of hyperparameters, got %s", what, type(h)) end
-    for _, name in ipairs(names) do
-      if not space[name]:contains(h[name]) then
-        fail("%s gave %s = %s, outside %s", what, name, tostring(h[name]), tostring(space[name]))
-      end
-    end
-  end
 
   -- the members' first states, made here: init with each member's own
   -- generator; the state's tensors are cloned into store-owned buffers
@@ -248,16 +248,37 @@ function M.run(e, opts)
       workers = nworkers, exploits = exploits, deadline = deadline, seconds = budget.seconds }, final)
   end
 
-  -- a rule's error fails the member it was deciding for (a failure event
-  -- naming the rule) and stops the run; the files are still written
+  -- a rule that raises, or returns what it must not, fails the member it
+  -- was deciding for (a failure event naming the rule) and stops the run;
+  -- the files are still written
+  local function rule_failed(i, msg)
+    pop:log("failure", i, nil, msg)
+    fail("member %d: %s", i, msg)
+  end
   local function rule(what, i, fn, ...)
     local ok, a = pcall(fn, ...)
     if ok then return a end
     if is_interrupt(a) then error(a, 0) end
     local okm, msg = pcall(tostring, a)
-    msg = ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed")
-    pop:log("failure", i, nil, msg)
-    fail("member %d: %s", i, msg)
+    rule_failed(i, ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed"))
+  end
+  local function check_explored(i, h)
+    if type(h) ~= "table" then
+      rule_failed(i, ("the explore rule returned %s, not a table of hyperparameters"):format(type(h)))
+    end
+    for _, name in ipairs(names) do
+      if not space[name]:contains(h[name]) then
+        rule_failed(i, ("the explore rule gave %s = %s, outside %s"):format(name, tostring(h[name]),
+          tostring(space[name])))
+      end
+    end
+  end
+  local function check_donors(i, donors)
+    if type(donors) ~= "table" then
+      rule_failed(i, ("the exploit rule's all() returned %s, not a table recipient -> donor")
+        :format(type(donors)))
+    end
+    return donors
   end
 
   -- the decision for member i: copy donor d (when given), then explore
@@ -273,7 +294,7 @@ function M.run(e, opts)
       base = get_h(i)
     end
     local h = rule("explore", i, e.explore, copy_h(base), space, G, view, i)
-    check_h("explore", h)
+    check_explored(i, h)
     set_h(i, h)
     pop:schedule_mark(i)
     local old, new = {}, {}
@@ -284,9 +305,12 @@ function M.run(e, opts)
   local function checked_donor(i, d)
     if d == nil then return nil end
     if math.type(d) ~= "integer" or d < 1 or d > n or d == i then
-      fail("the exploit rule returned %s for member %d: expected nil or a member index 1..%d " ..
-        "other than %d", type(d) == "string" and ("%q"):format(d) or tostring(d), i, n, i)
+      rule_failed(i, ("the exploit rule returned %s: expected nil or a member index 1..%d other than %d")
+        :format(type(d) == "string" and ("%q"):format(d) or tostring(d), n, i))
     end
+    -- a member that failed at the end of its budget keeps its last score,
+    -- which a rule may pick, but it has no state to give: no exploit
+    if pop:member(d).status ~= "alive" then return nil end
     return d
   end
 
@@ -302,17 +326,22 @@ function M.run(e, opts)
     return b
   end
 
+  local since = {} -- each member's steps since its last decision
+  for i = 1, n do since[i] = 0 end
   local last_error = {}
   local function replace(i)
     local d = best_alive(i)
-    if d then decide(i, d) end
+    if d then
+      decide(i, d)
+      since[i] = 0 -- a decision, as after a ready one
+    end
     return d
   end
 
   local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
   local pool
-  if nworkers > 1 then
-    pool = thread_pool(e, pop, nworkers, args, opts.memory_limit)
+  if nworkers > 1 or memory_limit then -- (a limited heap needs a thread of its own)
+    pool = thread_pool(e, pop, nworkers, args, memory_limit)
   else
     pool = local_pool(worker_mod.new(e, pop, { seed = seed, excluded = excluded }))
   end
@@ -322,8 +351,6 @@ function M.run(e, opts)
   local restore_blas
   if nworkers > 1 or e.file then restore_blas = threads.blas_threads(1) end
 
-  local since = {}
-  for i = 1, n do since[i] = 0 end
   local function task_for(i, slice)
     local dl = deadline or -1
     if slice and deadline then dl = math.min(deadline, clock() + slice) end
@@ -342,6 +369,8 @@ function M.run(e, opts)
     since[o.member] = since[o.member] + o.trained
     if o.status == worker_mod.FAILED then last_error[o.member] = o.error end
     show(false)
+    -- the ready rule raised: a rule's error stops the run (see rule())
+    if o.rule then fail("member %d: %s", o.member, tostring(o.error)) end
     return o
   end
 
@@ -386,10 +415,7 @@ function M.run(e, opts)
       if e.exploit.all then
         local any = false
         for _ in pairs(ready) do any = true end
-        if any then donors = rule("exploit", todo[1], e.exploit.all, view, G, mode) end
-        if type(donors) ~= "table" then
-          fail("the exploit rule's all() returned %s, not a table recipient -> donor", type(donors))
-        end
+        if any then donors = check_donors(todo[1], rule("exploit", todo[1], e.exploit.all, view, G, mode)) end
       else
         for _, i in ipairs(todo) do
           if ready[i] then donors[i] = rule("exploit", i, e.exploit.one, view, i, G, mode) end
@@ -413,10 +439,7 @@ function M.run(e, opts)
     local function donor_for(i)
       if e.exploit.all then
         if not ranked or decisions >= n then
-          ranked, decisions = rule("exploit", i, e.exploit.all, view, G, mode), 0
-          if type(ranked) ~= "table" then
-            fail("the exploit rule's all() returned %s, not a table recipient -> donor", type(ranked))
-          end
+          ranked, decisions = check_donors(i, rule("exploit", i, e.exploit.all, view, G, mode)), 0
         end
         decisions = decisions + 1
         return ranked[i]
@@ -425,7 +448,11 @@ function M.run(e, opts)
     end
     local last_flush = clock()
     while true do
-      while #queue > 0 and busy < pool.size do dispatch(table.remove(queue, 1)) end
+      -- under a time budget a turn lasts at most a member's share of it, so
+      -- that members that are rarely ready take turns on the workers
+      while #queue > 0 and busy < pool.size do
+        dispatch(table.remove(queue, 1), deadline and budget.seconds * pool.size / n)
+      end
       if busy == 0 then
         if #waiting > 0 then all_failed(waiting[1]) end
         break
@@ -458,6 +485,13 @@ function M.run(e, opts)
   end
 
   local ok, err = pcall(e.sync and sync_loop or async_loop)
+  if ok then
+    -- members that fail at their last step are not replaced: a run that
+    -- ends with every member failed has no result
+    local alive = false
+    for i = 1, n do alive = alive or pop:member(i).status == "alive" end
+    if not alive then ok, err = pcall(all_failed, 1) end
+  end
   local interrupted = not ok and is_interrupt(err)
   pool:stop(not ok)
   if restore_blas then threads.blas_threads(restore_blas) end

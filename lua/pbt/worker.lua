@@ -171,7 +171,7 @@ end
 -- stops, since = steps since its last decision, deadline = clock time or
 -- -1}.  Returns the outcome {member =, status = READY | BUDGET | FAILED,
 -- trained = steps, error = message, memory = true after an out-of-memory
--- error}.
+-- error, rule = true when the ready rule raised (the run stops)}.
 function Worker:train(task)
   local e, pop, i = self.e, self.pop, task.member
   local out = { member = i, trained = 0 }
@@ -227,6 +227,7 @@ function Worker:train(task)
     local okr, is_ready = pcall(e.ready, { step = steps, since = since })
     if not okr then
       if is_interrupt(is_ready) then error(is_ready, 0) end
+      out.rule = true
       return fail("the ready rule: " .. message(is_ready))
     end
     if is_ready then
@@ -247,13 +248,14 @@ function M.decode_task(s)
 end
 
 function M.encode_outcome(o)
-  return pack("<i8Bi8Bs4", o.member, o.status, o.trained, o.memory and 1 or 0, o.error or "")
+  local flags = (o.memory and 1 or 0) | (o.rule and 2 or 0)
+  return pack("<i8Bi8Bs4", o.member, o.status, o.trained, flags, o.error or "")
 end
 
 function M.decode_outcome(s)
-  local member, status, trained, memory, err = unpack("<i8Bi8Bs4", s)
-  return { member = member, status = status, trained = trained, memory = memory == 1,
-    error = err ~= "" and err or nil }
+  local member, status, trained, flags, err = unpack("<i8Bi8Bs4", s)
+  return { member = member, status = status, trained = trained, memory = flags & 1 ~= 0,
+    rule = flags & 2 ~= 0 or nil, error = err ~= "" and err or nil }
 end
 
 --- The body of a worker thread (see pbt.core.threads.start): loads the
