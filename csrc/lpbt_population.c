@@ -499,16 +499,20 @@ static pbt_state_number *check_number_list(lua_State *L, int arg, int64_t *n) {
 static int p_publish(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
   int64_t i = check_member(L, p, 2), nt, nn;
-  pbt_tensor **ts = check_tensor_list(L, 3, &nt);
-  pbt_state_number *nums = check_number_list(L, 4, &nn);
+  pbt_generator *g = lua_isnoneornil(L, 7) ? NULL : lpbt_check_generator(L, 7);
   double score = luaL_checknumber(L, 5);
   int64_t step = lpbt_check_size(L, 6);
   uint64_t words[PBT_GENERATOR_STATE_WORDS];
+  pbt_tensor **ts;
+  pbt_state_number *nums;
   pbt_error err;
-  if (!lua_isnoneornil(L, 7)) pbt_generator_state(lpbt_check_generator(L, 7), words);
+  lua_settop(L, 7); /* the lists' scratch space goes above the arguments */
+  ts = check_tensor_list(L, 3, &nt);
+  nums = check_number_list(L, 4, &nn);
+  if (g) pbt_generator_state(g, words);
   LPBT_CHECK(L, "publish",
              pbt_population_publish(p, i, (const pbt_tensor *const *)ts, nt, nums, nn,
-                                    lua_isnoneornil(L, 7) ? NULL : words, score, step, &err),
+                                    g ? words : NULL, score, step, &err),
              &err);
   return 0;
 }
@@ -519,8 +523,8 @@ static int p_publish(lua_State *L) {
 static int p_load(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
   int64_t i = check_member(L, p, 2), nt, nn = 0, k, version;
-  pbt_tensor **ts = check_tensor_list(L, 3, &nt);
   pbt_generator *g = lua_isnoneornil(L, 4) ? NULL : lpbt_check_generator(L, 4);
+  pbt_tensor **ts;
   pbt_member_info info;
   pbt_state_number *nums;
   uint64_t words[PBT_GENERATOR_STATE_WORDS];
@@ -528,6 +532,8 @@ static int p_load(lua_State *L) {
   pbt_error err;
   char name[8];
   pbt_state_kind kind;
+  lua_settop(L, 4); /* the lists' scratch space goes above the arguments */
+  ts = check_tensor_list(L, 3, &nt);
   LPBT_CHECK(L, "load", pbt_population_member(p, i, &info, &err), &err);
   for (k = 0; k < info.nstate; k++)
     if (pbt_population_state_name(p, i, k, name, sizeof name, &kind, &err) == PBT_OK &&

@@ -201,8 +201,16 @@ static int push_entry(lua_State *L, const pbt_shared_entry *e) {
   return 2;
 }
 
+/* A registry name at arg: a string without zero bytes. */
+static const char *check_shared_name(lua_State *L, int arg) {
+  size_t len;
+  const char *name = luaL_checklstring(L, arg, &len);
+  if (strlen(name) != len) luaL_argerror(L, arg, "name contains a zero byte");
+  return name;
+}
+
 static int t_shared_get(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = check_shared_name(L, 1);
   pbt_shared *s = state_shared(L);
   const pbt_shared_entry *e;
   if (!pbt_shared_begin(s, name, &e)) {
@@ -213,7 +221,7 @@ static int t_shared_get(lua_State *L) {
 }
 
 static int t_shared_put(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = check_shared_name(L, 1);
   size_t len;
   const char *bytes = luaL_checklstring(L, 2, &len);
   pbt_shared *s = state_shared(L);
@@ -241,7 +249,7 @@ static int t_shared_put(lua_State *L) {
 }
 
 static int t_shared_abandon(lua_State *L) {
-  pbt_shared_abandon(state_shared(L), luaL_checkstring(L, 1));
+  pbt_shared_abandon(state_shared(L), check_shared_name(L, 1));
   return 0;
 }
 

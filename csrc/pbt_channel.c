@@ -83,10 +83,10 @@ int pbt_channel_receive(pbt_channel *c, double timeout, void **data, size_t *len
   int r;
   *data = NULL;
   *len = 0;
+  if (timeout > 1e9) timeout = -1; /* over 30 years, or infinite: no limit */
   if (timeout >= 0) {
     double whole = floor(timeout);
     clock_gettime(CLOCK_REALTIME, &until);
-    if (whole > 1e9) whole = 1e9;
     until.tv_sec += (time_t)whole;
     until.tv_nsec += (long)((timeout - whole) * 1e9);
     if (until.tv_nsec >= 1000000000L) {

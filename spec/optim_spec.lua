@@ -539,6 +539,200 @@ describe("pbt.optim", function()
     end)
   end)
 
+  describe(":materialize()", function()
+    local mat_cases = {
+      { "SGD", { lr = 0.1, momentum = 0.9, dampening = 0.3 }, SGD_DEFAULTS },
+      { "SGD", { lr = 0.05, momentum = 0.8, nesterov = true, weight_decay = 0.1 }, SGD_DEFAULTS },
+      { "SGD", { lr = 0.1 }, SGD_DEFAULTS },
+      { "Adam", { lr = 0.1, weight_decay = 0.5 }, ADAM_DEFAULTS },
+      { "Adam", {}, ADAM_DEFAULTS },
+      { "AdamW", { lr = 0.1, weight_decay = 0.5 }, ADAMW_DEFAULTS },
+      { "RMSprop", { lr = 0.05, centered = true, momentum = 0.5 }, RMSPROP_DEFAULTS },
+      { "RMSprop", { lr = 0.05, alpha = 0.9, weight_decay = 0.1 }, RMSPROP_DEFAULTS },
+    }
+    local BUFFERS = {
+      SGD = { "momentum_buffer" },
+      Adam = { "exp_avg", "exp_avg_sq" },
+      AdamW = { "exp_avg", "exp_avg_sq" },
+      RMSprop = { "square_avg", "grad_avg", "momentum_buffer" },
+    }
+    -- two parameters of other shapes; grads of three steps (the second
+    -- parameter has none at step 2)
+    local P, Q = { { 1, -2 }, { 3, 0.5 } }, { 0.25, -0.75, 2 }
+    local GP = { { { 0.5, -1 }, { 0.25, 2 } }, { { -1.5, 0.75 }, { 1, -0.5 } },
+                 { { 0.1, 0.2 }, { -0.3, 0.4 } } }
+    local GQ = { { 1, -2, 0.5 }, false, { -0.25, 0.125, 3 } }
+
+    local function params(dtype)
+      return { param(P, dtype), param(Q, dtype) }
+    end
+
+    local function step(opt, ps, s, dtype)
+      ps[1].grad = T(GP[s], { dtype = dtype })
+      ps[2].grad = GQ[s] and T(GQ[s], { dtype = dtype }) or nil
+      opt:step()
+    end
+
+    local function all_zero(t)
+      for _, x in ipairs(flat(t)) do if x ~= 0 then return false end end
+      return true
+    end
+
+    for _, c in ipairs(mat_cases) do
+      local name, opts = c[1], c[2]
+      local title = name .. " " .. describe_opts(opts)
+      for _, dtype in ipairs(DTYPES) do
+        it(title .. ": three steps after it give the same bits as without it (" .. dtype .. ")",
+          function()
+            local pa, pb, pc = params(dtype), params(dtype), params(dtype)
+            local a = optim[name](pa, opts)
+            local b = optim[name](pb, opts)
+            assert.are.equal(b, b:materialize())
+            local made = {}
+            for i = 1, 2 do
+              made[i] = {}
+              for _, buf in ipairs(BUFFERS[name]) do made[i][buf] = b.state[i][buf] end
+            end
+            -- c: materialized after its first step
+            local cc = optim[name](pc, opts)
+            for s = 1, 3 do
+              step(a, pa, s, dtype)
+              step(b, pb, s, dtype)
+              step(cc, pc, s, dtype)
+              if s == 1 then cc:materialize() end
+            end
+            for i = 1, 2 do
+              assert.is_true(T.equal(pa[i]:detach(), pb[i]:detach()))
+              assert.is_true(T.equal(pa[i]:detach(), pc[i]:detach()))
+              assert.are.equal(a.state[i].step, b.state[i].step)
+              assert.are.equal(a.state[i].step, cc.state[i].step)
+              for _, buf in ipairs(BUFFERS[name]) do
+                local want = a.state[i][buf]
+                -- the buffers materialize made are the ones the steps update
+                assert.are.equal(made[i][buf], b.state[i][buf])
+                if want then
+                  assert.is_true(T.equal(want, b.state[i][buf]))
+                  assert.is_true(T.equal(want, cc.state[i][buf]))
+                else -- a buffer the configuration never uses stays zero
+                  assert.is_true(all_zero(b.state[i][buf]))
+                  assert.is_true(all_zero(cc.state[i][buf]))
+                end
+              end
+            end
+            assert.are.same({ 3, 2 }, { b.state[1].step, b.state[2].step })
+          end)
+      end
+
+      it(title .. ": its state_dict() before any step is a fresh optimizer's", function()
+        local fresh = optim[name](params("float32"), opts)
+        local mat = optim[name](params("float32"), opts):materialize()
+        local want = with_defaults(c[3], opts)
+        want.state = {}
+        assert.are.same(want, mat:state_dict())
+        assert.are.same(fresh:state_dict(), mat:state_dict())
+        -- and a fresh optimizer loads it: it still has no state
+        fresh:load_state_dict(mat:state_dict())
+        assert.are.same({}, fresh.state)
+      end)
+    end
+
+    for _, name in ipairs({ "SGD", "Adam", "AdamW", "RMSprop" }) do
+      it(name .. ": makes step 0 and zero buffers of each parameter's shape and dtype", function()
+        local p = param({ { 1, 2 }, { 3, 4 } }, "float64")
+        local q = param({ 5, 6, 7 }, "float32")
+        local opt = optim[name]({ p, q }, { lr = 0.1 })
+        assert.are.same({}, opt.state)
+        opt:materialize()
+        for i, x in ipairs({ p, q }) do
+          local st = opt.state[i]
+          local keys, want_keys = {}, { "step" }
+          for k in pairs(st) do keys[#keys + 1] = k end
+          for _, buf in ipairs(BUFFERS[name]) do want_keys[#want_keys + 1] = buf end
+          if name == "SGD" then want_keys[#want_keys + 1] = "momentum_buffer_ready" end
+          table.sort(keys)
+          table.sort(want_keys)
+          assert.are.same(want_keys, keys)
+          assert.are.equal(0, st.step)
+          assert.are.equal("integer", math.type(st.step))
+          if name == "SGD" then assert.is_false(st.momentum_buffer_ready) end
+          for _, buf in ipairs(BUFFERS[name]) do
+            local t = st[buf]
+            assert.are.same(x:shape(), t:shape())
+            assert.are.equal(x:dtype(), t:dtype())
+            assert.is_true(all_zero(t))
+            assert.are_not.equal(x, t)
+          end
+          -- each buffer has memory of its own
+          for _, buf in ipairs(BUFFERS[name]) do
+            st[buf]:fill_(1)
+            for _, other in ipairs(BUFFERS[name]) do
+              if other ~= buf then assert.is_true(all_zero(st[other])) end
+            end
+            assert.are.same(i == 1 and { 1, 2, 3, 4 } or { 5, 6, 7 }, flat(x))
+            st[buf]:fill_(0)
+          end
+          if i == 1 then
+            for _, buf in ipairs(BUFFERS[name]) do
+              assert.is_true(all_zero(opt.state[2][buf]))
+            end
+          end
+        end
+        -- a second call keeps what is there
+        local first = opt.state[1][BUFFERS[name][1]]
+        opt:materialize()
+        assert.are.equal(first, opt.state[1][BUFFERS[name][1]])
+      end)
+    end
+
+    it("SGD: momentum_buffer_ready turns true at the first step with momentum", function()
+      local p = param(P0, "float64")
+      local opt = optim.SGD({ p }, { lr = 0.1, momentum = 0.9 }):materialize()
+      local buf = opt.state[1].momentum_buffer
+      assert.is_false(opt.state[1].momentum_buffer_ready)
+      p.grad = T(G[1], { dtype = "float64" })
+      opt:step()
+      assert.is_true(opt.state[1].momentum_buffer_ready)
+      assert.are.equal(buf, opt.state[1].momentum_buffer)
+      -- the first step copies the gradient into the buffer (PyTorch's rule)
+      assert.are.same({ 0.5, -1.0 }, flat(buf))
+      assert_values(p, { 1 - 0.1 * 0.5, -2 + 0.1 * 1.0 }, "float64")
+      local sd = opt:state_dict() -- now the buffer is state
+      assert.are.equal(1, sd.state[1].step)
+      assert.are_not.equal(buf, sd.state[1].momentum_buffer) -- a clone
+      assert.is_true(T.equal(buf, sd.state[1].momentum_buffer))
+      p.grad = T(G[2], { dtype = "float64" })
+      opt:step()
+      assert.is_true(opt.state[1].momentum_buffer_ready)
+      assert_values(buf, { 0.9 * 0.5 + 0.25, 0.9 * -1.0 + 2.0 }, "float64")
+    end)
+
+    it("SGD: without momentum the buffer waits, unready and left out of state_dict()", function()
+      local pa, pb = param(P0, "float64"), param(P0, "float64")
+      local a = optim.SGD({ pa }, { lr = 0.1 })
+      local b = optim.SGD({ pb }, { lr = 0.1 }):materialize()
+      local buf = b.state[1].momentum_buffer
+      for s = 1, 3 do
+        if s == 3 then a.momentum, b.momentum = 0.9, 0.9 end
+        pa.grad = T(G[s], { dtype = "float64" })
+        pb.grad = T(G[s], { dtype = "float64" })
+        a:step()
+        b:step()
+        if s == 2 then
+          assert.is_false(b.state[1].momentum_buffer_ready)
+          assert.is_true(all_zero(buf))
+          assert.are.same({ step = 2 }, b:state_dict().state[1])
+          assert.are.same(a:state_dict(), b:state_dict())
+        end
+      end
+      -- momentum switched on at step 3: its first momentum step copies d
+      assert.is_true(b.state[1].momentum_buffer_ready)
+      assert.are.equal(buf, b.state[1].momentum_buffer)
+      assert.are.same({ -1.5, 0.75 }, flat(buf))
+      assert.is_true(T.equal(pa:detach(), pb:detach()))
+      assert.is_true(T.equal(a.state[1].momentum_buffer, buf))
+    end)
+  end)
+
   describe("errors", function()
     local p = param(P0)
     local cases = {

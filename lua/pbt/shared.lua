@@ -29,6 +29,7 @@ M.from_shared = from_shared
 local function encode(v, tensors, out, path, seen)
   local ty = type(v)
   if is_tensor(v) then
+    if core.is_released(v) then error(("%s is a released tensor"):format(path), 0) end
     tensors[#tensors + 1] = v
     out[#out + 1] = pack("<c1i4", "T", #tensors)
   elseif ty == "boolean" then out[#out + 1] = pack("<c1B", "b", v and 1 or 0)
@@ -36,13 +37,12 @@ local function encode(v, tensors, out, path, seen)
   elseif ty == "number" then out[#out + 1] = pack("<c1d", "f", v)
   elseif ty == "string" then out[#out + 1] = pack("<c1s4", "s", v)
   elseif ty == "table" then
-    if seen[v] then error(("pbt.shared: the value has a cycle at %s"):format(path), 0) end
+    if seen[v] then error(("the value has a cycle at %s"):format(path), 0) end
     seen[v] = true
     out[#out + 1] = "{"
     for k, x in next, v do
       if type(k) ~= "string" and math.type(k) ~= "integer" then
-        error(("pbt.shared: %s has a key of type %s (strings and integers only)")
-          :format(path, type(k)), 0)
+        error(("%s has a key of type %s (strings and integers only)"):format(path, type(k)), 0)
       end
       encode(k, tensors, out, path, seen)
       encode(x, tensors, out, path .. "." .. tostring(k), seen)
@@ -50,8 +50,8 @@ local function encode(v, tensors, out, path, seen)
     out[#out + 1] = "}"
     seen[v] = nil
   else
-    error(("pbt.shared: %s is a %s: a shared value holds tables, tensors, numbers, " ..
-      "strings and booleans"):format(path, ty), 0)
+    error(("%s is a %s: a shared value holds tables, tensors, numbers, strings and booleans")
+      :format(path, ty), 0)
   end
 end
 
@@ -88,21 +88,31 @@ end
 local function is_interrupt(err) return type(err) == "string" and err:find("interrupted!$") ~= nil end
 M.is_interrupt = is_interrupt
 
+-- the names this state is loading (a loader asking for its own name would
+-- wait for itself)
+local loading = {}
+
 function M.shared(name, loader)
-  if type(name) ~= "string" or name == "" then
-    error(("pbt.shared: name must be a non-empty string, got %s"):format(type(name)), 2)
+  if type(name) ~= "string" or name == "" or name:find("\0", 1, true) then
+    error(("pbt.shared: name must be a non-empty string without zero bytes, got %s")
+      :format(type(name) == "string" and ("%q"):format(name) or type(name)), 2)
+  end
+  if loading[name] then
+    error(("pbt.shared: the loader of '%s' asks for '%s' itself"):format(name, name), 0)
   end
   if type(loader) ~= "function" then
     error(("pbt.shared: loader must be a function, got %s"):format(type(loader)), 2)
   end
   local bytes, tensors = threads.shared_get(name)
   if bytes then return decode(bytes, tensors) end
+  loading[name] = true
   local ok, v = pcall(function()
     local value = loader()
     local ts, out = {}, {}
     encode(value, ts, out, name, {})
     return { table.concat(out), ts }
   end)
+  loading[name] = nil
   if not ok then
     threads.shared_abandon(name)
     error(is_interrupt(v) and v or ("pbt.shared: loading '%s' failed: %s"):format(name, tostring(v)), 0)
