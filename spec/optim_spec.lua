@@ -731,6 +731,28 @@ describe("pbt.optim", function()
       assert.is_true(T.equal(pa:detach(), pb:detach()))
       assert.is_true(T.equal(a.state[1].momentum_buffer, buf))
     end)
+
+    it("keeps the whole state through load_state_dict of a fresh optimizer's state_dict", function()
+      local pa, pb = params("float64"), params("float64")
+      local opts = { lr = 0.1, momentum = 0.9, dampening = 0.3 }
+      local a = optim.SGD(pa, opts)          -- never materialized
+      local b = optim.SGD(pb, opts):materialize()
+      step(b, pb, 1, "float64")
+      local buf = b.state[1].momentum_buffer
+      b:load_state_dict(optim.SGD(params("float64"), opts):state_dict())
+      -- the same buffer, zeroed, its first step to come again; step counts 0
+      assert.are.equal(buf, b.state[1].momentum_buffer)
+      assert.is_true(all_zero(buf))
+      assert.is_false(b.state[1].momentum_buffer_ready)
+      assert.are.equal(0, b.state[2].step)
+      -- from there it steps as a fresh optimizer does (from b's parameters)
+      pbt.no_grad(function() for k = 1, 2 do pa[k]:copy_(pb[k]) end end)
+      for s = 2, 3 do
+        step(a, pa, s, "float64")
+        step(b, pb, s, "float64")
+      end
+      for k = 1, 2 do assert.are.same(flat(pa[k]), flat(pb[k])) end
+    end)
   end)
 
   describe("errors", function()

@@ -180,7 +180,9 @@ end
 -- start (PBT's store keeps it that way).  A buffer whose first step must
 -- start from the gradient instead of from zeros (SGD's momentum_buffer)
 -- gets a flag `<buffer>_ready = false` that the step turns true.  Updates
--- after materialize() give the same numbers as without it.  Returns self.
+-- after materialize() give the same numbers as without it, and
+-- load_state_dict() keeps the whole state (what sd lacks becomes step 0 and
+-- zero buffers).  Returns self.
 function Optimizer:materialize()
   local state, init_flags = self.state, getmetatable(self).init_flags or {}
   for i, p in ipairs(self.params) do
@@ -193,6 +195,7 @@ function Optimizer:materialize()
       end
     end
   end
+  self.materialized = true
   return self
 end
 
@@ -285,16 +288,22 @@ function Optimizer:load_state_dict(sd)
   end
   -- all checked: apply
   for _, f in ipairs(self.fields) do self[f.name] = copy_value(sd[f.name]) end
+  -- a materialized optimizer keeps its whole state (what is absent from sd
+  -- becomes step 0 and zero buffers), so that its parts stay the same
+  local materialized = self.materialized
   for i, p in ipairs(params) do
     local e, st = state[i], self.state[i]
-    if e == nil then
+    if e == nil and not materialized then
       self.state[i] = nil
     else
+      e = e or { step = 0 }
       st = st or {}
       st.step = e.step
       for _, b in ipairs(self.buffers) do
         local src = e[b]
-        if src == nil then
+        if src == nil and materialized then
+          st[b]:zero_()
+        elseif src == nil then
           st[b] = nil
         else
           local dst = st[b] or zeros_like(p)
