@@ -482,6 +482,34 @@ describe("the runner", function()
     end)
   end)
 
+  describe("member states", function()
+    it("publishes the tensor a step put in place of another (w = w * k, not in place)", function()
+      for _, sync in ipairs({ true, false }) do
+        local e = pbt.experiment{
+          population = 2, seed = 5, sync = sync, mode = "min",
+          space = { lr = pbt.uniform(0.1, 0.5) },
+          initial = { { lr = 0.2 }, { lr = 0.4 } },
+          init = function(_, g) return { w = T.randn(3, { generator = g, dtype = "float64" }) } end,
+          step = function(st, h) st.w = st.w * (1 - h.lr) end,
+          eval = function(st) return (st.w * st.w):sum():item() end,
+          ready = pbt.ready.every(2), exploit = function() return nil end,
+          explore = function(h) return h end, budget = { steps = 6 },
+        }
+        local r = e:run{ progress = false }
+        for i, lr in ipairs({ 0.2, 0.4 }) do
+          -- member i's w: its first draws, times (1 - lr) six times
+          local w0 = T.randn(3, { generator = pbt.Generator(member_seed(5, i)), dtype = "float64" })
+          local want = (w0 * w0):sum():item() * (1 - lr) ^ 12
+          assert.near(want, r.scores[i][6][2], 1e-12 * want)
+        end
+        -- the best member's state is the published one: its w gives its score
+        local w = r.best.state.w
+        assert.are.equal(r.best.score, (w * w):sum():item())
+        assert.are.equal(2, r.best.member)
+      end
+    end)
+  end)
+
   describe("explore", function()
     it("gets (h, space, g, view, i) and its events carry the old and new hyperparameters", function()
       local space = { lr = pbt.uniform(0.1, 1), act = pbt.choice{ "relu", "tanh" } }

@@ -54,15 +54,17 @@ function M.parts(state, excluded)
   excluded = excluded or {}
   local parts = { tensors = {}, values = {} }
   local seen = {}
-  local function add_tensor(name, t)
+  -- (table, key): where a tensor of a plain table sits, so that a step
+  -- that puts a new tensor there is noticed (see Worker:refresh)
+  local function add_tensor(name, t, table, key)
     if not excluded[name] and not shared.from_shared[t] then
-      parts.tensors[#parts.tensors + 1] = { name = name, tensor = t }
+      parts.tensors[#parts.tensors + 1] = { name = name, tensor = t, table = table, key = key }
     end
   end
   local walk
   local function visit(t, k, prefix, depth)
     local v, name = rawget(t, k), prefix .. tostring(k)
-    if is_tensor(v) then add_tensor(name, v)
+    if is_tensor(v) then add_tensor(name, v, t, k)
     elseif type(v) == "number" or type(v) == "boolean" then
       if not excluded[name] then parts.values[#parts.values + 1] = { name = name, table = t, key = k } end
     elseif type(v) == "table" then
@@ -134,6 +136,20 @@ Worker.__index = Worker
 function M.new(e, pop, opts)
   return setmetatable({ e = e, pop = pop, seed = opts.seed, excluded = opts.excluded or {},
     g = Generator(0), numbers = {} }, Worker)
+end
+
+-- Walks the live state again when a step put new tensors where the parts
+-- had others (`state.w = state.w - lr * grad` instead of an update in
+-- place): the store then receives the new ones (same names and shapes).
+function Worker:refresh()
+  for _, p in ipairs(self.parts.tensors) do
+    if p.table and rawget(p.table, p.key) ~= p.tensor then
+      self.parts = M.parts(self.state, self.excluded)
+      self.tensors = {}
+      for k, q in ipairs(self.parts.tensors) do self.tensors[k] = q.tensor end
+      return
+    end
+  end
 end
 
 -- The live state, loaded with member i.
@@ -222,6 +238,8 @@ function Worker:train(task)
       return fail(message(err))
     end
     steps, work, since = steps + 1, work + 1, since + 1
+    self:refresh()
+    tensors, values = self.tensors, self.parts.values
     pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
     self.version = self.version + 1
     local okr, is_ready = pcall(e.ready, { step = steps, since = since })
