@@ -594,6 +594,19 @@ static int p_version(lua_State *L) {
   return 1;
 }
 
+/* pop:counts(i) -> steps, work: member i's step count (through its
+ * lineage) and the steps its slot trained */
+static int p_counts(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2);
+  pbt_member_info m;
+  pbt_error err;
+  LPBT_CHECK(L, "counts", pbt_population_member(p, i, &m, &err), &err);
+  lua_pushinteger(L, (lua_Integer)m.steps);
+  lua_pushinteger(L, (lua_Integer)m.work);
+  return 2;
+}
+
 /* pop:score(i) -> member i's last score (NaN when it has none) */
 static int p_score(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
@@ -777,6 +790,7 @@ static const luaL_Reg pop_methods[] = {
     {"set_busy", p_set_busy},
     {"score", p_score},
     {"version", p_version},
+    {"counts", p_counts},
     {"curve", p_curve},
     {"schedule_mark", p_schedule_mark},
     {"schedule", p_schedule},

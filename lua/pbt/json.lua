@@ -8,6 +8,7 @@ local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f"
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
 local function encode_string(s)
+  if not s:find('[%c"\\]') then return '"' .. s .. '"' end
   return '"' .. s:gsub('[%c"\\]', function(c)
     return escapes[c] or ("\\u%04x"):format(c:byte())
   end) .. '"'
@@ -59,6 +60,29 @@ local function encode(v, out, depth)
   end
 end
 
+M.encode_string = encode_string
+
+--- The text of the JSON object of t's fields named in keys (in that
+-- order), each a number, a string or a boolean: the quick way for flat
+-- records such as a member's hyperparameters.
+function M.encode_object(t, keys)
+  local parts = {}
+  for k, key in ipairs(keys) do
+    local v, text = t[key], nil
+    local ty = type(v)
+    if ty == "number" then
+      if v ~= v or v == math.huge or v == -math.huge then text = "null"
+      elseif math.type(v) == "integer" then text = tostring(v)
+      else text = ("%.17g"):format(v) end
+    elseif ty == "string" then text = encode_string(v)
+    elseif ty == "boolean" then text = tostring(v)
+    elseif v == nil then text = "null"
+    else error("json: encode_object takes numbers, strings and booleans, got a " .. ty, 2) end
+    parts[k] = encode_string(key) .. ":" .. text
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
 function M.encode(v)
   local out = {}
   encode(v, out, 0)
@@ -73,72 +97,77 @@ end
 
 local decode_value
 
-local function skip(s, i) return s:find("[^ \t\r\n]", i) or #s + 1 end
+local byte, find, sub = string.byte, string.find, string.sub
+
+local function skip(s, i) return find(s, "[^ \t\r\n]", i) or #s + 1 end
+
+local unescape = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\",
+  ["/"] = "/" }
 
 local function decode_string(s, i)
-  local parts, j = {}, i + 1
+  local j = i + 1
+  local k = find(s, '["\\]', j) -- the next quote or backslash
+  if k and byte(s, k) == 34 then return sub(s, j, k - 1), k + 1 end -- no escapes
+  local parts = {}
   while true do
-    local c = s:sub(j, j)
-    if c == "" then decode_error(s, j, "unterminated string") end
-    if c == '"' then return table.concat(parts), j + 1 end
-    if c == "\\" then
-      local e = s:sub(j + 1, j + 1)
-      local map = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/" }
-      if map[e] then parts[#parts + 1] = map[e]; j = j + 2
-      elseif e == "u" then
-        local hex = s:sub(j + 2, j + 5)
-        if not hex:match("^%x%x%x%x$") then decode_error(s, j, "bad \\u escape") end
-        parts[#parts + 1] = utf8.char(tonumber(hex, 16)); j = j + 6
-      else decode_error(s, j, "bad escape") end
-    else
-      parts[#parts + 1] = c; j = j + 1
-    end
+    if not k then decode_error(s, #s + 1, "unterminated string") end
+    if k > j then parts[#parts + 1] = sub(s, j, k - 1) end
+    if byte(s, k) == 34 then return table.concat(parts), k + 1 end
+    local e = sub(s, k + 1, k + 1)
+    if unescape[e] then parts[#parts + 1] = unescape[e]; j = k + 2
+    elseif e == "u" then
+      local hex = sub(s, k + 2, k + 5)
+      if not hex:match("^%x%x%x%x$") then decode_error(s, k, "bad \\u escape") end
+      parts[#parts + 1] = utf8.char(tonumber(hex, 16)); j = k + 6
+    else decode_error(s, k, "bad escape") end
+    k = find(s, '["\\]', j)
   end
 end
 
+local LBRACE, RBRACE, LBRACKET, RBRACKET, QUOTE, COMMA, COLON = 123, 125, 91, 93, 34, 44, 58
+
 function decode_value(s, i)
   i = skip(s, i)
-  local c = s:sub(i, i)
-  if c == "{" then
+  local c = byte(s, i)
+  if c == LBRACE then
     local obj = {}
     i = skip(s, i + 1)
-    if s:sub(i, i) == "}" then return obj, i + 1 end
+    if byte(s, i) == RBRACE then return obj, i + 1 end
     while true do
-      if s:sub(i, i) ~= '"' then decode_error(s, i, "expected a key") end
+      if byte(s, i) ~= QUOTE then decode_error(s, i, "expected a key") end
       local k
       k, i = decode_string(s, i)
       i = skip(s, i)
-      if s:sub(i, i) ~= ":" then decode_error(s, i, "expected ':'") end
+      if byte(s, i) ~= COLON then decode_error(s, i, "expected ':'") end
       obj[k], i = decode_value(s, i + 1)
       i = skip(s, i)
-      local d = s:sub(i, i)
-      if d == "}" then return obj, i + 1 end
-      if d ~= "," then decode_error(s, i, "expected ',' or '}'") end
+      local d = byte(s, i)
+      if d == RBRACE then return obj, i + 1 end
+      if d ~= COMMA then decode_error(s, i, "expected ',' or '}'") end
       i = skip(s, i + 1)
     end
-  elseif c == "[" then
+  elseif c == LBRACKET then
     local arr, n = {}, 0
     i = skip(s, i + 1)
-    if s:sub(i, i) == "]" then return arr, i + 1 end
+    if byte(s, i) == RBRACKET then return arr, i + 1 end
     while true do
       n = n + 1
       arr[n], i = decode_value(s, i)
       i = skip(s, i)
-      local d = s:sub(i, i)
-      if d == "]" then return arr, i + 1 end
-      if d ~= "," then decode_error(s, i, "expected ',' or ']'") end
+      local d = byte(s, i)
+      if d == RBRACKET then return arr, i + 1 end
+      if d ~= COMMA then decode_error(s, i, "expected ',' or ']'") end
       i = i + 1
     end
-  elseif c == '"' then return decode_string(s, i)
-  elseif s:sub(i, i + 3) == "true" then return true, i + 4
-  elseif s:sub(i, i + 4) == "false" then return false, i + 5
-  elseif s:sub(i, i + 3) == "null" then return nil, i + 4
+  elseif c == QUOTE then return decode_string(s, i)
+  elseif sub(s, i, i + 3) == "true" then return true, i + 4
+  elseif sub(s, i, i + 4) == "false" then return false, i + 5
+  elseif sub(s, i, i + 3) == "null" then return nil, i + 4
   else
     local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
     if not num or num == "" then decode_error(s, i, "unexpected character") end
-    local v = math.tointeger(tonumber(num)) or tonumber(num)
-    if num:find("[.eE]") then v = tonumber(num) + 0.0 end
-    return v, i + #num
+    if find(num, "[.eE]") then return tonumber(num) + 0.0, i + #num end
+    return math.tointeger(tonumber(num)) or tonumber(num), i + #num
   end
 end
 

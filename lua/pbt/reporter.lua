@@ -37,14 +37,43 @@ function M.new(e, pop, opts)
   return r
 end
 
---- An event as a plain table: the store's fields and those of its data.
+--- An event of pop:events() as a plain table: the store's fields and
+-- those of its data (an explore's `old` and `new`).
 function M.event_table(ev)
-  if ev.data then
-    local extra = json.decode(ev.data)
+  local text = ev.data
+  if text then
     ev.data = nil
-    for k, v in pairs(extra) do ev[k] = v end
+    for k, v in pairs(json.decode(text)) do
+      if ev[k] == nil then ev[k] = v end
+    end
   end
   return ev
+end
+
+local encode_string, fmt = json.encode_string, string.format
+
+local function number(x)
+  if x ~= x or x == math.huge or x == -math.huge then return "null" end
+  return fmt("%.17g", x)
+end
+
+--- An event of pop:events() as one line of events.jsonl: its fields in a
+-- fixed order (seq, kind, member, other, step, score, generation, detail,
+-- the fields of its data, time), so that the same run gives the same text.
+function M.event_line(ev)
+  local t = { '{"seq":', ev.seq, ',"kind":"', ev.kind, '","member":', ev.member }
+  if ev.other then t[#t + 1] = ',"other":'; t[#t + 1] = ev.other end
+  t[#t + 1] = ',"step":'
+  t[#t + 1] = ev.step
+  if ev.score then t[#t + 1] = ',"score":'; t[#t + 1] = number(ev.score) end
+  t[#t + 1] = ',"generation":'
+  t[#t + 1] = ev.generation
+  if ev.detail then t[#t + 1] = ',"detail":'; t[#t + 1] = encode_string(ev.detail) end
+  if ev.data and ev.data ~= "{}" then t[#t + 1] = ","; t[#t + 1] = ev.data:sub(2, -2) end
+  t[#t + 1] = ',"time":'
+  t[#t + 1] = fmt("%.17g", ev.time)
+  t[#t + 1] = "}"
+  return table.concat(t)
 end
 
 local function append(path, text)
@@ -64,7 +93,7 @@ function Reporter:flush()
   if #events == 0 then return end
   local lines, scores = {}, {}
   for k, ev in ipairs(events) do
-    lines[k] = json.encode(M.event_table(ev))
+    lines[k] = M.event_line(ev)
     if ev.kind == "report" then
       scores[#scores + 1] = ("%d,%d,%.17g\n"):format(ev.member, ev.step, ev.score)
     end

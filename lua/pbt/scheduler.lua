@@ -232,7 +232,8 @@ function M.run(e, opts)
   end
   local deadline = budget.seconds and t_start + budget.seconds or nil
   local function finished(i)
-    return pop:member(i).work >= limit[i] or (deadline ~= nil and clock() >= deadline)
+    local _, work = pop:counts(i)
+    return work >= limit[i] or (deadline ~= nil and clock() >= deadline)
   end
 
   local progress = opts.progress
@@ -244,6 +245,7 @@ function M.run(e, opts)
   if total >= math.maxinteger // 2 then total = nil end
   local busy = 0
   local function show(final)
+    if not progress then return end
     reporter:show({ start = t_start, steps = steps_done, total = total, busy = busy,
       workers = nworkers, exploits = exploits, deadline = deadline, seconds = budget.seconds }, final)
   end
@@ -297,9 +299,8 @@ function M.run(e, opts)
     check_explored(i, h)
     set_h(i, h)
     pop:schedule_mark(i)
-    local old, new = {}, {}
-    for _, name in ipairs(names) do old[name], new[name] = base[name], h[name] end
-    pop:log("explore", i, d, nil, json.encode({ old = old, new = new }))
+    pop:log("explore", i, d, nil, '{"new":' .. json.encode_object(h, names) .. ',"old":' ..
+      json.encode_object(base, names) .. "}")
   end
 
   local function checked_donor(i, d)
@@ -433,8 +434,13 @@ function M.run(e, opts)
   end
 
   local function async_loop()
-    local queue, waiting = {}, {}
+    -- the line of members waiting for a worker: queue[head..tail]
+    local queue, head, tail, waiting = {}, 1, n, {}
     for i = 1, n do queue[i] = i end
+    local function push(i)
+      tail = tail + 1
+      queue[tail] = i
+    end
     local ranked, decisions = nil, 0 -- truncation ranks once per n decisions
     local function donor_for(i)
       if e.exploit.all then
@@ -450,8 +456,10 @@ function M.run(e, opts)
     while true do
       -- under a time budget a turn lasts at most a member's share of it, so
       -- that members that are rarely ready take turns on the workers
-      while #queue > 0 and busy < pool.size do
-        dispatch(table.remove(queue, 1), deadline and budget.seconds * pool.size / n)
+      while head <= tail and busy < pool.size do
+        local i = queue[head]
+        queue[head], head = nil, head + 1
+        dispatch(i, deadline and budget.seconds * pool.size / n)
       end
       if busy == 0 then
         if #waiting > 0 then all_failed(waiting[1]) end
@@ -461,13 +469,13 @@ function M.run(e, opts)
       local i = o.member
       if o.status == worker_mod.FAILED then
         if not finished(i) then
-          if replace(i) then queue[#queue + 1] = i
+          if replace(i) then push(i)
           else waiting[#waiting + 1] = i end -- no member has a score yet
         end
       else
         -- a member with a score: those waiting for a donor can have one now
         for _, j in ipairs(waiting) do
-          if replace(j) then queue[#queue + 1] = j end
+          if replace(j) then push(j) end
         end
         waiting = {}
         if o.status == worker_mod.READY and not finished(i) then
@@ -475,7 +483,7 @@ function M.run(e, opts)
           if d or e.explore_always then decide(i, d) end
           since[i] = 0
         end
-        if not finished(i) then queue[#queue + 1] = i end
+        if not finished(i) then push(i) end
       end
       if clock() - last_flush >= 1 then
         reporter:flush()

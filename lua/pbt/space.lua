@@ -151,7 +151,17 @@ end
 
 --- The names of a space (a table name -> distribution), sorted, so that
 -- every iteration over a space has one order (same seed, same results).
+-- the names of each space already checked (a space does not change once
+-- an experiment has it; the cache holds the names and their count)
+local names_cache = setmetatable({}, { __mode = "k" })
+
 function M.names(space)
+  local cached = names_cache[space]
+  if cached then
+    local count = 0
+    for _ in pairs(space) do count = count + 1 end
+    if count == #cached then return cached end
+  end
   local names = {}
   for name, d in pairs(space) do
     if type(name) ~= "string" then
@@ -163,6 +173,7 @@ function M.names(space)
     names[#names + 1] = name
   end
   table.sort(names)
+  if type(space) == "table" then names_cache[space] = names end
   return names
 end
 

@@ -211,9 +211,11 @@ function Worker:train(task)
       return fail("apply: " .. message(err))
     end
   end
-  local m = pop:member(i)
-  local steps, work, since = m.steps, m.work, task.since
+  local steps, work = pop:counts(i)
+  local since = task.since
   local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
+  local m = self.ready_arg -- what the ready rule reads, one table per worker
+  if not m then m = {}; self.ready_arg = m end
   while true do
     if work >= task.limit or (task.deadline >= 0 and clock() >= task.deadline) then
       out.status = BUDGET
@@ -242,7 +244,8 @@ function Worker:train(task)
     tensors, values = self.tensors, self.parts.values
     pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
     self.version = self.version + 1
-    local okr, is_ready = pcall(e.ready, { step = steps, since = since })
+    m.step, m.since = steps, since
+    local okr, is_ready = pcall(e.ready, m)
     if not okr then
       if is_interrupt(is_ready) then error(is_ready, 0) end
       out.rule = true
