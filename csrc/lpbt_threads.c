@@ -261,9 +261,7 @@ typedef struct worker {
   pool *pool;
   int id, started;
   pthread_t thread;
-  pthread_mutex_t lock; /* guards L and interrupted */
-  lua_State *L;         /* while its state is open */
-  int interrupted;
+  int interrupted;      /* __atomic builtins: read by the worker's own hook */
   size_t used;          /* bytes of its Lua heap */
 } worker;
 
@@ -271,6 +269,7 @@ struct pool {
   int n;
   worker *w;
   char *module, *args, *path, *cpath;
+  size_t args_len;
   size_t memory_limit;
   pbt_population *pop;
   pbt_channel *tasks, *results;
@@ -295,10 +294,17 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return q;
 }
 
+/* Each worker state checks its flag every STOP_CHECK instructions, from
+ * its own thread (a hook set from another thread could race with the
+ * state's own frames); coroutines inherit the hook and the extra space
+ * that points at the worker.  While the flag is up the hook raises again
+ * at every check, so a pcall in user code cannot swallow it for long. */
+#define STOP_CHECK 1000
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
+  worker *w = *(worker **)lua_getextraspace(L);
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  if (w && __atomic_load_n(&w->interrupted, __ATOMIC_RELAXED)) luaL_error(L, "interrupted!");
 }
 
 /* Runs in the worker's fresh state: paths, the module, thread_main(). */
@@ -335,10 +341,8 @@ static void *worker_main(void *arg) {
       (void)pbt_channel_send(w->pool->results, msg, sizeof msg - 1, &err);
       break;
     }
-    pthread_mutex_lock(&w->lock);
-    w->L = L;
-    if (w->interrupted) lua_sethook(L, stop_hook, LUA_MASKCOUNT, 1);
-    pthread_mutex_unlock(&w->lock);
+    *(worker **)lua_getextraspace(L) = w;
+    lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_CHECK);
     lua_pushcfunction(L, bootstrap);
     lua_pushlightuserdata(L, w);
     status = lua_pcall(L, 1, 1, 0);
@@ -355,10 +359,8 @@ static void *worker_main(void *arg) {
         free(msg);
       }
     }
-    pthread_mutex_lock(&w->lock);
-    w->L = NULL;
-    restart = restart && !w->interrupted;
-    pthread_mutex_unlock(&w->lock);
+    restart = restart && !__atomic_load_n(&w->interrupted, __ATOMIC_RELAXED);
+    lua_sethook(L, NULL, 0, 0); /* no interruption inside the finalizers */
     lua_close(L);
     if (!restart) break;
   }
@@ -373,13 +375,7 @@ static pool *check_pool(lua_State *L, int arg) {
 
 static void pool_interrupt(pool *p) {
   int k;
-  for (k = 0; k < p->n; k++) {
-    worker *w = &p->w[k];
-    pthread_mutex_lock(&w->lock);
-    w->interrupted = 1;
-    if (w->L) lua_sethook(w->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-    pthread_mutex_unlock(&w->lock);
-  }
+  for (k = 0; k < p->n; k++) __atomic_store_n(&p->w[k].interrupted, 1, __ATOMIC_RELAXED);
 }
 
 static void pool_join(pool *p) {
@@ -392,10 +388,8 @@ static void pool_join(pool *p) {
 }
 
 static void pool_free(pool *p) {
-  int k;
   if (!p) return;
   pool_join(p);
-  for (k = 0; k < p->n; k++) pthread_mutex_destroy(&p->w[k].lock);
   free(p->w);
   free(p->module);
   free(p->args);
@@ -432,7 +426,8 @@ static int w_size(lua_State *L) {
   return 1;
 }
 
-static char *field_string(lua_State *L, int idx, const char *name, int required) {
+static char *field_string(lua_State *L, int idx, const char *name, int required,
+                          size_t *length) {
   const char *s;
   size_t len;
   char *d;
@@ -446,8 +441,20 @@ static char *field_string(lua_State *L, int idx, const char *name, int required)
   s = lua_tolstring(L, -1, &len);
   d = malloc(len + 1);
   if (d) memcpy(d, s, len + 1);
+  if (length) *length = len;
   lua_pop(L, 1);
   return d;
+}
+
+/* The channel of option `name` of the table at 1, retained. */
+static pbt_channel *option_channel(lua_State *L, const char *name) {
+  channel_box *b;
+  lpbt_rawfield(L, 1, name);
+  b = (channel_box *)luaL_testudata(L, -1, LPBT_CHANNEL);
+  if (!b || !b->c) luaL_error(L, "start: option '%s' must be a live pbt.Channel", name);
+  pbt_channel_retain(b->c);
+  lua_pop(L, 1);
+  return b->c;
 }
 
 static int t_start(lua_State *L) {
@@ -490,11 +497,10 @@ static int t_start(lua_State *L) {
   p->w = calloc((size_t)n, sizeof *p->w);
   if (!p->w) return luaL_error(L, "start: not enough memory");
   p->n = (int)n;
-  for (k = 0; k < p->n; k++) pthread_mutex_init(&p->w[k].lock, NULL);
-  p->module = field_string(L, 1, "module", 1);
-  p->args = field_string(L, 1, "args", 0);
-  p->path = field_string(L, 1, "path", 1);
-  p->cpath = field_string(L, 1, "cpath", 1);
+  p->module = field_string(L, 1, "module", 1, NULL);
+  p->args = field_string(L, 1, "args", 0, &p->args_len);
+  p->path = field_string(L, 1, "path", 1, NULL);
+  p->cpath = field_string(L, 1, "cpath", 1, NULL);
   if (!p->module || !p->path || !p->cpath) return luaL_error(L, "start: not enough memory");
   if (lpbt_rawfield(L, 1, "memory_limit") != LUA_TNIL) {
     lua_Integer m = lua_tointeger(L, -1);
@@ -504,17 +510,11 @@ static int t_start(lua_State *L) {
   }
   lua_pop(L, 1);
   lpbt_rawfield(L, 1, "population");
-  p->pop = lpbt_check_population(L, -1, "population");
+  p->pop = lpbt_check_population(L, -1, "start: option 'population'");
   pbt_population_retain(p->pop);
   lua_pop(L, 1);
-  lpbt_rawfield(L, 1, "tasks");
-  p->tasks = check_channel(L, lua_gettop(L));
-  pbt_channel_retain(p->tasks);
-  lua_pop(L, 1);
-  lpbt_rawfield(L, 1, "results");
-  p->results = check_channel(L, lua_gettop(L));
-  pbt_channel_retain(p->results);
-  lua_pop(L, 1);
+  p->tasks = option_channel(L, "tasks");
+  p->results = option_channel(L, "results");
   p->shared = state_shared(L);
   pbt_shared_retain(p->shared);
   /* the threads start with SIGINT blocked: Ctrl-C goes to this thread */
@@ -551,7 +551,7 @@ static int t_context(lua_State *L) {
   lua_pushinteger(L, w->pool->n);
   lua_setfield(L, -2, "count");
   if (w->pool->args) {
-    lua_pushstring(L, w->pool->args);
+    lua_pushlstring(L, w->pool->args, w->pool->args_len);
     lua_setfield(L, -2, "args");
   }
   lpbt_push_population(L, w->pool->pop);

@@ -32,7 +32,15 @@ pbt_status pbt_channel_new(pbt_channel **out, pbt_error *err) {
   if (!c) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   c->refcount = 1;
   pthread_mutex_init(&c->lock, NULL);
-  pthread_cond_init(&c->ready, NULL);
+  {
+    /* timed waits against the monotonic clock: a change of the wall clock
+     * does not stretch or cut them */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->ready, &attr);
+    pthread_condattr_destroy(&attr);
+  }
   *out = c;
   return PBT_OK;
 }
@@ -86,7 +94,7 @@ int pbt_channel_receive(pbt_channel *c, double timeout, void **data, size_t *len
   if (timeout > 1e9) timeout = -1; /* over 30 years, or infinite: no limit */
   if (timeout >= 0) {
     double whole = floor(timeout);
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += (time_t)whole;
     until.tv_nsec += (long)((timeout - whole) * 1e9);
     if (until.tv_nsec >= 1000000000L) {

@@ -92,12 +92,13 @@
  *   - every other function holds at most one member lock at a time (reading
  *     all scores locks the members one after another).
  * The store does not guard a tensor's data against the training code that
- * writes it: a worker that trains member i while other threads may exploit
- * from or into i should hold member i's lock across each step
- * (pbt_population_lock / pbt_population_unlock; the member lock is
- * recursive, so that worker may call the functions that touch member i,
- * but it must not call pbt_population_exploit or take another member's
- * lock while holding it).
+ * writes it.  A runner with several workers registers store-owned buffers
+ * and copies through pbt_population_publish / pbt_population_load (see
+ * "Published state"), so no thread reads tensors another one updates; a
+ * caller that registers its live tensors instead must hold member i's lock
+ * (pbt_population_lock / pbt_population_unlock; recursive) across each
+ * step while other threads may exploit from or into i, and must not call
+ * pbt_population_exploit or take another member's lock while holding it.
  *
  * Life cycle.  pbt_population_new returns a population with a reference
  * count of 1; pbt_population_retain / pbt_population_release (atomic) let

@@ -510,6 +510,88 @@ describe("the runner", function()
     end)
   end)
 
+  describe("states and decisions checked", function()
+    local function small(fields)
+      local desc = { population = 3, seed = 2, space = { lr = pbt.uniform(0.1, 0.5) },
+        init = function() return { w = T.zeros(2) } end,
+        step = function() end, eval = function() return 0 end, budget = { steps = 4 } }
+      for k, v in pairs(fields) do desc[k] = v end
+      return pbt.experiment(desc)
+    end
+
+    it("refuses states whose tensors differ in shape between members, naming the entry", function()
+      local k = 0
+      local e = small{ init = function() k = k + 1; return { w = T.zeros(k == 2 and 3 or 2) } end }
+      assert.has_error(function() e:run{ progress = false } end,
+        "experiment: member 2's state tensor 'w' is float32 [3], member 1's float32 [2]: init " ..
+        "must build tensors of the same shapes and dtypes for every member")
+    end)
+
+    it("refuses two parts of the same name", function()
+      local e = small{ init = function() return { ["a.b"] = T.zeros(1), a = { b = T.zeros(1) } } end }
+      assert.has_error(function() e:run{ progress = false } end,
+        "experiment: the state has two parts named 'a.b' (a key \"a.b\" beside a.b, or \"1\" " ..
+        "beside 1): rename one")
+    end)
+
+    it("fails a member whose step leaves a state number that is not one, and goes on", function()
+      local e = small{
+        init = function() return { w = T.zeros(1), n = 0 } end,
+        step = function(st, h) st.n = h.lr > 0.3 and "x" or st.n + 1 end,
+        initial = { { lr = 0.2 }, { lr = 0.4 }, { lr = 0.2 } },
+        exploit = function() return nil end, explore = function(h) return h end,
+      }
+      local r = e:run{ progress = false }
+      -- member 2 fails at its first step, is replaced by a copy of a member
+      -- with lr 0.2 (whose steps keep n a number) and trains its 3 others
+      assert.are.same({ "2: publishing the state: the state's 'n' is now a string, not a number or a boolean" },
+        details(r.events, "failure"))
+      assert.are.equal(1, count(r.events, "exploit", 2))
+      assert.are.equal(4, count(r.events, "report", 1))
+      assert.are.equal(3, count(r.events, "report", 2))
+    end)
+
+    it("hands an experiment file's args to worker threads with their kinds (1.0 stays a float)", function()
+      for _, w in ipairs({ 1, 2 }) do
+        local r = run_file("spec/fixtures/args.lua", { x = 1.0, n = 3, s = "a\0b" }, { workers = w })
+        for i = 1, 2 do
+          for _, p in ipairs(r.scores[i]) do assert.are.equal(1, p[2]) end
+        end
+      end
+    end)
+
+    it("takes no donor in a generation that was copied into earlier in it (sync)", function()
+      -- member 1 copies 2, then member 3 would copy 1: 1 holds 2's weights
+      -- and freshly explored hyperparameters now, not what the rule saw
+      local e = small{
+        ready = pbt.ready.every(2),
+        exploit = function(_, i) if i == 1 then return 2 elseif i == 3 then return 1 end end,
+        explore = function(h) return h end,
+      }
+      local r = e:run{ progress = false }
+      local copies = {}
+      for _, ev in ipairs(r.events) do
+        if ev.kind == "exploit" then copies[#copies + 1] = ("%d<-%d@%d"):format(ev.member, ev.other, ev.step) end
+      end
+      -- one generation decides (steps 2); the one at step 4 ends the budget
+      assert.are.same({ "1<-2@2" }, copies)
+    end)
+
+    it("replays a schedule through the experiment's apply", function()
+      local applied = {}
+      local e = small{
+        init = function() return { w = T.zeros(1), lr = 0 } end,
+        apply = function(st, h) st.lr = h.lr; applied[#applied + 1] = h.lr end,
+        step = function(st) st.w:add_(st.lr) end,
+        eval = function(st) return st.w:item() end,
+      }
+      local score = pbt.replay(e, { root = 1, seed = 1, steps = 3,
+        { step = 0, h = { lr = 0.25 } }, { step = 2, h = { lr = 0.5 } } })
+      assert.are.same({ 0.25, 0.5 }, applied)
+      assert.are.equal(0.25 + 0.25 + 0.5, score)
+    end)
+  end)
+
   describe("explore", function()
     it("gets (h, space, g, view, i) and its events carry the old and new hyperparameters", function()
       local space = { lr = pbt.uniform(0.1, 1), act = pbt.choice{ "relu", "tanh" } }

@@ -167,11 +167,13 @@ function M.replay(experiment, schedule, opts)
   local k = 1
   local h = copy_h(schedule[1].h)
   local state = e.init(copy_h(h), g)
+  if e.apply then e.apply(state, h) end
   local score
   for s = 1, steps do
     while schedule[k + 1] and schedule[k + 1].step <= s - 1 do
       k = k + 1
       h = copy_h(schedule[k].h)
+      if e.apply then e.apply(state, h) end
     end
     e.step(state, h, g)
     score = e.eval(state, h)

@@ -63,8 +63,9 @@ end
 M.encode_string = encode_string
 
 --- The text of the JSON object of t's fields named in keys (in that
--- order), each a number, a string or a boolean: the quick way for flat
--- records such as a member's hyperparameters.
+-- order): numbers, strings and booleans as themselves, any other value as
+-- the string tostring gives; the quick way for flat records such as a
+-- member's hyperparameters.
 function M.encode_object(t, keys)
   local parts = {}
   for k, key in ipairs(keys) do
@@ -77,7 +78,7 @@ function M.encode_object(t, keys)
     elseif ty == "string" then text = encode_string(v)
     elseif ty == "boolean" then text = tostring(v)
     elseif v == nil then text = "null"
-    else error("json: encode_object takes numbers, strings and booleans, got a " .. ty, 2) end
+    else text = encode_string(tostring(v)) end -- (a choice of functions, say)
     parts[k] = encode_string(key) .. ":" .. text
   end
   return "{" .. table.concat(parts, ",") .. "}"

@@ -85,7 +85,7 @@ end
 
 local function thread_pool(e, pop, n, args, memory_limit)
   local tasks, results = threads.channel(), threads.channel()
-  local workers = threads.start{ count = n, module = "pbt.worker", args = json.encode(args),
+  local workers = threads.start{ count = n, module = "pbt.worker", args = args,
     population = pop, tasks = tasks, results = results, path = package.path,
     cpath = package.cpath, memory_limit = memory_limit }
   return {
@@ -194,8 +194,17 @@ function M.run(e, opts)
           "for every member", i, kind == "values" and "numbers" or kind, b, a)
       end
     end
-    for _, p in ipairs(all_parts[i].tensors) do
-      if not excluded[p.name] then pop:set_state(i, p.name, p.tensor:clone()) end
+    for k, p in ipairs(all_parts[i].tensors) do
+      if not excluded[p.name] then
+        local q = all_parts[1].tensors[k]
+        local a, b = table.concat(q.tensor:shape(), ","), table.concat(p.tensor:shape(), ",")
+        if a ~= b or q.tensor:dtype() ~= p.tensor:dtype() then
+          fail("member %d's state tensor '%s' is %s [%s], member 1's %s [%s]: init must build " ..
+            "tensors of the same shapes and dtypes for every member", i, p.name, p.tensor:dtype(), b,
+            q.tensor:dtype(), a)
+        end
+        pop:set_state(i, p.name, p.tensor:clone())
+      end
     end
     for k, x in ipairs(worker_mod.read_values(all_parts[i].values, {})) do
       pop:set_state(i, all_parts[i].values[k].name, x)
@@ -284,14 +293,22 @@ function M.run(e, opts)
   end
 
   -- the decision for member i: copy donor d (when given), then explore
+  -- (returns whether member i was copied from d)
   local function decide(i, d)
     local base
     if d then
       local own = get_h(i)
       base = e.copy_hparams and get_h(d) or own
-      pop:exploit(i, d)
-      exploits = exploits + 1
-      if not e.copy_hparams then set_h(i, own) end
+      local ok, err = pcall(pop.exploit, pop, i, d)
+      if not ok then
+        -- a worker thread failed the donor since the rule chose it: no copy
+        if not tostring(err):find("the donor has failed", 1, true) then error(err, 0) end
+        d, base = nil, own
+        if not e.explore_always then return false end
+      else
+        exploits = exploits + 1
+        if not e.copy_hparams then set_h(i, own) end
+      end
     else
       base = get_h(i)
     end
@@ -301,6 +318,7 @@ function M.run(e, opts)
     pop:schedule_mark(i)
     pop:log("explore", i, d, nil, '{"new":' .. json.encode_object(h, names) .. ',"old":' ..
       json.encode_object(base, names) .. "}")
+    return d ~= nil
   end
 
   local function checked_donor(i, d)
@@ -340,9 +358,13 @@ function M.run(e, opts)
   end
 
   local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
+  local ok_args, packed = pcall(shared.pack, args)
+  if nworkers > 1 or memory_limit then
+    if not ok_args then fail("the experiment file's args cannot go to worker threads: %s", packed) end
+  end
   local pool
   if nworkers > 1 or memory_limit then -- (a limited heap needs a thread of its own)
-    pool = thread_pool(e, pop, nworkers, args, memory_limit)
+    pool = thread_pool(e, pop, nworkers, packed, memory_limit)
   else
     pool = local_pool(worker_mod.new(e, pop, { seed = seed, excluded = excluded }))
   end
@@ -415,17 +437,21 @@ function M.run(e, opts)
       local donors = {}
       if e.exploit.all then
         local any = false
-        for _ in pairs(ready) do any = true end
+        for _, r in pairs(ready) do any = any or r end
         if any then donors = check_donors(todo[1], rule("exploit", todo[1], e.exploit.all, view, G, mode)) end
       else
         for _, i in ipairs(todo) do
           if ready[i] then donors[i] = rule("exploit", i, e.exploit.one, view, i, G, mode) end
         end
       end
+      -- a member copied into in this generation is no donor after that: its
+      -- weights and hyperparameters are not the ones the rule saw
+      local copied = {}
       for _, i in ipairs(todo) do
         if ready[i] then
           local d = checked_donor(i, donors[i])
-          if d or e.explore_always then decide(i, d) end
+          if d and copied[d] then d = nil end
+          if d or e.explore_always then copied[i] = decide(i, d) end
           since[i] = 0
         end
       end
@@ -512,15 +538,7 @@ function M.run(e, opts)
   for i = 1, n do
     local s = pop:schedule(i)
     local sched = { root = s.root, seed = member_seed(seed, s.root), steps = pop:member(i).steps }
-    for k, entry in ipairs(s) do
-      local h = entry.h
-      for _, name in ipairs(names) do
-        local d = space[name]
-        if d:categorical() then h[name] = d.values[h[name]]
-        elseif d.kind == "fixed" then h[name] = d.value end
-      end
-      sched[k] = { step = entry.step, h = h }
-    end
+    for k, entry in ipairs(s) do sched[k] = { step = entry.step, h = worker_mod.from_store(e, entry.h) } end
     result.schedules[i] = sched
     result.scores[i] = pop:curve(i)
   end

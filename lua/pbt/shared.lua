@@ -85,6 +85,18 @@ local function decode(bytes, tensors)
   return value()
 end
 
+--- A plain value (tables, numbers with their integer or float kind,
+-- strings, booleans; no tensors) as bytes, and back: how the scheduler hands
+-- a run's context to worker threads.
+function M.pack(v)
+  local ts, out = {}, {}
+  encode(v, ts, out, "value", {})
+  if #ts > 0 then error("value holds a tensor", 0) end
+  return table.concat(out)
+end
+
+function M.unpack(bytes) return decode(bytes, {}) end
+
 local function is_interrupt(err) return type(err) == "string" and err:find("interrupted!$") ~= nil end
 M.is_interrupt = is_interrupt
 

@@ -30,6 +30,11 @@ local pack, unpack = string.pack, string.unpack
 
 local M = {}
 
+local function message(err)
+  local ok, msg = pcall(tostring, err)
+  return ok and msg or "an error that cannot be printed"
+end
+
 -- ---- a member's state ------------------------------------------------------------
 
 local function sorted_keys(t)
@@ -53,10 +58,18 @@ function M.parts(state, excluded)
   end
   excluded = excluded or {}
   local parts = { tensors = {}, values = {} }
-  local seen = {}
+  local seen, named = {}, {}
+  local function name_once(name)
+    if named[name] then
+      error(("experiment: the state has two parts named '%s' (a key \"a.b\" beside a.b, or " ..
+        "\"1\" beside 1): rename one"):format(name), 0)
+    end
+    named[name] = true
+  end
   -- (table, key): where a tensor of a plain table sits, so that a step
   -- that puts a new tensor there is noticed (see Worker:refresh)
   local function add_tensor(name, t, table, key)
+    name_once(name)
     if not excluded[name] and not shared.from_shared[t] then
       parts.tensors[#parts.tensors + 1] = { name = name, tensor = t, table = table, key = key }
     end
@@ -66,6 +79,7 @@ function M.parts(state, excluded)
     local v, name = rawget(t, k), prefix .. tostring(k)
     if is_tensor(v) then add_tensor(name, v, t, k)
     elseif type(v) == "number" or type(v) == "boolean" then
+      name_once(name)
       if not excluded[name] then parts.values[#parts.values + 1] = { name = name, table = t, key = k } end
     elseif type(v) == "table" then
       if type(v.named_parameters) == "function" then
@@ -97,7 +111,10 @@ end
 local function read_values(values, out)
   for k, v in ipairs(values) do
     local x = v.table[v.key]
-    if x == true then x = 1 elseif x == false then x = 0 end
+    if x == true then x = 1 elseif x == false then x = 0
+    elseif type(x) ~= "number" then
+      error(("the state's '%s' is now a %s, not a number or a boolean"):format(v.name, type(x)), 0)
+    end
     out[k] = x
   end
   return out
@@ -114,10 +131,9 @@ M.read_values = read_values
 
 -- ---- hyperparameters between Lua and the store -----------------------------------
 
---- Member i's hyperparameters as Lua values (choices as the values
--- themselves, not their indices).
-function M.hparams(e, pop, i)
-  local h = pop:hparams(i)
+--- Hyperparameters as the store gives them (choices as 1-based indices),
+-- turned into Lua values in place (choices as the values themselves).
+function M.from_store(e, h)
   for _, name in ipairs(e.names) do
     local d = e.space[name]
     if d:categorical() then h[name] = d.values[h[name]]
@@ -125,6 +141,9 @@ function M.hparams(e, pop, i)
   end
   return h
 end
+
+--- Member i's hyperparameters as Lua values.
+function M.hparams(e, pop, i) return M.from_store(e, pop:hparams(i)) end
 
 -- ---- the worker ----------------------------------------------------------------------
 
@@ -158,7 +177,11 @@ function Worker:state_for(i, h)
   if not self.state then
     -- the template: init's state for this member's hyperparameters, with a
     -- generator of its own (the member's weights come from the store)
-    local state = self.e.init(h, Generator(self.seed * 7 + 3))
+    local ok, state = pcall(self.e.init, h, Generator(self.seed * 7 + 3))
+    if not ok then
+      if is_interrupt(state) then error(state, 0) end
+      error("init: " .. message(state), 0)
+    end
     self.parts = M.parts(state, self.excluded)
     self.tensors = {}
     for k, p in ipairs(self.parts.tensors) do self.tensors[k] = p.tensor end
@@ -167,8 +190,9 @@ function Worker:state_for(i, h)
   local version = pop:version(i)
   if self.member ~= i or self.version ~= version then
     self.member = nil
-    local numbers
-    numbers, self.version = pop:load(i, self.tensors, self.g)
+    local ok, numbers, version = pcall(pop.load, pop, i, self.tensors, self.g)
+    if not ok then error("loading the member's state: " .. message(numbers), 0) end
+    self.version = version
     write_values(self.parts.values, numbers)
     self.member = i
   end
@@ -178,10 +202,6 @@ end
 local READY, BUDGET, FAILED = 1, 2, 3
 M.READY, M.BUDGET, M.FAILED = READY, BUDGET, FAILED
 
-local function message(err)
-  local ok, msg = pcall(tostring, err)
-  return ok and msg or "an error that cannot be printed"
-end
 
 --- Trains member i: task = {member =, limit = work at which the slot
 -- stops, since = steps since its last decision, deadline = clock time or
@@ -202,7 +222,7 @@ function Worker:train(task)
   local ok, state = pcall(self.state_for, self, i, h)
   if not ok then
     if is_interrupt(state) then error(state, 0) end
-    return fail("init: " .. message(state))
+    return fail(message(state))
   end
   if e.apply then
     local ok2, err = pcall(e.apply, state, h)
@@ -242,7 +262,10 @@ function Worker:train(task)
     steps, work, since = steps + 1, work + 1, since + 1
     self:refresh()
     tensors, values = self.tensors, self.parts.values
-    pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
+    local okp, perr = pcall(function()
+      pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
+    end)
+    if not okp then return fail("publishing the state: " .. message(perr)) end
     self.version = self.version + 1
     m.step, m.since = steps, since
     local okr, is_ready = pcall(e.ready, m)
@@ -284,11 +307,10 @@ end
 -- tasks channel closes.  Returns "restart" after a member ran the state out
 -- of memory (the thread then starts again with a fresh state).
 function M.thread_main()
-  local json = require("pbt.json")
   local experiment = require("pbt.experiment")
   local ctx = core.threads.context()
-  local args = json.decode(ctx.args)
-  -- the storage caches of the workers share one process-wide limit
+  local args = shared.unpack(ctx.args)
+  -- the workers split the storage cache limit of a state between them
   core.allocator_limit(core.allocator_limit() // ctx.count)
   local excluded = {}
   for _, name in ipairs(args.excluded) do excluded[name] = true end
