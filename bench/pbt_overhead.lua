@@ -5,14 +5,13 @@
 --
 -- (1) Time per decision for populations of 16, 64, 256 and 1024 members.
 --     async (tournament): one member's decision = report its score, log
---       "ready", read the population's scores, a binary tournament against a
---       random member, and when it loses: exploit (copy the winner's state of
---       8 KB), set one hyperparameter, log "explore".
+--       "ready", a binary tournament against a random member read in the
+--       store (pop:tournament: the two scores only), and when it loses:
+--       exploit (copy the winner's state of 8 KB), set one hyperparameter,
+--       log "explore".
 --     sync (truncation): one generation = every member reports, one
 --       truncation selection over all scores (fraction 0.2), and each of the
 --       bottom 20% exploits a top member, explores and logs; shown per member.
---     Selection is pbt.select's when that module loads; otherwise a plain Lua
---     stand-in written here (the table says which).
 -- (2) Exploit copy throughput for states of 1, 10 and 100 MB (four float32
 --     tensors of a quarter each) against a plain C memcpy of the same bytes
 --     between two pre-faulted tensor storages
@@ -28,34 +27,7 @@ local clock = pbt.clock
 
 local quick = arg and arg[1] == "--quick"
 
--- ---- selection: pbt.select when present -------------------------------------
-local has_select, select_mod = pcall(require, "pbt.select")
-local truncation, tournament, selection_name
-if has_select and select_mod.truncation and select_mod.tournament then
-  truncation, tournament = select_mod.truncation, select_mod.tournament
-  selection_name = "pbt.select"
-else
-  selection_name = "Lua stand-in (pbt.select not available)"
-  -- bottom fraction -> a random member of the top fraction (NaN ranks last)
-  truncation = function(scores, opts)
-    local g, n = opts.generator, #scores
-    local order = {}
-    for i = 1, n do order[i] = i end
-    local function key(i) local s = scores[i]; return s == s and s or -math.huge end
-    table.sort(order, function(a, b) return key(a) > key(b) end)
-    local k = math.max(1, math.floor(n * opts.fraction + 0.5))
-    local out = {}
-    for r = n - k + 1, n do out[order[r]] = order[g:integer(1, k)] end
-    return out
-  end
-  tournament = function(scores, i, opts)
-    local g, n = opts.generator, #scores
-    local j = g:integer(1, n - 1)
-    if j >= i then j = j + 1 end
-    if scores[j] > scores[i] then return j end
-    return nil
-  end
-end
+local truncation = require("pbt.select").truncation
 
 local function make_population(n, elems)
   local pop = population.new { size = n, hparams = { { name = "lr", kind = "float" } } }
@@ -87,7 +59,7 @@ local function bench_async(n, decisions)
     local i = (d - 1) % n + 1
     pop:report(i, g:uniform(), d)
     pop:log("ready", i)
-    local donor = tournament(pop:scores(), i, { generator = g })
+    local donor = pop:tournament(i, g)
     if donor then
       pop:exploit(i, donor)
       pop:set_hparam(i, "lr", pop:hparams(i).lr * 1.2)
@@ -124,8 +96,7 @@ end
 
 print("## PBT decision overhead")
 print()
-print("Command: `lua5.4 bench/pbt_overhead.lua" .. (quick and " --quick" or "") .. "`; selection: "
-  .. selection_name .. "; state per member: two float32 tensors of 1024 elements (8 KB) and a number; one thread.")
+print("Command: `lua5.4 bench/pbt_overhead.lua" .. (quick and " --quick" or "") .. "`; state per member: two float32 tensors of 1024 elements (8 KB) and a number; one thread.")
 print()
 print("| members | async decision (tournament) | exploits | sync, per member (truncation 0.2) |")
 print("|--------:|----------------------------:|---------:|----------------------------------:|")

@@ -460,12 +460,13 @@ function M.run(e, opts)
   end
 
   local function async_loop()
-    -- the line of members waiting for a worker: queue[head..tail]
-    local queue, head, tail, waiting = {}, 1, n, {}
+    -- the line of members waiting for a worker, a ring of n places:
+    -- queued members queue[head], queue[head + 1], ... (count of them)
+    local queue, head, queued, waiting = {}, 1, n, {}
     for i = 1, n do queue[i] = i end
     local function push(i)
-      tail = tail + 1
-      queue[tail] = i
+      queue[(head + queued - 1) % n + 1] = i
+      queued = queued + 1
     end
     local ranked, decisions = nil, 0 -- truncation ranks once per n decisions
     local function donor_for(i)
@@ -482,9 +483,9 @@ function M.run(e, opts)
     while true do
       -- under a time budget a turn lasts at most a member's share of it, so
       -- that members that are rarely ready take turns on the workers
-      while head <= tail and busy < pool.size do
+      while queued > 0 and busy < pool.size do
         local i = queue[head]
-        queue[head], head = nil, head + 1
+        head, queued = head % n + 1, queued - 1
         dispatch(i, deadline and budget.seconds * pool.size / n)
       end
       if busy == 0 then
