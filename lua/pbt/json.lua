@@ -4,6 +4,13 @@
 -- that the same value always gives the same text.
 local M = {}
 
+-- a float as text that reads back as a float (2.0 stays "2.0", not "2")
+local function float_text(v)
+  local t = ("%.17g"):format(v)
+  if not t:find("[.eEn]") then t = t .. ".0" end
+  return t
+end
+
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
@@ -29,7 +36,7 @@ local function encode(v, out, depth)
   elseif ty == "number" then
     if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
     elseif math.type(v) == "integer" then out[#out + 1] = tostring(v)
-    else out[#out + 1] = ("%.17g"):format(v) end
+    else out[#out + 1] = float_text(v) end
   elseif ty == "string" then out[#out + 1] = encode_string(v)
   elseif ty == "table" then
     local arr, n = is_array(v)
@@ -61,6 +68,7 @@ local function encode(v, out, depth)
 end
 
 M.encode_string = encode_string
+M.float_text = float_text
 
 --- The text of the JSON object of t's fields named in keys (in that
 -- order): numbers, strings and booleans as themselves, any other value as
@@ -74,7 +82,7 @@ function M.encode_object(t, keys)
     if ty == "number" then
       if v ~= v or v == math.huge or v == -math.huge then text = "null"
       elseif math.type(v) == "integer" then text = tostring(v)
-      else text = ("%.17g"):format(v) end
+      else text = float_text(v) end
     elseif ty == "string" then text = encode_string(v)
     elseif ty == "boolean" then text = tostring(v)
     elseif v == nil then text = "null"
@@ -170,6 +178,40 @@ function decode_value(s, i)
     if find(num, "[.eE]") then return tonumber(num) + 0.0, i + #num end
     return math.tointeger(tonumber(num)) or tonumber(num), i + #num
   end
+end
+
+--- The other way round of encode_object, quickly: a flat object of
+-- numbers, strings without escapes, booleans and nulls; anything else goes
+-- through decode.
+function M.decode_object(s)
+  if byte(s, 1) ~= LBRACE or byte(s, -1) ~= RBRACE or find(s, "\\", 1, true) then
+    return M.decode(s)
+  end
+  local t, pos, last = {}, 2, #s - 1
+  while pos <= last do
+    local key, after = s:match('^"([^"]*)":()', pos)
+    if not key then return M.decode(s) end
+    local v
+    if byte(s, after) == QUOTE then
+      local close = find(s, '"', after + 1, true)
+      if not close then return M.decode(s) end
+      v, pos = sub(s, after + 1, close - 1), close + 1
+    else
+      local text = s:match("^[^,}]*", after)
+      pos = after + #text
+      if text == "true" then v = true
+      elseif text == "false" then v = false
+      elseif text ~= "null" then
+        v = tonumber(text)
+        if v == nil then return M.decode(s) end
+        if find(text, "[.eEn]") then v = v + 0.0 else v = math.tointeger(v) or v end
+      end
+    end
+    t[key] = v
+    local c = byte(s, pos)
+    if c == COMMA then pos = pos + 1 elseif pos <= last then return M.decode(s) end
+  end
+  return t
 end
 
 function M.decode(s)

@@ -43,7 +43,12 @@ function M.event_table(ev)
   local text = ev.data
   if text then
     ev.data = nil
-    for k, v in pairs(json.decode(text)) do
+    -- the runner's own data, an explore's {"new":{...},"old":{...}}, the
+    -- quick way; anything else through the whole decoder
+    local new, old = text:match('^{"new":(%b{}),"old":(%b{})}$')
+    local fields = new and { new = json.decode_object(new), old = json.decode_object(old) }
+      or json.decode(text)
+    for k, v in pairs(fields) do
       if ev[k] == nil then ev[k] = v end
     end
   end
@@ -52,9 +57,12 @@ end
 
 local encode_string, fmt = json.encode_string, string.format
 
+local float_text = json.float_text
+
 local function number(x)
   if x ~= x or x == math.huge or x == -math.huge then return "null" end
-  return fmt("%.17g", x)
+  if math.type(x) == "integer" then return tostring(x) end
+  return float_text(x)
 end
 
 --- An event of pop:events() as one line of events.jsonl: its fields in a
