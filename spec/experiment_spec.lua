@@ -139,17 +139,7 @@ local function linear_experiment(opts)
   }
 end
 
--- the event log without its wall-clock fields, as JSON text
-local function log_text(events)
-  local plain = {}
-  for k, ev in ipairs(events) do
-    assert.are.equal("number", type(ev.time), "event " .. k .. " has no time")
-    local c = {}
-    for key, v in pairs(ev) do if key ~= "time" then c[key] = v end end
-    plain[k] = c
-  end
-  return json.encode(plain)
-end
+local log_text = require("spec.helper").log_text
 
 describe("pbt.experiment", function()
   it("gives the same event log, bit for bit, for the same seed, in both modes", function()

@@ -48,6 +48,27 @@ function M.writefile(path, s)
 end
 
 --- x rounded to float32.
+--- Does a file exist (can it be opened)?
+function M.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- A run's event log without its wall-clock times, as JSON text (each event
+-- must have a number `time`, the one field two runs of a seed may differ in).
+function M.log_text(events)
+  local json = require("pbt.json")
+  local plain = {}
+  for k, ev in ipairs(events) do
+    assert(type(ev.time) == "number", "event " .. k .. " has no time")
+    local c = {}
+    for key, v in pairs(ev) do if key ~= "time" then c[key] = v end end
+    plain[k] = c
+  end
+  return json.encode(plain)
+end
+
 function M.f32(x) return (string.unpack("f", string.pack("f", x))) end
 
 return M

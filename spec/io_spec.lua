@@ -35,11 +35,7 @@ local function listdir(dir)
   return names
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("spec.helper").exists
 
 local function errmsg(fn, ...)
   local ok, msg = pcall(fn, ...)

@@ -21,11 +21,7 @@ local function tmpname()
   return d
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("spec.helper").exists
 
 local function run_file(path, args, opts)
   opts = opts or {}
@@ -33,17 +29,7 @@ local function run_file(path, args, opts)
   return pbt.load_experiment(path, args):run(opts)
 end
 
--- the event log without its wall-clock times, as JSON text
-local function log_text(events)
-  local plain = {}
-  for k, ev in ipairs(events) do
-    assert.are.equal("number", type(ev.time), "event " .. k .. " has no time")
-    local c = {}
-    for key, v in pairs(ev) do if key ~= "time" then c[key] = v end end
-    plain[k] = c
-  end
-  return json.encode(plain)
-end
+local log_text = require("spec.helper").log_text
 
 -- events of that kind (and member, when given)
 local function count(events, kind, member)
