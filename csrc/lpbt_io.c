@@ -35,7 +35,8 @@ typedef struct frame {
 typedef struct saver {
   lua_State *L;
   pbt_buf *buf;
-  int seen; /* stack index of the set of tables being written */
+  int seen;          /* stack index of the set of tables being written */
+  const char *fname; /* "save" or "encode", for errors */
 } saver;
 
 static int is_identifier(const char *s, size_t n) {
@@ -81,7 +82,8 @@ static void add_key(lua_State *L, luaL_Buffer *b, int idx, int first) {
 }
 
 /* Raises "save: <msg> (at key a.b[3])", the key path left out at the top. */
-static int save_fail(lua_State *L, const frame *f, const char *msg) {
+static int save_fail(saver *S, const frame *f, const char *msg) {
+  lua_State *L = S->L;
   const frame *chain[PBT_IO_MAX_DEPTH + 2];
   luaL_Buffer b;
   int n = 0, i;
@@ -93,19 +95,20 @@ static int save_fail(lua_State *L, const frame *f, const char *msg) {
     luaL_addchar(&b, ')');
   }
   luaL_pushresult(&b);
-  return luaL_error(L, "save: %s%s", msg, lua_tostring(L, -1));
+  return luaL_error(L, "%s: %s%s", S->fname, msg, lua_tostring(L, -1));
 }
 
-static int save_type_fail(lua_State *L, const frame *f, const char *what,
+static int save_type_fail(saver *S, const frame *f, const char *what,
                           int idx) {
+  lua_State *L = S->L;
   const char *type =
       lpbt_test_tensor(L, idx) ? LPBT_TENSOR : luaL_typename(L, idx);
   return save_fail(
-      L, f, lua_pushfstring(L, "cannot save a %s of type %s", what, type));
+      S, f, lua_pushfstring(L, "cannot save a %s of type %s", what, type));
 }
 
-static void enc_check(lua_State *L, pbt_status st, const pbt_error *err) {
-  LPBT_CHECK(L, "save", st, err);
+static void enc_check(saver *S, pbt_status st, const pbt_error *err) {
+  LPBT_CHECK(S->L, S->fname, st, err);
 }
 
 /* A table key, sorted integers first, then floats, then strings. */
@@ -147,13 +150,13 @@ static void save_table(saver *S, int idx, int depth, const frame *f) {
   size_t n = 0, i;
   pbt_error err;
   if (depth > PBT_IO_MAX_DEPTH)
-    save_fail(L, f,
+    save_fail(S, f,
               lua_pushfstring(L, "tables nested deeper than %d levels",
                               PBT_IO_MAX_DEPTH));
   luaL_checkstack(L, 8, "save: tables nested too deeply");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, S->seen) != LUA_TNIL)
-    save_fail(L, f, "cannot save a table that contains itself");
+    save_fail(S, f, "cannot save a table that contains itself");
   lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_pushboolean(L, 1);
@@ -164,7 +167,7 @@ static void save_table(saver *S, int idx, int depth, const frame *f) {
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TNUMBER && lua_type(L, -1) != LUA_TSTRING)
-      save_type_fail(L, f, "table key", -1);
+      save_type_fail(S, f, "table key", -1);
     n++;
   }
   if (n > SIZE_MAX / sizeof *keys)
@@ -190,7 +193,7 @@ static void save_table(saver *S, int idx, int depth, const frame *f) {
   if (i < n) n = i;
   qsort(keys, n, sizeof *keys, key_cmp);
 
-  enc_check(L, pbt_enc_table(S->buf, (uint64_t)n, &err), &err);
+  enc_check(S, pbt_enc_table(S->buf, (uint64_t)n, &err), &err);
   for (i = 0; i < n; i++) {
     frame here;
     push_key(L, &keys[i]);
@@ -235,15 +238,27 @@ static void save_value(saver *S, int idx, int depth, const frame *f) {
     break;
   case LUA_TUSERDATA: {
     const pbt_tensor *t = lpbt_test_tensor(L, idx);
-    if (!t) save_type_fail(L, f, "value", idx);
-    if (!t->storage) save_fail(L, f, "cannot save a released tensor");
+    if (!t) save_type_fail(S, f, "value", idx);
+    if (!t->storage) save_fail(S, f, "cannot save a released tensor");
     st = pbt_enc_tensor(S->buf, t, &err);
     break;
   }
   default:
-    save_type_fail(L, f, "value", idx);
+    save_type_fail(S, f, "value", idx);
   }
-  enc_check(L, st, &err);
+  enc_check(S, st, &err);
+}
+
+/* Encodes the value at idx into a new buffer on the stack (S->buf). */
+static void encode_value(saver *S, int idx) {
+  lua_State *L = S->L;
+  pbt_error err;
+  lua_newtable(L);
+  S->seen = lua_gettop(L);
+  S->buf = lpbt_push_buf(L);
+  enc_check(S, pbt_enc_begin(S->buf, &err), &err);
+  save_value(S, idx, 0, NULL);
+  pbt_enc_finish(S->buf);
 }
 
 static int m_save(lua_State *L) {
@@ -252,13 +267,9 @@ static int m_save(lua_State *L) {
   pbt_error err;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  lua_newtable(L);
   S.L = L;
-  S.seen = lua_gettop(L);
-  S.buf = lpbt_push_buf(L);
-  enc_check(L, pbt_enc_begin(S.buf, &err), &err);
-  save_value(&S, 2, 0, NULL);
-  pbt_enc_finish(S.buf);
+  S.fname = "save";
+  encode_value(&S, 2);
   if (pbt_write_file_atomic(path, S.buf->data, S.buf->len, &err) != PBT_OK) {
     if (err.status == PBT_ERR_NOMEM) return luaL_error(L, "save: not enough memory");
     lua_pushnil(L);
@@ -274,13 +285,14 @@ static int m_save(lua_State *L) {
 typedef struct loader {
   lua_State *L;
   pbt_reader r;
-  const char *path;
+  const char *fname; /* "load" or "decode" */
+  const char *path;  /* what is read: a path, or a name the caller gives */
 } loader;
 
 static void dec_check(loader *D, pbt_status st, const pbt_error *err) {
   if (st == PBT_OK) return;
-  if (err->status == PBT_ERR_NOMEM) luaL_error(D->L, "load: not enough memory");
-  luaL_error(D->L, "load: %s: %s", D->path, err->msg);
+  if (err->status == PBT_ERR_NOMEM) luaL_error(D->L, "%s: not enough memory", D->fname);
+  luaL_error(D->L, "%s: %s: %s", D->fname, D->path, err->msg);
 }
 
 /* Pushes the value whose tag has been read; depth counts the tables around
@@ -342,6 +354,7 @@ static int m_load(lua_State *L) {
   pbt_buf *b;
   int tag = 0;
   D.L = L;
+  D.fname = "load";
   D.path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
   b = lpbt_push_buf(L);
@@ -352,6 +365,38 @@ static int m_load(lua_State *L) {
     return 2;
   }
   dec_check(&D, pbt_dec_begin(&D.r, b->data, b->len, &err), &err);
+  dec_check(&D, pbt_dec_tag(&D.r, 0, &tag, &err), &err);
+  load_value(&D, tag, 0, 0);
+  dec_check(&D, pbt_dec_end(&D.r, &err), &err);
+  return 1;
+}
+
+/* ---- the file format in memory ------------------------------------------------------ */
+
+/* encode(value) -> the bytes pbt.save would write (header and CRC included) */
+static int m_encode(lua_State *L) {
+  saver S;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  S.L = L;
+  S.fname = "encode";
+  encode_value(&S, 1);
+  lua_pushlstring(L, (const char *)S.buf->data, S.buf->len);
+  return 1;
+}
+
+/* decode(bytes [, what]) -> the value; a corrupt or truncated buffer raises
+ * "decode: <what>: <problem>" (what: "bytes" unless given). */
+static int m_decode(lua_State *L) {
+  loader D;
+  pbt_error err;
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int tag = 0;
+  D.L = L;
+  D.fname = "decode";
+  D.path = luaL_optstring(L, 2, "bytes");
+  dec_check(&D, pbt_dec_begin(&D.r, s, n, &err), &err);
   dec_check(&D, pbt_dec_tag(&D.r, 0, &tag, &err), &err);
   load_value(&D, tag, 0, 0);
   dec_check(&D, pbt_dec_end(&D.r, &err), &err);
@@ -413,4 +458,5 @@ const luaL_Reg lpbt_io_methods[] = {{"tobytes", t_tobytes}, {NULL, NULL}};
 const luaL_Reg lpbt_io_functions[] = {{"frombytes", f_frombytes},
                                       {NULL, NULL}};
 const luaL_Reg lpbt_io_module[] = {
-    {"save", m_save}, {"load", m_load}, {NULL, NULL}};
+    {"save", m_save}, {"load", m_load}, {"encode", m_encode}, {"decode", m_decode},
+    {NULL, NULL}};

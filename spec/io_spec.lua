@@ -578,3 +578,33 @@ describe("pbt.Tensor", function()
     end
   end)
 end)
+
+describe("pbt.encode / pbt.decode", function()
+  it("gives the bytes pbt.save writes, and reads them back", function()
+    local p = os.tmpname()
+    local value = { w = T.arange(6, { dtype = "float64" }):view(2, 3), n = 3, x = 0.5, s = "a\0b",
+      flags = { true, false } }
+    assert.is_true(pbt.save(p, value))
+    local f = assert(io.open(p, "rb"))
+    local saved = f:read("a")
+    f:close()
+    os.remove(p)
+    assert.are.equal(saved, pbt.encode(value))
+    local back = pbt.decode(saved)
+    assert.are.same({ { 0, 1, 2 }, { 3, 4, 5 } }, back.w:totable())
+    assert.are.equal("float64", back.w:dtype())
+    assert.are.same({ 3, "integer" }, { back.n, math.type(back.n) })
+    assert.are.same({ 0.5, "a\0b", { true, false } }, { back.x, back.s, back.flags })
+  end)
+
+  it("names what it reads in the errors of a corrupt or truncated buffer", function()
+    local bytes = pbt.encode({ w = T.ones(4) })
+    assert.has_error(function() pbt.decode(bytes:sub(1, -2), "member 3's checkpoint") end,
+      ("decode: member 3's checkpoint: truncated at byte %d (expected %d bytes)"):format(#bytes - 1, #bytes))
+    local flipped = bytes:sub(1, 30) .. string.char((bytes:byte(31) + 1) % 256) .. bytes:sub(32)
+    assert.has_error(function() pbt.decode(flipped) end, "decode: bytes: checksum mismatch (file is corrupted)")
+    assert.has_error(function() pbt.encode(print) end, "encode: cannot save a value of type function")
+    assert.has_error(function() pbt.encode({ f = print }) end,
+      "encode: cannot save a value of type function (at key f)")
+  end)
+end)

@@ -14,6 +14,8 @@ local pbt = {
   clock = core.clock,     -- monotonic seconds, for timing
   save = core.save,
   load = core.load,
+  encode = core.encode,   -- pbt.save's bytes as a string; pbt.decode(bytes) reads them
+  decode = core.decode,
 }
 pbt.T = pbt.tensor
 
