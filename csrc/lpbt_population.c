@@ -681,6 +681,281 @@ static int p_schedule(lua_State *L) {
   return 1;
 }
 
+/* ---- records: a member's whole entry in the store, for a database ---------------- */
+
+static void put_u64le(unsigned char *out, uint64_t v) {
+  int k;
+  for (k = 0; k < 8; k++) out[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint64_t get_u64le(const unsigned char *in) {
+  uint64_t v = 0;
+  int k;
+  for (k = 0; k < 8; k++) v |= (uint64_t)in[k] << (8 * k);
+  return v;
+}
+
+/* Pushes {name = value} of nhparams values as pop:hparams gives them. */
+static void push_hvalues(lua_State *L, pbt_population *p, const pbt_hvalue *h) {
+  int j, nh = pbt_population_nhparams(p);
+  lua_createtable(L, 0, nh);
+  for (j = 0; j < nh; j++) {
+    const pbt_hparam_spec *s = pbt_population_hparam_spec(p, j);
+    if (push_hvalue(L, s, h[j])) lua_setfield(L, -2, s->name);
+  }
+}
+
+/* pop:record(i) -> {generation, parent, root, steps, work, status, score,
+ * history = {...}, curve = {{step, score}...}, schedule = {{step =, h =}...},
+ * hparams = {...}, generator = 48 bytes or nil}: everything the store keeps
+ * of member i but its state entries (for a database; pop:restore takes it). */
+static int p_record(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), n, k;
+  pbt_member_info m;
+  pbt_error err;
+  LPBT_CHECK(L, "record", pbt_population_member(p, i, &m, &err), &err);
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 12); /* 3 */
+  lua_pushinteger(L, (lua_Integer)m.generation);
+  lua_setfield(L, 3, "generation");
+  if (m.parent >= 0) {
+    lua_pushinteger(L, (lua_Integer)m.parent + 1);
+    lua_setfield(L, 3, "parent");
+  }
+  lua_pushinteger(L, (lua_Integer)m.root + 1);
+  lua_setfield(L, 3, "root");
+  lua_pushinteger(L, (lua_Integer)m.steps);
+  lua_setfield(L, 3, "steps");
+  lua_pushinteger(L, (lua_Integer)m.work);
+  lua_setfield(L, 3, "work");
+  lua_pushstring(L, m.status == PBT_MEMBER_FAILED ? "failed" : "alive");
+  lua_setfield(L, 3, "status");
+  if (m.has_score) {
+    lua_pushnumber(L, m.last_score);
+    lua_setfield(L, 3, "score");
+  }
+  lua_pushcfunction(L, p_history);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  lua_setfield(L, 3, "history");
+  lua_pushcfunction(L, p_curve);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  lua_setfield(L, 3, "curve");
+  {
+    int nh = pbt_population_nhparams(p);
+    pbt_hvalue *h = (pbt_hvalue *)lua_newuserdatauv(L, (size_t)(nh ? nh : 1) * sizeof *h, 0);
+    int64_t step;
+    LPBT_CHECK(L, "record", pbt_population_schedule_entry(p, i, -1, NULL, NULL, &n, &err), &err);
+    lua_createtable(L, (int)n, 0);
+    for (k = 0; k < n; k++) {
+      if (pbt_population_schedule_entry(p, i, k, &step, h, NULL, &err) != PBT_OK) break;
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)step);
+      lua_setfield(L, -2, "step");
+      push_hvalues(L, p, h);
+      lua_setfield(L, -2, "h");
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, 3, "schedule");
+    LPBT_CHECK(L, "record", pbt_population_get_hparams(p, i, h, &err), &err);
+    push_hvalues(L, p, h);
+    lua_setfield(L, 3, "hparams");
+    lua_pop(L, 1);
+  }
+  {
+    uint64_t words[PBT_GENERATOR_STATE_WORDS];
+    unsigned char bytes[8 * PBT_GENERATOR_STATE_WORDS];
+    int has = 0;
+    LPBT_CHECK(L, "record", pbt_population_get_generator(p, i, words, &has, &err), &err);
+    for (k = 0; k < PBT_GENERATOR_STATE_WORDS; k++) put_u64le(bytes + 8 * k, words[k]);
+    if (has) {
+      lua_pushlstring(L, (const char *)bytes, sizeof bytes);
+      lua_setfield(L, 3, "generator");
+    }
+  }
+  lua_settop(L, 3);
+  return 1;
+}
+
+/* An integer field of the record at idx (raises naming it). */
+static int64_t rec_integer(lua_State *L, int idx, const char *name, int optional,
+                           int64_t def) {
+  int t = lpbt_rawfield(L, idx, name);
+  int64_t v = def;
+  if (t == LUA_TNIL && optional) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (!lua_isinteger(L, -1))
+    luaL_error(L, "restore: record field '%s' must be an integer, got %s", name,
+               luaL_typename(L, -1));
+  v = (int64_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The values of {name = value} at idx into h (as set_hparam takes them). */
+static void rec_hvalues(lua_State *L, pbt_population *p, int idx, pbt_hvalue *h,
+                        const char *what) {
+  int j, nh = pbt_population_nhparams(p);
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "restore: record field '%s' must be a table", what);
+  for (j = 0; j < nh; j++) {
+    const pbt_hparam_spec *s = pbt_population_hparam_spec(p, j);
+    lpbt_rawfield(L, idx, s->name);
+    h[j].set = 1;
+    h[j].f = 0;
+    h[j].i = 0;
+    if (s->kind == PBT_HPARAM_FLOAT) {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "restore: %s.%s must be a number", what, s->name);
+      h[j].f = lua_tonumber(L, -1);
+    } else {
+      if (!lua_isinteger(L, -1))
+        luaL_error(L, "restore: %s.%s must be an integer", what, s->name);
+      h[j].i = (int64_t)lua_tointeger(L, -1) - (s->kind == PBT_HPARAM_CHOICE ? 1 : 0);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* pop:restore(i, record): the other way of pop:record (a resumed run). */
+static int p_restore(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  int64_t i = check_member(L, p, 2), k, n;
+  int nh = pbt_population_nhparams(p);
+  size_t hn = (size_t)(nh ? nh : 1);
+  pbt_member_record r;
+  pbt_error err;
+  uint64_t words[PBT_GENERATOR_STATE_WORDS];
+  const char *status;
+  double *hist, *cscore;
+  int64_t *cstep, *sstep;
+  pbt_hvalue *sh, *hp;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  memset(&r, 0, sizeof r);
+  r.generation = rec_integer(L, 3, "generation", 0, 0);
+  r.parent = rec_integer(L, 3, "parent", 1, 0) - 1;
+  r.root = rec_integer(L, 3, "root", 0, 0) - 1;
+  r.steps = rec_integer(L, 3, "steps", 0, 0);
+  r.work = rec_integer(L, 3, "work", 0, 0);
+  lpbt_rawfield(L, 3, "status");
+  status = lua_tostring(L, -1);
+  if (!status || (strcmp(status, "alive") && strcmp(status, "failed")))
+    luaL_error(L, "restore: record field 'status' must be \"alive\" or \"failed\"");
+  r.status = strcmp(status, "failed") == 0 ? PBT_MEMBER_FAILED : PBT_MEMBER_ALIVE;
+  lua_pop(L, 1);
+  if (lpbt_rawfield(L, 3, "score") == LUA_TNUMBER) {
+    r.has_score = 1;
+    r.last_score = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  /* history */
+  if (lpbt_rawfield(L, 3, "history") != LUA_TTABLE) luaL_error(L, "restore: record field 'history' must be a table");
+  n = (int64_t)LPBT_LEN(L, -1);
+  hist = (double *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *hist, 0);
+  for (k = 0; k < n; k++) {
+    lua_rawgeti(L, -2, (lua_Integer)k + 1);
+    hist[k] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  r.history = hist;
+  r.nhistory = n;
+  /* curve */
+  if (lpbt_rawfield(L, 3, "curve") != LUA_TTABLE) luaL_error(L, "restore: record field 'curve' must be a table");
+  n = (int64_t)LPBT_LEN(L, -1);
+  cstep = (int64_t *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *cstep, 0);
+  cscore = (double *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *cscore, 0);
+  for (k = 0; k < n; k++) {
+    lua_rawgeti(L, -3, (lua_Integer)k + 1);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (!lua_isinteger(L, -2) || lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "restore: curve point %d must be {step, score}", (int)k + 1);
+    cstep[k] = (int64_t)lua_tointeger(L, -2);
+    cscore[k] = lua_tonumber(L, -1);
+    lua_pop(L, 3);
+  }
+  r.curve_steps = cstep;
+  r.curve_scores = cscore;
+  r.ncurve = n;
+  /* schedule */
+  if (lpbt_rawfield(L, 3, "schedule") != LUA_TTABLE) luaL_error(L, "restore: record field 'schedule' must be a table");
+  n = (int64_t)LPBT_LEN(L, -1);
+  sstep = (int64_t *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *sstep, 0);
+  sh = (pbt_hvalue *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * hn * sizeof *sh, 0);
+  for (k = 0; k < n; k++) {
+    int e;
+    lua_rawgeti(L, -3, (lua_Integer)k + 1);
+    e = lua_gettop(L);
+    if (lua_type(L, e) != LUA_TTABLE) luaL_error(L, "restore: schedule entry %d must be a table", (int)k + 1);
+    sstep[k] = rec_integer(L, e, "step", 0, 0);
+    lpbt_rawfield(L, e, "h");
+    rec_hvalues(L, p, lua_gettop(L), sh + (size_t)k * hn, "schedule entry's h");
+    lua_settop(L, e - 1);
+  }
+  r.sched_steps = sstep;
+  r.sched_h = sh;
+  r.nsched = n;
+  /* hyperparameters, generator */
+  hp = (pbt_hvalue *)lua_newuserdatauv(L, hn * sizeof *hp, 0);
+  lpbt_rawfield(L, 3, "hparams");
+  rec_hvalues(L, p, lua_gettop(L), hp, "hparams");
+  lua_pop(L, 1);
+  r.hparams = hp;
+  if (lpbt_rawfield(L, 3, "generator") != LUA_TNIL) {
+    size_t len;
+    const char *g = lua_tolstring(L, -1, &len);
+    if (!g || len != 8 * PBT_GENERATOR_STATE_WORDS)
+      luaL_error(L, "restore: record field 'generator' must be %d bytes", 8 * PBT_GENERATOR_STATE_WORDS);
+    for (k = 0; k < PBT_GENERATOR_STATE_WORDS; k++) words[k] = get_u64le((const unsigned char *)g + 8 * k);
+    r.generator = words;
+  }
+  LPBT_CHECK(L, "restore", pbt_population_restore(p, i, &r, &err), &err);
+  return 0;
+}
+
+/* pop:restore_event{seq =, kind =, member =, other =, step =, score =,
+ * generation =, detail =, data =, time =}: appends a logged event as it was
+ * (seq must be the log's next). */
+static int p_restore_event(lua_State *L) {
+  pbt_population *p = check_pop(L, 1);
+  pbt_event e;
+  pbt_error err;
+  const char *kind;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  memset(&e, 0, sizeof e);
+  e.seq = rec_integer(L, 2, "seq", 0, 0) - 1;
+  lpbt_rawfield(L, 2, "kind");
+  kind = lua_tostring(L, -1);
+  if (!kind || pbt_event_kind_from_name(kind, &e.kind) != 0)
+    luaL_error(L, "restore_event: unknown event kind %s", kind ? kind : "nil");
+  e.member = rec_integer(L, 2, "member", 0, 0) - 1;
+  e.other = rec_integer(L, 2, "other", 1, 0) - 1;
+  e.step = rec_integer(L, 2, "step", 0, 0);
+  e.generation = rec_integer(L, 2, "generation", 0, 0);
+  if (lpbt_rawfield(L, 2, "score") == LUA_TNUMBER) {
+    e.has_score = 1;
+    e.score = lua_tonumber(L, -1);
+  } else {
+    e.score = NAN;
+  }
+  lpbt_rawfield(L, 2, "detail");
+  e.detail = lua_tostring(L, -1);
+  lpbt_rawfield(L, 2, "data");
+  e.data = lua_tostring(L, -1);
+  lpbt_rawfield(L, 2, "time");
+  e.time = lua_tonumber(L, -1);
+  LPBT_CHECK(L, "restore_event", pbt_population_restore_event(p, &e, &err), &err);
+  return 0;
+}
+
 static int p_stage(lua_State *L) {
   pbt_population_stage(check_pop(L, 1));
   return 0;
@@ -795,6 +1070,9 @@ static const luaL_Reg pop_methods[] = {
     {"schedule_mark", p_schedule_mark},
     {"schedule", p_schedule},
     {"stage", p_stage},
+    {"record", p_record},
+    {"restore", p_restore},
+    {"restore_event", p_restore_event},
     {"commit_staged", p_commit_staged},
     {"tournament", p_tournament},
     {"ttest", p_ttest},

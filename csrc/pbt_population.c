@@ -833,6 +833,16 @@ pbt_status pbt_population_load(pbt_population *p, int64_t i,
   return s;
 }
 
+pbt_status pbt_population_get_generator(pbt_population *p, int64_t i, uint64_t *gen,
+                                        int *has, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  if (!m) return PBT_ERR_ARG;
+  memcpy(gen, m->gen, sizeof m->gen);
+  *has = m->has_gen;
+  unlock_member(m);
+  return PBT_OK;
+}
+
 pbt_status pbt_population_set_generator(pbt_population *p, int64_t i,
                                         const uint64_t *gen, pbt_error *err) {
   member *m = lock_member(p, i, err);
@@ -953,13 +963,13 @@ static void copy_tensor(pbt_tensor *dst, const pbt_tensor *src) {
     pbt_copy_(dst, src, NULL); /* same shape and dtype, other storages: cannot fail */
 }
 
-/* Room in r's schedule for d's entries. */
-static pbt_status schedule_room(pbt_population *p, member *r, const member *d,
+/* Room in r's schedule for n entries. */
+static pbt_status schedule_room(pbt_population *p, member *r, int64_t n,
                                 pbt_error *err) {
   size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
   int64_t cap = r->capsched;
-  if (d->nsched <= r->capsched) return PBT_OK;
-  if (grow((void **)&r->sched_step, &cap, d->nsched, sizeof *r->sched_step) ||
+  if (n <= r->capsched) return PBT_OK;
+  if (grow((void **)&r->sched_step, &cap, n, sizeof *r->sched_step) ||
       (uint64_t)cap > SIZE_MAX / (nh * sizeof *r->sched_h))
     return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
   {
@@ -995,7 +1005,7 @@ pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
   else if (r->busy)
     s = pbt_fail(err, PBT_ERR_ARG, "the recipient is being trained");
   else s = match_states(r, d, pairs, err);
-  if (!s) s = schedule_room(p, r, d, err);
+  if (!s) s = schedule_room(p, r, d->nsched, err);
   if (!s) s = reserve_event(p, r, &staged, err);
   if (s) {
     unlock_member(hi);
@@ -1029,6 +1039,121 @@ pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
   commit_event(p, PBT_EVENT_EXPLOIT, r, d->id, NULL, NULL, staged);
   unlock_member(hi);
   unlock_member(lo);
+  return PBT_OK;
+}
+
+/* ---- restoring ------------------------------------------------------------------------ */
+
+pbt_status pbt_population_restore(pbt_population *p, int64_t i,
+                                  const pbt_member_record *rec, pbt_error *err) {
+  member *m;
+  size_t nh = (size_t)(p->nhparams ? p->nhparams : 1);
+  int64_t k, capc;
+  int j;
+  if (check_index(p, i, err)) return PBT_ERR_ARG;
+  if (rec->parent < -1 || rec->parent >= p->size || rec->root < 0 || rec->root >= p->size)
+    return pbt_fail(err, PBT_ERR_ARG, "parent or root out of range for a population of %lld",
+                    (long long)p->size);
+  if (rec->generation < 0 || rec->steps < 0 || rec->work < 0 || rec->nhistory < 0 ||
+      rec->ncurve < 0 || rec->nsched < 0)
+    return pbt_fail(err, PBT_ERR_ARG, "negative count in a member record");
+  if (rec->status != PBT_MEMBER_ALIVE && rec->status != PBT_MEMBER_FAILED)
+    return pbt_fail(err, PBT_ERR_ARG, "unknown status");
+  for (j = 0; j < p->nhparams; j++) {
+    const pbt_hparam_spec *s = &p->specs[j];
+    if (s->kind != PBT_HPARAM_CHOICE) continue;
+    if (rec->hparams[j].i < 0 || (s->nchoices > 0 && rec->hparams[j].i >= s->nchoices))
+      return pbt_fail(err, PBT_ERR_ARG, "choice %lld out of range for hyperparameter '%s'",
+                      (long long)rec->hparams[j].i, s->name);
+    for (k = 0; k < rec->nsched; k++) {
+      int64_t c = rec->sched_h[(size_t)k * nh + (size_t)j].i;
+      if (c < 0 || (s->nchoices > 0 && c >= s->nchoices))
+        return pbt_fail(err, PBT_ERR_ARG, "choice %lld out of range for hyperparameter '%s'",
+                        (long long)c, s->name);
+    }
+  }
+  m = lock_member(p, i, err);
+  capc = m->capcurve;
+  if (grow((void **)&m->curve_step, &capc, rec->ncurve, sizeof *m->curve_step) ||
+      grow((void **)&m->curve_score, &m->capcurve, rec->ncurve, sizeof *m->curve_score) ||
+      schedule_room(p, m, rec->nsched, err)) {
+    unlock_member(m);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  m->generation = rec->generation;
+  m->parent = rec->parent;
+  m->root = rec->root;
+  m->steps = rec->steps;
+  m->work = rec->work;
+  m->status = rec->status;
+  m->busy = 0;
+  m->version++;
+  m->hfirst = 0;
+  m->hcount = 0;
+  for (k = rec->nhistory > p->window ? rec->nhistory - p->window : 0; k < rec->nhistory; k++)
+    m->hist[m->hcount++] = rec->history[k];
+  m->has_score = rec->has_score;
+  m->last = rec->has_score ? rec->last_score : 0;
+  if (rec->ncurve) {
+    memcpy(m->curve_step, rec->curve_steps, (size_t)rec->ncurve * sizeof *m->curve_step);
+    memcpy(m->curve_score, rec->curve_scores, (size_t)rec->ncurve * sizeof *m->curve_score);
+  }
+  m->ncurve = rec->ncurve;
+  if (rec->nsched) {
+    memcpy(m->sched_step, rec->sched_steps, (size_t)rec->nsched * sizeof *m->sched_step);
+    memcpy(m->sched_h, rec->sched_h, (size_t)rec->nsched * nh * sizeof *m->sched_h);
+  }
+  m->nsched = rec->nsched;
+  for (j = 0; j < p->nhparams; j++) {
+    m->hp[j] = rec->hparams[j];
+    m->hp[j].set = 1;
+  }
+  if (rec->generator) {
+    memcpy(m->gen, rec->generator, sizeof m->gen);
+    m->has_gen = 1;
+  } else {
+    m->has_gen = 0;
+  }
+  unlock_member(m);
+  return PBT_OK;
+}
+
+pbt_status pbt_population_restore_event(pbt_population *p, const pbt_event *e,
+                                        pbt_error *err) {
+  char *d, *j;
+  int ok1, ok2;
+  pbt_event ev = *e;
+  if ((unsigned)e->kind >= PBT_EVENT_NKINDS)
+    return pbt_fail(err, PBT_ERR_ARG, "unknown event kind");
+  if (e->member < 0 || e->member >= p->size || e->other < -1 || e->other >= p->size)
+    return pbt_fail(err, PBT_ERR_ARG, "event member out of range for a population of %lld",
+                    (long long)p->size);
+  d = copy_detail(e->detail, &ok1);
+  j = copy_detail(e->data, &ok2);
+  if (!ok1 || !ok2) {
+    free(d);
+    free(j);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  ev.detail = d;
+  ev.data = j;
+  pthread_mutex_lock(&p->lock);
+  if (e->seq != p->nevents) {
+    int64_t next = p->nevents;
+    pthread_mutex_unlock(&p->lock);
+    free(d);
+    free(j);
+    return pbt_fail(err, PBT_ERR_ARG, "event %lld given where the log's next is %lld",
+                    (long long)e->seq + 1, (long long)next + 1);
+  }
+  if (grow((void **)&p->events, &p->capevents, p->nevents + p->reserved + 1, sizeof *p->events)) {
+    pthread_mutex_unlock(&p->lock);
+    free(d);
+    free(j);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  p->events[p->nevents++] = ev;
+  pthread_mutex_unlock(&p->lock);
   return PBT_OK;
 }
 

@@ -304,6 +304,9 @@ pbt_status pbt_population_load(pbt_population *p, int64_t i,
                                pbt_state_number *numbers, int64_t nnumbers,
                                uint64_t *gen, int *has_gen, int64_t *version,
                                pbt_error *err);
+/* Member i's saved generator state into gen; *has = 0 when there is none. */
+pbt_status pbt_population_get_generator(pbt_population *p, int64_t i, uint64_t *gen,
+                                        int *has, pbt_error *err);
 /* Saves member i's generator state (without publishing). */
 pbt_status pbt_population_set_generator(pbt_population *p, int64_t i,
                                         const uint64_t *gen, pbt_error *err);
@@ -350,6 +353,37 @@ pbt_status pbt_population_schedule_entry(pbt_population *p, int64_t i, int64_t k
  * recipient". */
 pbt_status pbt_population_exploit(pbt_population *p, int64_t recipient,
                                   int64_t donor, pbt_error *err);
+
+/* ---- restoring a member (resuming a run from a database) -------------------------- */
+/* Everything the store keeps of a member but its state entries, which
+ * pbt_population_set_tensor / set_number / load restore. */
+typedef struct pbt_member_record {
+  int64_t generation, parent, root, steps, work; /* parent -1 for none */
+  pbt_member_status status;
+  const double *history;   /* oldest first; at most the window is kept */
+  int64_t nhistory;
+  int has_score;
+  double last_score;
+  const int64_t *curve_steps; /* the slot's curve */
+  const double *curve_scores;
+  int64_t ncurve;
+  const int64_t *sched_steps; /* schedule entries, nhparams values each */
+  const pbt_hvalue *sched_h;
+  int64_t nsched;
+  const pbt_hvalue *hparams;  /* nhparams values */
+  const uint64_t *generator;  /* PBT_GENERATOR_STATE_WORDS words, or NULL */
+} pbt_member_record;
+
+/* Sets member i from rec (not busy afterwards, version bumped).  Checks
+ * the indices (parent, root), choices and counts first: PBT_ERR_ARG and
+ * nothing changed. */
+pbt_status pbt_population_restore(pbt_population *p, int64_t i,
+                                  const pbt_member_record *rec, pbt_error *err);
+/* Appends an event with the fields of e as they are (its seq must be the
+ * log's next, its time is kept): a resumed run's log continues the old one.
+ * detail and data are copied. */
+pbt_status pbt_population_restore_event(pbt_population *p, const pbt_event *e,
+                                        pbt_error *err);
 
 /* ---- decisions on the store ------------------------------------------------------- */
 /* The binary tournament and the t-test of pbt_select.h, reading only the two

@@ -1336,4 +1336,86 @@ describe("pbt.Population", function()
       assert.are.same({ lr = 0.5, opt = 2 }, pop:hparams(2))
     end)
   end)
+
+  describe(":record() / :restore() / :restore_event()", function()
+    -- a record written by hand: what a database would give back
+    local function record()
+      local g = pbt.Generator(77)
+      g:uniform()
+      local words = {}
+      for _, w in ipairs(g:state()) do words[#words + 1] = string.pack("<i8", w) end
+      return {
+        generation = 2, parent = 3, root = 4, steps = 12, work = 9, status = "alive", score = 0.75,
+        history = { 0.5, 0.25, 0.75 }, curve = { { 10, 0.5 }, { 11, 0.25 }, { 12, 0.75 } },
+        schedule = { { step = 0, h = { lr = 0.1, bs = 32, opt = 2 } }, { step = 8, h = { lr = 0.2, bs = 16, opt = 3 } } },
+        hparams = { lr = 0.2, bs = 16, opt = 3 }, generator = table.concat(words),
+      }, g
+    end
+
+    it("sets every field of a member from a record, and gives the same record back", function()
+      local pop = population.new { size = 4, hparams = HPARAMS, window = 4 }
+      local rec, g = record()
+      pop:restore(2, rec)
+      assert.are.same({ id = 2, generation = 2, parent = 3, steps = 12, status = "alive", score = 0.75,
+        nscores = 3, work = 9, version = 1, root = 4, ncurve = 3, busy = false }, pop:member(2))
+      assert.are.same({ 0.5, 0.25, 0.75 }, pop:history(2))
+      assert.are.same({ { 10, 0.5 }, { 11, 0.25 }, { 12, 0.75 } }, pop:curve(2))
+      assert.are.same({ lr = 0.2, bs = 16, opt = 3 }, pop:hparams(2))
+      local sched = pop:schedule(2)
+      assert.are.same({ root = 4, { step = 0, h = { lr = 0.1, bs = 32, opt = 2 } },
+        { step = 8, h = { lr = 0.2, bs = 16, opt = 3 } } }, sched)
+      assert.are.same(rec, pop:record(2))
+      -- the generator state: a generator set from it draws what g draws next
+      pop:set_state(2, "w", pbt.tensor.zeros(1))
+      local h = pbt.Generator(1)
+      pop:load(2, { pbt.tensor.zeros(1) }, h)
+      assert.are.equal(g:uniform(), h:uniform())
+    end)
+
+    it("keeps the last `window` scores of a longer history", function()
+      local pop = population.new { size = 4, hparams = HPARAMS, window = 2 }
+      pop:restore(1, record())
+      assert.are.same({ 0.25, 0.75 }, pop:history(1))
+    end)
+
+    it("refuses bad records and changes nothing", function()
+      local pop = population.new { size = 4, hparams = HPARAMS }
+      for _, c in ipairs({
+        { "parent", 5, "restore: parent or root out of range for a population of 4" },
+        { "root", 0, "restore: parent or root out of range for a population of 4" },
+        { "status", "dead", 'restore: record field \'status\' must be "alive" or "failed"' },
+        { "work", -1, "restore: negative count in a member record" },
+        { "steps", 1.5, "restore: record field 'steps' must be an integer, got number" },
+        { "hparams", { lr = 0.1, bs = 1, opt = 4 }, "restore: choice 3 out of range for hyperparameter 'opt'" },
+        { "generator", "short", "restore: record field 'generator' must be 48 bytes" },
+      }) do
+        local rec = record()
+        rec[c[1]] = c[2]
+        assert.has_error(function() pop:restore(1, rec) end, c[3])
+        assert.are.same({ id = 1, generation = 0, steps = 0, status = "alive", nscores = 0, work = 0,
+          version = 0, root = 1, ncurve = 0, busy = false }, pop:member(1))
+      end
+    end)
+
+    it("appends logged events as they were, in order", function()
+      local pop = population.new { size = 4 }
+      pop:restore_event{ seq = 1, kind = "report", member = 2, step = 3, score = 0.5, generation = 1, time = 12.5 }
+      pop:restore_event{ seq = 2, kind = "explore", member = 2, other = 4, step = 3, generation = 1,
+        data = '{"new":{},"old":{}}', time = 13.25 }
+      assert.are.same({
+        { seq = 1, kind = "report", member = 2, step = 3, score = 0.5, generation = 1, time = 12.5 },
+        { seq = 2, kind = "explore", member = 2, other = 4, step = 3, generation = 1,
+          data = '{"new":{},"old":{}}', time = 13.25 },
+      }, pop:events(1, true))
+      assert.has_error(function()
+        pop:restore_event{ seq = 5, kind = "report", member = 1, step = 1, generation = 0, time = 1 }
+      end, "restore_event: event 5 given where the log's next is 3")
+      assert.has_error(function()
+        pop:restore_event{ seq = 3, kind = "nap", member = 1, step = 1, generation = 0, time = 1 }
+      end, "restore_event: unknown event kind nap")
+      -- the store's own events follow
+      pop:log("note", 1)
+      assert.are.equal(3, pop:events(3)[1].seq)
+    end)
+  end)
 end)
