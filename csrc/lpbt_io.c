@@ -403,6 +403,30 @@ static int m_decode(lua_State *L) {
   return 1;
 }
 
+/* crc32(s) -> the CRC-32 of the string (zlib's), an integer */
+static int m_crc32(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_pushinteger(L, (lua_Integer)pbt_crc32(0, s, n));
+  return 1;
+}
+
+/* remove_temporaries(dir) -> count, or nil and a message: the temporary
+ * files an interrupted atomic write left in dir */
+static int m_remove_temporaries(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  int removed;
+  pbt_error err;
+  if (pbt_remove_temporaries(dir, &removed, &err) != PBT_OK) {
+    if (err.status == PBT_ERR_NOMEM) return luaL_error(L, "remove_temporaries: not enough memory");
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pushinteger(L, removed);
+  return 1;
+}
+
 /* ---- raw bytes ------------------------------------------------------------------ */
 
 static int t_tobytes(lua_State *L) {
@@ -459,4 +483,5 @@ const luaL_Reg lpbt_io_functions[] = {{"frombytes", f_frombytes},
                                       {NULL, NULL}};
 const luaL_Reg lpbt_io_module[] = {
     {"save", m_save}, {"load", m_load}, {"encode", m_encode}, {"decode", m_decode},
+    {"crc32", m_crc32}, {"remove_temporaries", m_remove_temporaries},
     {NULL, NULL}};

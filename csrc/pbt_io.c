@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -485,6 +486,43 @@ static void sync_dir(const char *path) {
   if (fd < 0) return;
   (void)fsync(fd);
   close(fd);
+}
+
+/* Is name "<something>.tmp.<digits>.<digits>"? */
+static int is_temporary(const char *name) {
+  const char *t = strstr(name, ".tmp."), *last = NULL;
+  size_t digits;
+  for (; t; t = strstr(t + 1, ".tmp.")) last = t;
+  if (!last || last == name) return 0;
+  last += 5;
+  digits = strspn(last, "0123456789");
+  if (digits == 0 || last[digits] != '.') return 0;
+  last += digits + 1;
+  digits = strspn(last, "0123456789");
+  return digits > 0 && last[digits] == '\0';
+}
+
+pbt_status pbt_remove_temporaries(const char *dir, int *removed, pbt_error *err) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  *removed = 0;
+  if (!d) return pbt_io_fail(err, "open directory", dir, errno);
+  while ((e = readdir(d)) != NULL) {
+    size_t n;
+    char *path;
+    if (!is_temporary(e->d_name)) continue;
+    n = strlen(dir) + strlen(e->d_name) + 2;
+    path = malloc(n);
+    if (!path) {
+      closedir(d);
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    }
+    snprintf(path, n, "%s/%s", dir, e->d_name);
+    if (unlink(path) == 0) (*removed)++;
+    free(path);
+  }
+  closedir(d);
+  return PBT_OK;
 }
 
 pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,

@@ -171,6 +171,10 @@ pbt_status pbt_dec_end(const pbt_reader *r, pbt_error *err);
  */
 pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,
                                  pbt_error *err);
+/* Removes the temporary files "<name>.tmp.<pid>.<k>" that an interrupted
+ * pbt_write_file_atomic left in directory dir (a run killed during a write).
+ * *removed receives how many; a missing directory is PBT_ERR_IO. */
+pbt_status pbt_remove_temporaries(const char *dir, int *removed, pbt_error *err);
 /* Reads a whole file into out (which must be initialised; its bytes are
  * replaced).  A missing or unreadable file is PBT_ERR_IO:
  * "cannot open <path>: No such file or directory". */

@@ -608,3 +608,29 @@ describe("pbt.encode / pbt.decode", function()
       "encode: cannot save a value of type function (at key f)")
   end)
 end)
+
+describe("pbt.core.crc32 / pbt.core.remove_temporaries", function()
+  it("gives the standard CRC-32 check value", function()
+    assert.are.equal(0xCBF43926, pbt.core.crc32("123456789")) -- the catalogue's check value
+    assert.are.equal(0, pbt.core.crc32(""))
+  end)
+
+  it("removes what an interrupted atomic write left, and nothing else", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(pbt.core.mkdir(dir))
+    local names = { "a.pbt.tmp.123.0", "events.jsonl.tmp.9.12", "keep.tmp", "x.tmp.1.b", "run.db", "tmp.1.2" }
+    for _, n in ipairs(names) do assert(io.open(dir .. "/" .. n, "w")):close() end
+    assert.are.equal(2, pbt.core.remove_temporaries(dir))
+    local left = {}
+    for _, n in ipairs(names) do
+      local f = io.open(dir .. "/" .. n)
+      if f then f:close(); left[#left + 1] = n; os.remove(dir .. "/" .. n) end
+    end
+    assert.are.same({ "keep.tmp", "x.tmp.1.b", "run.db", "tmp.1.2" }, left)
+    os.remove(dir)
+    local none, msg = pbt.core.remove_temporaries(dir)
+    assert.is_nil(none)
+    assert.are.equal("cannot open directory " .. dir .. ": No such file or directory", msg)
+  end)
+end)
