@@ -20,6 +20,7 @@ external_dependencies = {
    -- declared by library only: a header check fails on Debian's multiarch path
    OPENBLAS = { library = "openblas" },
    ZLIB = { library = "z" },
+   SQLITE = { library = "sqlite3" },
 }
 build = {
    type = "make",
