@@ -98,7 +98,8 @@ local workers = tonumber(os.getenv("PBT_WORKERS") or "") or pbt.core.threads.cpu
 for _, method in ipairs({ { "PBT", true, out_dir }, { "random search", false, nil } }) do
   local t0 = pbt.clock()
   local e = pbt.load_experiment(arg[0], { pbt = method[2], seed = seed })
-  local r = e:run{ out = method[3], workers = workers }
+  -- (each run of this script starts its comparison again in its directory)
+  local r = e:run{ out = method[3], workers = workers, overwrite = method[3] ~= nil or nil }
   results[method[1]] = r
   print(("%-14s best validation accuracy %.2f%% (member %d), test accuracy %.2f%%, %.0f s")
     :format(method[1], 100 * r.best.score, r.best.member, 100 * test_accuracy(r.best.state),

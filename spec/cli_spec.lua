@@ -55,7 +55,7 @@ describe("the pbt command", function()
 
   it("gives the same events for the same seed and others for another (--seed)", function()
     local function events(sub, seed)
-      local _, code = sh(("lua5.4 lua/pbt/cli.lua run %s --out %s/%s --quiet%s"):format(file, dir, sub,
+      local _, code = sh(("lua5.4 lua/pbt/cli.lua run %s --out %s/%s --overwrite --quiet%s"):format(file, dir, sub,
         seed and (" --seed " .. seed) or ""))
       assert.are.equal(0, code)
       local f = assert(io.open(dir .. "/" .. sub .. "/events.jsonl"))

@@ -2,12 +2,15 @@
 --- The `pbt` command (installed by the rockspec; from a checkout run
 -- `lua5.4 lua/pbt/cli.lua ...` after `make`).
 --
---   pbt run FILE [--out DIR] [--seed S] [--workers N] [--quiet]
+--   pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
 --       runs the experiment FILE returns (pbt.experiment{...}) on N worker
 --       threads (default: the cores this process may use); writes the run
 --       directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt,
 --       scores.svg, hparam_*.svg, lineage.svg) and prints the best member.
 --       Ctrl-C stops the run, writes its files and exits with status 130.
+--       The run's store is DIR/run.db: --resume continues a run from its last
+--       checkpoints (after a crash or kill -9), --overwrite starts again in a
+--       directory that holds one, --force resumes though FILE changed.
 --   pbt replay FILE RUN_DIR [--member I]
 --       trains one fresh member following member I's recorded schedule
 --       (default: the best member of that run) and prints its final score
@@ -24,7 +27,7 @@ end
 local M = {}
 
 local usage = [==[
-usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--quiet]
+usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
        pbt replay FILE RUN_DIR [--member I]]==]
 
 local function parse(args)
@@ -36,7 +39,9 @@ local function parse(args)
       if not args[i + 1] then error("pbt: " .. a .. " needs a value\n" .. usage, 0) end
       opts[a:sub(3)] = args[i + 1]
       i = i + 2
-    elseif a == "--quiet" then opts.quiet = true; i = i + 1
+    elseif a == "--quiet" or a == "--resume" or a == "--overwrite" or a == "--force" then
+      opts[a:sub(3)] = true
+      i = i + 1
     elseif a == "--help" or a == "-h" then opts.help = true; i = i + 1
     elseif a:sub(1, 2) == "--" then error("pbt: unknown option " .. a .. "\n" .. usage, 0)
     else pos[#pos + 1] = a; i = i + 1 end
@@ -61,8 +66,11 @@ function M.main(args)
   if cmd == "run" and pos[2] then
     local e = pbt.load_experiment(pos[2])
     local out = opts.out or ("pbt-run-" .. os.date("%Y%m%d-%H%M%S"))
+    if opts.resume and opts.overwrite then error("pbt: --resume and --overwrite exclude each other", 0) end
+    if opts.resume and not opts.out then error("pbt: --resume needs --out DIR (the run to continue)", 0) end
     local result = e:run{ out = out, seed = opts.seed and integer("seed", opts.seed), quiet = opts.quiet,
-      workers = opts.workers and integer("workers", opts.workers) }
+      workers = opts.workers and integer("workers", opts.workers), resume = opts.resume,
+      overwrite = opts.overwrite, force = opts.force }
     local b = result.best
     if b then
       local hs = {}

@@ -108,13 +108,16 @@ end
 -- ---- running ----------------------------------------------------------------------
 
 local run_options = { out = true, seed = true, progress = true, quiet = true, workers = true,
-  memory_limit = true }
+  memory_limit = true, resume = true, overwrite = true, force = true }
 
 --- Runs the experiment.  opts: out (a directory for the run's files), seed
 -- (overrides the experiment's), workers (worker threads; default: the
 -- cores this process may use for an experiment loaded from a file, 1 for
 -- one built in a script), progress (true/false; default: when stderr is a
--- terminal), quiet, memory_limit (bytes of Lua heap per worker thread).
+-- terminal), quiet, memory_limit (bytes of Lua heap per worker thread),
+-- resume (continue the run in out from its store, out/run.db), overwrite
+-- (start again in a directory that holds a run), force (resume although the
+-- experiment file changed).
 -- Returns a result table:
 --   best      = { member, score, h, state, schedule }
 --   schedules = { [i] = schedule of member i }, a schedule being

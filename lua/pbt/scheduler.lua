@@ -16,6 +16,7 @@ local json = require("pbt.json")
 local worker_mod = require("pbt.worker")
 local reporter_mod = require("pbt.reporter")
 local shared = require("pbt.shared")
+local runstore = require("pbt.runstore")
 
 local Generator = core.Generator
 local threads = core.threads
@@ -140,6 +141,23 @@ function M.run(e, opts)
   if memory_limit ~= nil and not e.file then
     fail("memory_limit caps the Lua heap of worker threads, and an experiment built in a script " ..
       "trains in the script's own state: load the experiment from a file")
+  end
+
+  -- a directory that holds a run is continued or started again, never
+  -- silently overwritten
+  local out = opts.out
+  if out then
+    local held = runstore.exists(out)
+    if opts.resume and not held then
+      fail("nothing to resume in %s: it holds no run (run.db)", out)
+    elseif held and not opts.resume and not opts.overwrite then
+      fail("%s holds a run (run.db): resume = true (pbt run --resume) continues it, overwrite = " ..
+        "true (--overwrite) starts it again", out)
+    elseif held and opts.overwrite and not opts.resume then
+      runstore.remove(out)
+    end
+  elseif opts.resume then
+    fail("resume needs the run's directory (out)")
   end
 
   local function set_h(i, h)
@@ -347,6 +365,94 @@ function M.run(e, opts)
 
   local since = {} -- each member's steps since its last decision
   for i = 1, n do since[i] = 0 end
+
+  -- the run's store in out/run.db: made now, or read back to resume
+  local store
+  local db_next = 1   -- the next event of the log the store has not seen
+  local pending = {}  -- async: events seen but not written, by member
+  for i = 1, n do pending[i] = {} end
+  local function scheduler_state()
+    return { G = G:state(), elapsed = clock() - t_start }
+  end
+  -- the events logged since the last checkpoint, by member
+  local function collect()
+    local evs = pop:events(db_next, true)
+    for _, ev in ipairs(evs) do
+      local list = pending[ev.member]
+      list[#list + 1] = ev
+    end
+    if #evs > 0 then db_next = evs[#evs].seq + 1 end
+  end
+  -- a checkpoint of these members (all when nil), with their events
+  local function checkpoint(members)
+    if not store then return end
+    collect()
+    local events = {}
+    if not members then
+      members = {}
+      for i = 1, n do
+        members[i] = i
+        for _, ev in ipairs(pending[i]) do events[#events + 1] = ev end
+        pending[i] = {}
+      end
+      table.sort(events, function(a, b) return a.seq < b.seq end)
+    else
+      for _, i in ipairs(members) do
+        for _, ev in ipairs(pending[i]) do events[#events + 1] = ev end
+        pending[i] = {}
+      end
+      table.sort(events, function(a, b) return a.seq < b.seq end)
+    end
+    store:checkpoint(pop, members, since, events, scheduler_state())
+  end
+  if out then
+    core.remove_temporaries(out)
+    local identity = runstore.identity(e, seed)
+    if opts.resume then
+      local meta
+      store, meta = runstore.open(out)
+      for _, k in ipairs({ "seed", "name", "population", "mode", "sync", "window", "budget", "space" }) do
+        if meta[k] ~= tostring(identity[k]) then
+          store:close()
+          fail("%s was a run with %s = %s, not %s: resume it with the same experiment and options",
+            out, k, tostring(meta[k]), tostring(identity[k]))
+        end
+      end
+      if meta.file_crc32 and identity.file_crc32 and meta.file_crc32 ~= tostring(identity.file_crc32)
+          and not opts.force then
+        store:close()
+        fail("%s changed since the run in %s started (its CRC-32 was %s, now %s): force = true " ..
+          "(pbt run --force) resumes it anyway", tostring(e.file), out, meta.file_crc32,
+          tostring(identity.file_crc32))
+      end
+      local saved = store:load()
+      for i = 1, n do
+        local m = saved.members[i]
+        if not m then store:close(); fail("%s has no checkpoint of member %d", out, i) end
+        pop:restore(i, m.record)
+        for name, t in pairs(m.state.tensors) do
+          local entry = pop:get_state(i, name)
+          if type(entry) ~= "userdata" then
+            store:close()
+            fail("member %d's checkpoint has a tensor '%s' that its state does not", i, name)
+          end
+          entry:copy_(t)
+        end
+        for name, x in pairs(m.state.numbers) do pop:set_state(i, name, x) end
+        since[i] = m.since
+      end
+      for _, ev in ipairs(saved.events) do pop:restore_event(ev) end
+      if saved.gaps then store:renumber(saved.events) end
+      db_next = #saved.events + 1
+      G:set_state(saved.scheduler.G)
+      t_start = clock() - (saved.scheduler.elapsed or 0)
+      if budget.seconds then deadline = t_start + budget.seconds end
+      reporter:flush() -- the files again, from the restored log
+    else
+      store = runstore.create(out, identity)
+      checkpoint(nil)
+    end
+  end
   local last_error = {}
   local function replace(i)
     local d = best_alive(i)
@@ -455,6 +561,7 @@ function M.run(e, opts)
           since[i] = 0
         end
       end
+      checkpoint(nil)
       reporter:flush()
     end
   end
@@ -494,6 +601,7 @@ function M.run(e, opts)
       end
       local o = receive()
       local i = o.member
+      local decided = { i }
       if o.status == worker_mod.FAILED then
         if not finished(i) then
           if replace(i) then push(i)
@@ -503,6 +611,7 @@ function M.run(e, opts)
         -- a member with a score: those waiting for a donor can have one now
         for _, j in ipairs(waiting) do
           if replace(j) then push(j) end
+          decided[#decided + 1] = j
         end
         waiting = {}
         if o.status == worker_mod.READY and not finished(i) then
@@ -512,6 +621,7 @@ function M.run(e, opts)
         end
         if not finished(i) then push(i) end
       end
+      checkpoint(decided)
       if clock() - last_flush >= 1 then
         reporter:flush()
         last_flush = clock()
@@ -531,6 +641,12 @@ function M.run(e, opts)
   pool:stop(not ok)
   if restore_blas then threads.blas_threads(restore_blas) end
   pop:commit_staged()
+  if store then
+    -- the end: every member (none trains now) and the events left; after an
+    -- interruption only what the last checkpoints hold (a resume redoes the rest)
+    if ok then checkpoint(nil) end
+    store:close()
+  end
   show(true)
 
   -- the result, from the store

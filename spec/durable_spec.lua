@@ -1,0 +1,159 @@
+-- Durable runs: the store in out/run.db, kill -9 at any instant, resume.
+-- The uninterrupted run is the reference a resumed one must equal (sync:
+-- bit for bit but the wall-clock times; async: every member's budget done
+-- once, nothing logged twice).
+local pbt = require("pbt")
+local helper = require("spec.helper")
+local read, exists, log_text = helper.readfile, helper.exists, helper.log_text
+local json = pbt.json
+
+-- the slowest cases are skipped under valgrind (make valgrind sets this)
+local VALGRIND = os.getenv("PBT_VALGRIND")
+local DURABLE = "spec/fixtures/durable.lua"
+
+local function tmpname()
+  local d = os.tmpname()
+  os.remove(d)
+  return d
+end
+
+local function lua_run(dir, sync, extra)
+  return ("lua5.4 -e \"package.path='./lua/?.lua;./lua/?/init.lua;'..package.path; " ..
+    "package.cpath='%s'..package.cpath; local pbt=require('pbt'); " ..
+    "pbt.load_experiment('%s', {sync=%s}):run{out='%s', workers=2, progress=false%s}\""):format(
+    package.cpath:match("^[^;]+") .. ";", DURABLE, tostring(sync), dir, extra or "")
+end
+
+local function run_here(dir, sync, opts)
+  opts = opts or {}
+  opts.out, opts.workers, opts.progress = dir, 2, false
+  return pbt.load_experiment(DURABLE, { sync = sync }):run(opts)
+end
+
+-- events.jsonl without its times
+local function file_log(dir)
+  return (read(dir .. "/events.jsonl"):gsub(',"time":[%d.e+-]+', ""))
+end
+
+-- starts a run in a child, kills it with SIGKILL after `delay` seconds (if it
+-- still runs), then resumes it in another child; returns the resume's status
+local function kill_and_resume(dir, sync, delay)
+  os.execute("rm -rf " .. dir)
+  local cmd = ("%s & pid=$!; sleep %.3f; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; %s 2>&1")
+    :format(lua_run(dir, sync), delay, lua_run(dir, sync, ", resume=true"))
+  local p = io.popen(cmd)
+  local output = p:read("a")
+  local ok = p:close()
+  return ok, output
+end
+
+describe("durable runs", function()
+  it("continues a synchronous run killed at 20 random instants to the same log, schedules and best", function()
+    if VALGRIND then pending("too slow under valgrind") return end
+    local ref_dir = tmpname()
+    local t0 = pbt.clock()
+    local ref = run_here(ref_dir, true)
+    local span = pbt.clock() - t0
+    local want_log, want_sched = file_log(ref_dir), read(ref_dir .. "/schedule.json")
+    local best = pbt.load(ref_dir .. "/best.pbt")
+    local g = pbt.Generator(2026)
+    local dir = tmpname()
+    for k = 1, 20 do
+      -- instants across the run's span (a child also pays Lua's and the data's start)
+      local delay = 0.05 + g:uniform() * (span + 0.1)
+      local ok, output = kill_and_resume(dir, true, delay)
+      assert(ok, ("kill %d at %.3f s: the resume failed: %s"):format(k, delay, output))
+      assert.are.equal(want_log, file_log(dir), ("kill %d at %.3f s"):format(k, delay))
+      assert.are.equal(want_sched, read(dir .. "/schedule.json"))
+      local b = pbt.load(dir .. "/best.pbt")
+      assert.are.same({ best.member, best.score }, { b.member, b.score })
+      assert.is_true(pbt.tensor.equal(best.tensors.w, b.tensors.w))
+    end
+    assert.is_truthy(ref.best)
+    os.execute("rm -rf " .. ref_dir .. " " .. dir)
+  end)
+
+  it("continues an asynchronous run killed mid-way with every step trained once", function()
+    if VALGRIND then pending("too slow under valgrind") return end
+    local g = pbt.Generator(7)
+    local dir = tmpname()
+    for k = 1, 4 do
+      local delay = 0.05 + g:uniform() * 0.5
+      local ok, output = kill_and_resume(dir, false, delay)
+      assert(ok, output)
+      local reports, seqs = {}, {}
+      for line in read(dir .. "/events.jsonl"):gmatch("[^\n]+") do
+        local ev = json.decode(line)
+        seqs[#seqs + 1] = ev.seq
+        if ev.kind == "report" then reports[ev.member] = (reports[ev.member] or 0) + 1 end
+      end
+      -- 4 members x 24 steps, each reported once; seq numbers 1, 2, 3, ... in order
+      assert.are.same({ 24, 24, 24, 24 }, reports, ("kill at %.3f s"):format(delay))
+      for j, s in ipairs(seqs) do assert.are.equal(j, s) end
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("never overwrites a directory that holds a run, and says what to do", function()
+    local dir = tmpname()
+    run_here(dir, true)
+    local before = read(dir .. "/events.jsonl")
+    assert.has_error(function() run_here(dir, true) end, ("experiment: %s holds a run (run.db): resume = true " ..
+      "(pbt run --resume) continues it, overwrite = true (--overwrite) starts it again"):format(dir))
+    assert.are.equal(before, read(dir .. "/events.jsonl"))
+    -- a finished run resumed: nothing more to train, the same files
+    run_here(dir, true, { resume = true })
+    assert.are.equal((before:gsub(',"time":[%d.e+-]+', "")), file_log(dir))
+    run_here(dir, true, { overwrite = true })
+    assert.are.equal((before:gsub(',"time":[%d.e+-]+', "")), file_log(dir))
+    local empty = tmpname()
+    assert.has_error(function() run_here(empty, true, { resume = true }) end,
+      ("experiment: nothing to resume in %s: it holds no run (run.db)"):format(empty))
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("refuses to resume another experiment, or a changed file unless forced", function()
+    local dir = tmpname()
+    run_here(dir, true)
+    -- another seed
+    assert.has_error(function() run_here(dir, true, { resume = true, seed = 5 }) end,
+      ("experiment: %s was a run with seed = 21, not 5: resume it with the same experiment and options")
+        :format(dir))
+    -- the same experiment from a copy of the file with one more comment
+    local copy = tmpname() .. ".lua"
+    local f = assert(io.open(copy, "w"))
+    f:write(read(DURABLE), "-- changed\n")
+    f:close()
+    local e = pbt.load_experiment(copy, { sync = true })
+    local crc_old, crc_new = pbt.core.crc32(read(DURABLE)), pbt.core.crc32(read(copy))
+    assert.has_error(function() e:run{ out = dir, resume = true, progress = false } end,
+      ("experiment: %s changed since the run in %s started (its CRC-32 was %d, now %d): force = true " ..
+        "(pbt run --force) resumes it anyway"):format(copy, dir, crc_old, crc_new))
+    e:run{ out = dir, resume = true, force = true, progress = false }
+    os.remove(copy)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("names the member and the table of a checkpoint whose checksum fails", function()
+    local dir = tmpname()
+    run_here(dir, true)
+    local db = assert(pbt.core.sql.open(dir .. "/run.db"))
+    local row = db:exec("SELECT state FROM members WHERE member = 3")[1]
+    local bad = row.state:sub(1, 40) .. string.char((row.state:byte(41) + 1) % 256) .. row.state:sub(42)
+    db:exec("UPDATE members SET state = ? WHERE member = 3", pbt.core.sql.blob(bad))
+    db:close()
+    assert.has_error(function() run_here(dir, true, { resume = true }) end,
+      "decode: members.state of member 3: checksum mismatch (file is corrupted)")
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("removes the temporary files of an interrupted write when it starts", function()
+    local dir = tmpname()
+    run_here(dir, true)
+    local tmp = dir .. "/events.jsonl.tmp.4242.0"
+    assert(io.open(tmp, "w")):close()
+    run_here(dir, true, { resume = true })
+    assert.is_false(exists(tmp))
+    os.execute("rm -rf " .. dir)
+  end)
+end)
