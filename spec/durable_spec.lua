@@ -157,3 +157,74 @@ describe("durable runs", function()
     os.execute("rm -rf " .. dir)
   end)
 end)
+
+describe("a run left in a directory", function()
+  it("writes the run's files again from run.db (pbt report), the same as the run wrote them", function()
+    local dir = tmpname()
+    pbt.load_experiment(DURABLE, { sync = true, busy = 0 }):run{ out = dir, workers = 1, progress = false }
+    local files = {}
+    for _, name in ipairs({ "events.jsonl", "scores.csv", "schedule.json", "scores.svg", "lineage.svg" }) do
+      files[name] = read(dir .. "/" .. name)
+      os.remove(dir .. "/" .. name)
+    end
+    local best = pbt.load(dir .. "/best.pbt")
+    os.remove(dir .. "/best.pbt")
+    local p = io.popen("lua5.4 lua/pbt/cli.lua report " .. dir .. " 2>&1")
+    local output = p:read("a")
+    assert(p:close(), output)
+    for name, text in pairs(files) do assert.are.equal(text, read(dir .. "/" .. name), name) end
+    local again = pbt.load(dir .. "/best.pbt")
+    assert.are.same({ best.member, best.score, best.h }, { again.member, again.score, again.h })
+    assert.is_true(pbt.tensor.equal(best.tensors.w, again.tensors.w))
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("loads a run: members, scores, schedules and each member's checkpoint as a state table", function()
+    local dir = tmpname()
+    local r = pbt.load_experiment(DURABLE, { sync = true, busy = 0 }):run{ out = dir, workers = 1, progress = false }
+    local run = pbt.load_run(dir)
+    assert.are.equal(4, run.size)
+    assert.are.equal(r.best.member, run.best.member)
+    assert.are.equal(r.best.score, run.best.score)
+    assert.are.same(r.schedules, run.schedules)
+    assert.are.same(r.scores, run.scores)
+    local st = run:state(run.best.member)
+    -- the state init made: w, v (tensors) and n (a number), as the run ended
+    assert.is_true(pbt.tensor.equal(r.best.state.w, st.w))
+    assert.is_true(pbt.tensor.equal(r.best.state.v, st.v))
+    assert.are.equal(24, st.n)
+    assert.are.equal(24, run.members[1].work)
+    assert.has_error(function() run:state(9) end, "load_run: the run has no member 9")
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("gives a module's checkpoint in keys its load_state_dict takes (an experiment built in a script)", function()
+    local nn, T = pbt.nn, pbt.tensor
+    local x = T.linspace(-1, 1, 8):view(8, 1)
+    local e = pbt.experiment{
+      population = 2, seed = 4, space = { lr = pbt.uniform(0.05, 0.2) }, mode = "min",
+      init = function(h, g)
+        local model = nn.Sequential(nn.Linear(1, 4, { generator = g }), nn.ReLU(), nn.Linear(4, 1, { generator = g }))
+        return { model = model, opt = pbt.optim.SGD(model:parameters(), { lr = h.lr, momentum = 0.5 }) }
+      end,
+      step = function(st, h)
+        st.opt.lr = h.lr
+        st.opt:zero_grad()
+        nn.mse_loss(st.model(x), x * 2):backward()
+        st.opt:step()
+      end,
+      eval = function(st) return pbt.no_grad(function() return nn.mse_loss(st.model(x), x * 2):item() end) end,
+      budget = { steps = 3 },
+    }
+    local dir = tmpname()
+    local r = e:run{ out = dir, progress = false }
+    assert.has_error(function() pbt.load_run(dir) end,
+      ("experiment: %s holds a run of an experiment built in a script: give the experiment"):format(dir))
+    local run = pbt.load_run(dir, e)
+    local model = nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1))
+    model:load_state_dict(run:state(run.best.member).model)
+    local want = pbt.no_grad(function() return nn.mse_loss(model(x), x * 2):item() end)
+    assert.are.equal(r.best.score, want)
+    os.execute("rm -rf " .. dir)
+  end)
+end)

@@ -11,6 +11,10 @@
 --       The run's store is DIR/run.db: --resume continues a run from its last
 --       checkpoints (after a crash or kill -9), --overwrite starts again in a
 --       directory that holds one, --force resumes though FILE changed.
+--   pbt report DIR [FILE]
+--       writes DIR's files (events.jsonl, scores.csv, schedule.json, best.pbt,
+--       pictures) again from DIR/run.db (FILE: the experiment, when it is not
+--       the file the run names)
 --   pbt replay FILE RUN_DIR [--member I]
 --       trains one fresh member following member I's recorded schedule
 --       (default: the best member of that run) and prints its final score
@@ -28,6 +32,7 @@ local M = {}
 
 local usage = [==[
 usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
+       pbt report DIR [FILE]
        pbt replay FILE RUN_DIR [--member I]]==]
 
 local function parse(args)
@@ -80,6 +85,12 @@ function M.main(args)
         table.concat(hs, ", ")))
     end
     print("run directory: " .. out)
+    return 0
+  elseif cmd == "report" and pos[2] then
+    local e = pos[3] and pbt.load_experiment(pos[3]) or nil
+    local result = require("pbt.scheduler").report(pos[2], e)
+    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt and pictures from run.db (%d events)")
+      :format(pos[2], #result.events))
     return 0
   elseif cmd == "replay" and pos[2] and pos[3] then
     local f = io.open(pos[3] .. "/schedule.json")

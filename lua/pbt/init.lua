@@ -47,6 +47,8 @@ local submodules = {
   population = "pbt.population", space = "pbt.space",
 }
 local from_experiment = { experiment = true, replay = true, load_experiment = "load" }
+-- pbt.load_run(dir [, experiment]): what a run left in dir (its run.db)
+function pbt.load_run(...) return require("pbt.scheduler").load_run(...) end
 -- pbt.shared(name, loader): data loaded once per process, shared by workers
 pbt.shared = require("pbt.shared").shared
 setmetatable(pbt, {

@@ -197,6 +197,7 @@ function M.identity(e, seed)
       meta.file_crc32 = core.crc32(f:read("a"))
       f:close()
     end
+    if e.file_args ~= nil then meta.file_args = json.encode(e.file_args) end
   end
   return meta
 end

@@ -71,6 +71,39 @@ local function better(mode, a, b)
   return a < b
 end
 
+--- A live member with the best last score (nil when none has scored),
+-- other than `except`.
+function M.best_alive(pop, mode, except)
+  local scores, b = pop:scores(), nil
+  for j = 1, pop:size() do
+    if j ~= except and finite(scores[j]) and pop:member(j).status == "alive"
+        and (not b or better(mode, scores[j], scores[b])) then
+      b = j
+    end
+  end
+  return b
+end
+
+--- What a run returns, read from its store: events, schedules (choices as
+-- their values), scores; best = {member, score, h} or nil.
+local function result_of(e, pop, seed)
+  local result = { events = {}, schedules = {}, scores = {} }
+  for _, ev in ipairs(pop:events(1, true)) do result.events[#result.events + 1] = reporter_mod.event_table(ev) end
+  for i = 1, pop:size() do
+    local s = pop:schedule(i)
+    local sched = { root = s.root, seed = member_seed(seed, s.root), steps = pop:member(i).steps }
+    for k, entry in ipairs(s) do sched[k] = { step = entry.step, h = worker_mod.from_store(e, entry.h) } end
+    result.schedules[i] = sched
+    result.scores[i] = pop:curve(i)
+  end
+  local b = M.best_alive(pop, e.mode)
+  if b then
+    result.best = { member = b, score = pop:score(b), h = worker_mod.hparams(e, pop, b),
+      schedule = result.schedules[b] }
+  end
+  return result
+end
+
 -- ---- workers: this state's own, or threads --------------------------------------------
 
 -- The local pool runs a task at once, here.
@@ -352,16 +385,7 @@ function M.run(e, opts)
   end
 
   -- a live member with the best last score (nil when none has scored)
-  local function best_alive(except)
-    local scores, b = pop:scores(), nil
-    for j = 1, n do
-      if j ~= except and finite(scores[j]) and pop:member(j).status == "alive"
-          and (not b or better(mode, scores[j], scores[b])) then
-        b = j
-      end
-    end
-    return b
-  end
+  local function best_alive(except) return M.best_alive(pop, mode, except) end
 
   local since = {} -- each member's steps since its last decision
   for i = 1, n do since[i] = 0 end
@@ -411,8 +435,9 @@ function M.run(e, opts)
     if opts.resume then
       local meta
       store, meta = runstore.open(out)
-      for _, k in ipairs({ "seed", "name", "population", "mode", "sync", "window", "budget", "space" }) do
-        if meta[k] ~= tostring(identity[k]) then
+      for _, k in ipairs({ "seed", "name", "population", "mode", "sync", "window", "budget", "space",
+          "file_args" }) do
+        if meta[k] ~= (identity[k] ~= nil and tostring(identity[k]) or nil) then
           store:close()
           fail("%s was a run with %s = %s, not %s: resume it with the same experiment and options",
             out, k, tostring(meta[k]), tostring(identity[k]))
@@ -650,25 +675,16 @@ function M.run(e, opts)
   show(true)
 
   -- the result, from the store
-  local result = { events = {}, schedules = {}, scores = {}, interrupted = interrupted or nil }
-  for _, ev in ipairs(pop:events(1, true)) do result.events[#result.events + 1] = reporter_mod.event_table(ev) end
-  for i = 1, n do
-    local s = pop:schedule(i)
-    local sched = { root = s.root, seed = member_seed(seed, s.root), steps = pop:member(i).steps }
-    for k, entry in ipairs(s) do sched[k] = { step = entry.step, h = worker_mod.from_store(e, entry.h) } end
-    result.schedules[i] = sched
-    result.scores[i] = pop:curve(i)
-  end
-  local b = best_alive()
+  local result = result_of(e, pop, seed)
+  result.interrupted = interrupted or nil
   local best_tensors
-  if b then
+  if result.best then
     -- the best member's state, in a state of this Lua state's own
+    local b = result.best.member
     local w = worker_mod.new(e, pop, { seed = seed, excluded = excluded })
-    local state = w:state_for(b, get_h(b))
+    result.best.state = w:state_for(b, get_h(b))
     best_tensors = {}
     for _, p in ipairs(w.parts.tensors) do best_tensors[p.name] = p.tensor end
-    result.best = { member = b, score = pop:score(b), h = get_h(b), state = state,
-      schedule = result.schedules[b] }
   end
   local okw, werr = pcall(reporter.finish, reporter, result, best_tensors)
   if not ok then
@@ -679,6 +695,86 @@ function M.run(e, opts)
   end
   if not okw then error(werr, 0) end
   return result, pop
+end
+
+--- The population store of the run in dir, rebuilt from its run.db, and
+-- what the store held: {meta, members = {[i] = {record, state, since}},
+-- events, scheduler}.  e gives the hyperparameters' kinds.
+function M.load_store(e, dir)
+  local store, meta = runstore.open(dir)
+  local ok, saved = pcall(store.load, store)
+  store:close()
+  if not ok then error(saved, 0) end
+  local n = tonumber(meta.population)
+  if n ~= e.population then fail("%s holds a run of %s members, the experiment has %d", dir, meta.population, e.population) end
+  local pop = population.new{ size = n, hparams = hp_specs(e), window = e.window }
+  for i = 1, n do
+    local m = saved.members[i] or fail("%s has no checkpoint of member %d", dir, i)
+    pop:restore(i, m.record)
+    local names = {}
+    for name in pairs(m.state.tensors) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do pop:set_state(i, name, m.state.tensors[name]) end
+    for name, x in pairs(m.state.numbers) do pop:set_state(i, name, x) end
+  end
+  for _, ev in ipairs(saved.events) do pop:restore_event(ev) end
+  saved.meta = meta
+  return pop, saved
+end
+
+--- The experiment a run directory's store names (its file, loaded with the
+-- args it was run with).
+local function experiment_of(dir, e)
+  if e then return e end
+  local store, meta = runstore.open(dir)
+  store:close()
+  if not meta.file then
+    fail("%s holds a run of an experiment built in a script: give the experiment", dir)
+  end
+  return require("pbt.experiment").load(meta.file, meta.file_args and json.decode(meta.file_args))
+end
+
+--- A run left in dir (see the README): events, schedules, scores, best,
+-- members (their records) and run:state(i), member i's checkpoint as a state
+-- table (names split at their first dot: state.model["0.weight"]).
+function M.load_run(dir, e)
+  if type(dir) ~= "string" then error(("load_run: dir must be a string, got %s"):format(type(dir)), 2) end
+  e = experiment_of(dir, e)
+  local pop, saved = M.load_store(e, dir)
+  local run = result_of(e, pop, tonumber(saved.meta.seed))
+  run.dir, run.meta, run.size, run.members = dir, saved.meta, e.population, {}
+  for i = 1, e.population do run.members[i] = saved.members[i].record end
+  function run.state(_, i)
+    local m = saved.members[i]
+    if not m then error(("load_run: the run has no member %s"):format(tostring(i)), 2) end
+    local st = {}
+    local function put(name, v)
+      local head, rest = name:match("^([^.]+)%.(.+)$")
+      if head then
+        st[head] = st[head] or {}
+        st[head][rest] = v
+      else
+        st[name] = v
+      end
+    end
+    for name, t in pairs(m.state.tensors) do put(name, t) end
+    for name, x in pairs(m.state.numbers) do put(name, x) end
+    return st
+  end
+  return run
+end
+
+--- Writes the run directory's files (events.jsonl, scores.csv,
+-- schedule.json, best.pbt, pictures) again from dir/run.db.
+function M.report(dir, e)
+  e = experiment_of(dir, e)
+  local pop, saved = M.load_store(e, dir)
+  local result = result_of(e, pop, tonumber(saved.meta.seed))
+  local reporter = reporter_mod.new(e, pop, { out = dir, progress = false })
+  reporter:flush()
+  local best_tensors = result.best and saved.members[result.best.member].state.tensors
+  reporter:finish(result, best_tensors)
+  return result
 end
 
 return M
