@@ -115,10 +115,12 @@ describe("durable runs", function()
   it("refuses to resume another experiment, or a changed file unless forced", function()
     local dir = tmpname()
     run_here(dir, true)
+    local files = read(dir .. "/events.jsonl") .. read(dir .. "/scores.csv")
     -- another seed
     assert.has_error(function() run_here(dir, true, { resume = true, seed = 5 }) end,
       ("experiment: %s was a run with seed = 21, not 5: resume it with the same experiment and options")
         :format(dir))
+    assert.are.equal(files, read(dir .. "/events.jsonl") .. read(dir .. "/scores.csv")) -- left alone
     -- the same experiment from a copy of the file with one more comment
     local copy = tmpname() .. ".lua"
     local f = assert(io.open(copy, "w"))

@@ -21,18 +21,15 @@ Reporter.__index = Reporter
 local function fail(err) error("experiment: " .. tostring(err), 0) end
 
 --- A reporter for a run of experiment e on pop.  opts: out (directory or
--- nil), progress (boolean), name.
+-- nil), progress (boolean), keep (leave the files as they are until
+-- rewrite(): a run being resumed).
 function M.new(e, pop, opts)
   local r = setmetatable({ e = e, pop = pop, out = opts.out, progress = opts.progress,
     next_event = 1, shown = 0 }, Reporter)
   if r.out then
     local ok = core.mkdir(r.out)
     if not ok then fail(("cannot create directory %s"):format(r.out)) end
-    -- a new run: the appended files start empty (atomically)
-    for _, f in ipairs({ "events.jsonl", "scores.csv" }) do
-      local ok2, err = core.write_file(r.out .. "/" .. f, f == "scores.csv" and "member,step,score\n" or "")
-      if not ok2 then fail(err) end
-    end
+    if not opts.keep then r:rewrite() end
   end
   return r
 end
@@ -93,12 +90,8 @@ local function append(path, text)
   if not ok then fail(werr) end
 end
 
---- Appends the events logged since the last flush to events.jsonl and
--- their reports to scores.csv.
-function Reporter:flush()
-  if not self.out then return end
-  local events = self.pop:events(self.next_event, true)
-  if #events == 0 then return end
+-- the lines of events.jsonl and scores.csv for these events
+local function lines_of(events)
   local lines, scores = {}, {}
   for k, ev in ipairs(events) do
     lines[k] = M.event_line(ev)
@@ -106,6 +99,28 @@ function Reporter:flush()
       scores[#scores + 1] = ("%d,%d,%.17g\n"):format(ev.member, ev.step, ev.score)
     end
   end
+  return lines, scores
+end
+
+--- Writes events.jsonl and scores.csv anew (atomically) from the whole log.
+function Reporter:rewrite()
+  local events = self.pop:events(1, true)
+  local lines, scores = lines_of(events)
+  local ok, err = core.write_file(self.out .. "/events.jsonl",
+    #lines > 0 and table.concat(lines, "\n") .. "\n" or "")
+  if not ok then fail(err) end
+  ok, err = core.write_file(self.out .. "/scores.csv", "member,step,score\n" .. table.concat(scores))
+  if not ok then fail(err) end
+  self.next_event = #events > 0 and events[#events].seq + 1 or 1
+end
+
+--- Appends the events logged since the last flush to events.jsonl and
+-- their reports to scores.csv.
+function Reporter:flush()
+  if not self.out then return end
+  local events = self.pop:events(self.next_event, true)
+  if #events == 0 then return end
+  local lines, scores = lines_of(events)
   self.next_event = events[#events].seq + 1
   append(self.out .. "/events.jsonl", table.concat(lines, "\n") .. "\n")
   if #scores > 0 then append(self.out .. "/scores.csv", table.concat(scores)) end

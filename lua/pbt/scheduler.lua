@@ -298,7 +298,7 @@ function M.run(e, opts)
 
   local progress = opts.progress
   if progress == nil then progress = core.isatty(2) and not opts.quiet end
-  local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress })
+  local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress, keep = opts.resume })
   local exploits, steps_done = 0, 0
   local total = 0
   for i = 1, n do total = total + limit[i] end
@@ -472,7 +472,7 @@ function M.run(e, opts)
       G:set_state(saved.scheduler.G)
       t_start = clock() - (saved.scheduler.elapsed or 0)
       if budget.seconds then deadline = t_start + budget.seconds end
-      reporter:flush() -- the files again, from the restored log
+      reporter:rewrite() -- the files again, from the restored log
     else
       store = runstore.create(out, identity)
       checkpoint(nil)
@@ -771,7 +771,6 @@ function M.report(dir, e)
   local pop, saved = M.load_store(e, dir)
   local result = result_of(e, pop, tonumber(saved.meta.seed))
   local reporter = reporter_mod.new(e, pop, { out = dir, progress = false })
-  reporter:flush()
   local best_tensors = result.best and saved.members[result.best.member].state.tensors
   reporter:finish(result, best_tensors)
   return result
