@@ -23,7 +23,11 @@ struct pbt_sql_stmt {
 };
 
 #define BUSY_TIMEOUT_MS 10000
-#define SETUP_SQL "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; PRAGMA journal_mode=WAL"
+/* 64 KiB pages (set before the database turns to WAL; a database made
+ * earlier keeps its size): a checkpoint of megabytes of tensors writes a
+ * third of the pages, about three times faster than with 4 KiB ones */
+#define SETUP_SQL "PRAGMA page_size=65536; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; " \
+                  "PRAGMA journal_mode=WAL"
 
 /* The status of an SQLite result code (primary or extended). */
 static pbt_status status_of(int rc) {

@@ -8,7 +8,8 @@
 --                               the space (as text)
 --   members(member, record, state, since)
 --                               each member's checkpoint: its record in the
---                               store (pop:record, pbt.encode'd), its
+--                               store (pop:record, pbt.encode'd, without
+--                               its curve: that is its report events), its
 --                               published state (tensors and numbers,
 --                               pbt.encode'd: a CRC-32 checked on read) and
 --                               its steps since its last decision
@@ -129,8 +130,12 @@ function Store:checkpoint(pop, members, since, events, scheduler)
   local db, blob = self.db, sql.blob
   db:transaction(function()
     for _, i in ipairs(members) do
+      -- the curve is the member's report events: not written twice (and a
+      -- record does not grow with the run)
+      local record = pop:record(i)
+      record.curve = {}
       db:exec("INSERT OR REPLACE INTO members (member, record, state, since) VALUES (?, ?, ?, ?)",
-        i, blob(encode(pop:record(i))), blob(encode(state_value(pop, i))), since[i])
+        i, blob(encode(record)), blob(encode(state_value(pop, i))), since[i])
     end
     for _, ev in ipairs(events) do
       db:exec("INSERT INTO events (seq, kind, member, other, step, score, generation, detail, data, " ..
@@ -162,6 +167,12 @@ function Store:load()
     if r.seq ~= k then out.gaps = true end
     r.seq = k
     out.events[k] = r
+    -- each member's curve: its reports
+    local m = r.kind == "report" and out.members[r.member]
+    if m then
+      local curve = m.record.curve
+      curve[#curve + 1] = { r.step, r.score }
+    end
   end
   for _, r in ipairs(db:exec("SELECT key, value FROM scheduler")) do
     out.scheduler[r.key] = decode(r.value, ("scheduler.%s"):format(r.key))

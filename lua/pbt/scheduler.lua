@@ -667,9 +667,15 @@ function M.run(e, opts)
   if restore_blas then threads.blas_threads(restore_blas) end
   pop:commit_staged()
   if store then
-    -- the end: every member (none trains now) and the events left; after an
-    -- interruption only what the last checkpoints hold (a resume redoes the rest)
-    if ok then checkpoint(nil) end
+    -- the end: every member (none trains now) with the events left, unless
+    -- the last checkpoint holds them all; after an interruption only what the
+    -- last checkpoints hold (a resume redoes the rest)
+    if ok then
+      collect()
+      local left = false
+      for i = 1, n do left = left or #pending[i] > 0 end
+      if left then checkpoint(nil) end
+    end
     store:close()
   end
   show(true)
