@@ -11,11 +11,7 @@ local json = pbt.json
 local VALGRIND = os.getenv("PBT_VALGRIND")
 local DURABLE = "spec/fixtures/durable.lua"
 
-local function tmpname()
-  local d = os.tmpname()
-  os.remove(d)
-  return d
-end
+local tmpname = require("spec.helper").tmpname
 
 local function lua_run(dir, sync, extra)
   return ("lua5.4 -e \"package.path='./lua/?.lua;./lua/?/init.lua;'..package.path; " ..

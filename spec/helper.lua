@@ -48,6 +48,13 @@ function M.writefile(path, s)
 end
 
 --- x rounded to float32.
+--- A fresh path in the temporary directory, nothing there yet.
+function M.tmpname()
+  local d = os.tmpname()
+  os.remove(d)
+  return d
+end
+
 --- Does a file exist (can it be opened)?
 function M.exists(path)
   local f = io.open(path, "rb")

@@ -15,11 +15,7 @@ local LINEAR, MEMBERS = "spec/fixtures/linear.lua", "spec/fixtures/members.lua"
 local SLOW, SHARED = "spec/fixtures/slow.lua", "spec/fixtures/shared.lua"
 local FAILED_DONOR = "spec/fixtures/failed_donor.lua"
 
-local function tmpname()
-  local d = os.tmpname()
-  os.remove(d)
-  return d
-end
+local tmpname = require("spec.helper").tmpname
 
 local exists = require("spec.helper").exists
 
