@@ -594,8 +594,8 @@ static int p_version(lua_State *L) {
   return 1;
 }
 
-/* pop:counts(i) -> steps, work: member i's step count (through its
- * lineage) and the steps its slot trained */
+/* pop:counts(i) -> steps, work, alive: member i's step count (through its
+ * lineage), the steps its slot trained, and whether it is alive */
 static int p_counts(lua_State *L) {
   pbt_population *p = check_pop(L, 1);
   int64_t i = check_member(L, p, 2);
@@ -604,7 +604,8 @@ static int p_counts(lua_State *L) {
   LPBT_CHECK(L, "counts", pbt_population_member(p, i, &m, &err), &err);
   lua_pushinteger(L, (lua_Integer)m.steps);
   lua_pushinteger(L, (lua_Integer)m.work);
-  return 2;
+  lua_pushboolean(L, m.status == PBT_MEMBER_ALIVE);
+  return 3;
 }
 
 /* pop:score(i) -> member i's last score (NaN when it has none) */

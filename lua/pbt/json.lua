@@ -70,27 +70,32 @@ end
 M.encode_string = encode_string
 M.float_text = float_text
 
---- The text of the JSON object of t's fields named in keys (in that
--- order): numbers, strings and booleans as themselves, any other value as
--- the string tostring gives; the quick way for flat records such as a
--- member's hyperparameters.
-function M.encode_object(t, keys)
-  local parts = {}
-  for k, key in ipairs(keys) do
-    local v, text = t[key], nil
-    local ty = type(v)
-    if ty == "number" then
-      if v ~= v or v == math.huge or v == -math.huge then text = "null"
-      elseif math.type(v) == "integer" then text = tostring(v)
-      else text = float_text(v) end
-    elseif ty == "string" then text = encode_string(v)
-    elseif ty == "boolean" then text = tostring(v)
-    elseif v == nil then text = "null"
-    else text = encode_string(tostring(v)) end -- (a choice of functions, say)
-    parts[k] = encode_string(key) .. ":" .. text
+--- A function(t) giving the text of the JSON object of t's fields named in
+-- keys (in that order): numbers, strings and booleans as themselves, nil
+-- as null, any other value as the string tostring gives.  The quick way for
+-- flat records such as a member's hyperparameters (the keys are encoded
+-- once).
+function M.object_encoder(keys)
+  local prefixes = {}
+  for k, key in ipairs(keys) do prefixes[k] = encode_string(key) .. ":" end
+  return function(t)
+    local parts = {}
+    for k, key in ipairs(keys) do
+      local v, text = t[key], nil
+      local mt = math.type(v)
+      if mt == "float" then
+        text = (v == v and v ~= math.huge and v ~= -math.huge) and float_text(v) or "null"
+      elseif mt == "integer" or type(v) == "boolean" then text = tostring(v)
+      elseif v == nil then text = "null"
+      else text = encode_string(tostring(v)) end -- strings, and a choice of anything
+      parts[k] = prefixes[k] .. text
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
   end
-  return "{" .. table.concat(parts, ",") .. "}"
 end
+
+--- The same for one object: encode_object(t, keys).
+function M.encode_object(t, keys) return M.object_encoder(keys)(t) end
 
 function M.encode(v)
   local out = {}

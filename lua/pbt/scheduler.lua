@@ -76,7 +76,7 @@ end
 function M.best_alive(pop, mode, except)
   local scores, b = pop:scores(), nil
   for j = 1, pop:size() do
-    if j ~= except and finite(scores[j]) and pop:member(j).status == "alive"
+    if j ~= except and finite(scores[j]) and select(3, pop:counts(j))
         and (not b or better(mode, scores[j], scores[b])) then
       b = j
     end
@@ -87,8 +87,15 @@ end
 --- What a run returns, read from its store: events, schedules (choices as
 -- their values), scores; best = {member, score, h} or nil.
 local function result_of(e, pop, seed)
-  local result = { events = {}, schedules = {}, scores = {} }
-  for _, ev in ipairs(pop:events(1, true)) do result.events[#result.events + 1] = reporter_mod.event_table(ev) end
+  -- result.events is read from the store when first used (a run whose
+  -- caller never reads it does not build a table per event)
+  local result = setmetatable({ schedules = {}, scores = {} }, { __index = function(t, k)
+    if k ~= "events" then return nil end
+    local events = {}
+    for _, ev in ipairs(pop:events(1, true)) do events[#events + 1] = reporter_mod.event_table(ev) end
+    rawset(t, "events", events)
+    return events
+  end })
   for i = 1, pop:size() do
     local s = pop:schedule(i)
     local sched = { root = s.root, seed = member_seed(seed, s.root), steps = pop:member(i).steps }
@@ -193,9 +200,18 @@ function M.run(e, opts)
     fail("resume needs the run's directory (out)")
   end
 
-  local function set_h(i, h)
-    for _, name in ipairs(names) do pop:set_hparam(i, name, to_store(space[name], h[name])) end
+  local categorical = {}
+  for _, name in ipairs(names) do
+    local d = space[name]
+    categorical[name] = d:categorical() or (d.kind == "fixed" and type(d.value) ~= "number")
   end
+  local function set_h(i, h)
+    for _, name in ipairs(names) do
+      local v = h[name]
+      pop:set_hparam(i, name, categorical[name] and to_store(space[name], v) or v)
+    end
+  end
+  local h_json = json.object_encoder(names) -- h as a JSON object's text
   local function get_h(i) return worker_mod.hparams(e, pop, i) end
 
   -- the members' first states, made here: init with each member's own
@@ -348,17 +364,17 @@ function M.run(e, opts)
   local function decide(i, d)
     local base
     if d then
-      local own = get_h(i)
-      base = e.copy_hparams and get_h(d) or own
+      local own = not e.copy_hparams and get_h(i) or nil
+      base = own or get_h(d)
       local ok, err = pcall(pop.exploit, pop, i, d)
       if not ok then
         -- a worker thread failed the donor since the rule chose it: no copy
         if not tostring(err):find("the donor has failed", 1, true) then error(err, 0) end
-        d, base = nil, own
+        d, base = nil, own or get_h(i)
         if not e.explore_always then return false end
       else
         exploits = exploits + 1
-        if not e.copy_hparams then set_h(i, own) end
+        if own then set_h(i, own) end
       end
     else
       base = get_h(i)
@@ -367,8 +383,7 @@ function M.run(e, opts)
     check_explored(i, h)
     set_h(i, h)
     pop:schedule_mark(i)
-    pop:log("explore", i, d, nil, '{"new":' .. json.encode_object(h, names) .. ',"old":' ..
-      json.encode_object(base, names) .. "}")
+    pop:log("explore", i, d, nil, '{"new":' .. h_json(h) .. ',"old":' .. h_json(base) .. "}")
     return d ~= nil
   end
 
@@ -380,7 +395,7 @@ function M.run(e, opts)
     end
     -- a member that failed at the end of its budget keeps its last score,
     -- which a rule may pick, but it has no state to give: no exploit
-    if pop:member(d).status ~= "alive" then return nil end
+    if not select(3, pop:counts(d)) then return nil end
     return d
   end
 
@@ -659,7 +674,7 @@ function M.run(e, opts)
     -- members that fail at their last step are not replaced: a run that
     -- ends with every member failed has no result
     local alive = false
-    for i = 1, n do alive = alive or pop:member(i).status == "alive" end
+    for i = 1, n do alive = alive or select(3, pop:counts(i)) end
     if not alive then ok, err = pcall(all_failed, 1) end
   end
   local interrupted = not ok and is_interrupt(err)

@@ -131,13 +131,28 @@ M.read_values = read_values
 
 -- ---- hyperparameters between Lua and the store -----------------------------------
 
+-- per experiment: the hyperparameters whose store value is not the value
+-- itself, {name, values} for choices and {name, nil, value} for fixed ones
+local conversions = setmetatable({}, { __mode = "k" })
+local function converted(e)
+  local list = conversions[e]
+  if list then return list end
+  list = {}
+  for _, name in ipairs(e.names) do
+    local d = e.space[name]
+    if d:categorical() then list[#list + 1] = { name, d.values }
+    elseif d.kind == "fixed" then list[#list + 1] = { name, nil, d.value } end
+  end
+  conversions[e] = list
+  return list
+end
+
 --- Hyperparameters as the store gives them (choices as 1-based indices),
 -- turned into Lua values in place (choices as the values themselves).
 function M.from_store(e, h)
-  for _, name in ipairs(e.names) do
-    local d = e.space[name]
-    if d:categorical() then h[name] = d.values[h[name]]
-    elseif d.kind == "fixed" then h[name] = d.value end
+  for _, c in ipairs(converted(e)) do
+    local name, values = c[1], c[2]
+    if values then h[name] = values[h[name]] else h[name] = c[3] end
   end
   return h
 end
