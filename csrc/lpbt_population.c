@@ -525,20 +525,14 @@ static int p_load(lua_State *L) {
   int64_t i = check_member(L, p, 2), nt, nn = 0, k, version;
   pbt_generator *g = lua_isnoneornil(L, 4) ? NULL : lpbt_check_generator(L, 4);
   pbt_tensor **ts;
-  pbt_member_info info;
   pbt_state_number *nums;
   uint64_t words[PBT_GENERATOR_STATE_WORDS];
   int has_gen = 0;
+  int64_t ntensors;
   pbt_error err;
-  char name[8];
-  pbt_state_kind kind;
   lua_settop(L, 4); /* the lists' scratch space goes above the arguments */
   ts = check_tensor_list(L, 3, &nt);
-  LPBT_CHECK(L, "load", pbt_population_member(p, i, &info, &err), &err);
-  for (k = 0; k < info.nstate; k++)
-    if (pbt_population_state_name(p, i, k, name, sizeof name, &kind, &err) == PBT_OK &&
-        kind == PBT_STATE_NUMBER)
-      nn++;
+  LPBT_CHECK(L, "load", pbt_population_state_counts(p, i, &ntensors, &nn, &err), &err);
   nums = (pbt_state_number *)lua_newuserdatauv(L, (size_t)(nn ? nn : 1) * sizeof *nums, 0);
   LPBT_CHECK(L, "load",
              pbt_population_load(p, i, ts, nt, nums, nn, words, &has_gen, &version, &err),

@@ -615,6 +615,20 @@ static size_t tensor_bytes(const pbt_tensor *t) {
   return (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
 }
 
+pbt_status pbt_population_state_counts(pbt_population *p, int64_t i, int64_t *ntensors,
+                                       int64_t *nnumbers, pbt_error *err) {
+  member *m = lock_member(p, i, err);
+  int64_t k;
+  if (!m) return PBT_ERR_ARG;
+  *ntensors = *nnumbers = 0;
+  for (k = 0; k < m->nstate; k++) {
+    if (m->state[k].kind == PBT_STATE_TENSOR) (*ntensors)++;
+    else if (m->state[k].kind == PBT_STATE_NUMBER) (*nnumbers)++;
+  }
+  unlock_member(m);
+  return PBT_OK;
+}
+
 pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
                                       size_t *out, pbt_error *err) {
   member *m = lock_member(p, i, err);

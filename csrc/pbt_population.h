@@ -310,6 +310,9 @@ pbt_status pbt_population_get_generator(pbt_population *p, int64_t i, uint64_t *
 /* Saves member i's generator state (without publishing). */
 pbt_status pbt_population_set_generator(pbt_population *p, int64_t i,
                                         const uint64_t *gen, pbt_error *err);
+/* How many of member i's state entries are tensors and numbers. */
+pbt_status pbt_population_state_counts(pbt_population *p, int64_t i, int64_t *ntensors,
+                                       int64_t *nnumbers, pbt_error *err);
 /* Total bytes of member i's state tensors (what an exploit into it copies). */
 pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
                                       size_t *out, pbt_error *err);

@@ -525,15 +525,18 @@ function M.run(e, opts)
     if slice and deadline then dl = math.min(deadline, clock() + slice) end
     return { member = i, limit = limit[i], since = since[i], deadline = dl }
   end
+  -- (the busy flag keeps decisions off members a thread trains; the local
+  -- pool trains a member before any decision is taken again)
+  local threaded = pool.size > 1 or memory_limit ~= nil
   local function dispatch(i, slice)
-    pop:set_busy(i, true)
+    if threaded then pop:set_busy(i, true) end
     busy = busy + 1
     pool:dispatch(task_for(i, slice))
   end
   local function receive()
     local o = pool:next_outcome(function() show(false) end)
     busy = busy - 1
-    pop:set_busy(o.member, false)
+    if threaded then pop:set_busy(o.member, false) end
     steps_done = steps_done + o.trained
     since[o.member] = since[o.member] + o.trained
     if o.status == worker_mod.FAILED then last_error[o.member] = o.error end
@@ -649,17 +652,20 @@ function M.run(e, opts)
         end
       else
         -- a member with a score: those waiting for a donor can have one now
-        for _, j in ipairs(waiting) do
-          if replace(j) then push(j) end
-          decided[#decided + 1] = j
+        if #waiting > 0 then
+          for _, j in ipairs(waiting) do
+            if replace(j) then push(j) end
+            decided[#decided + 1] = j
+          end
+          waiting = {}
         end
-        waiting = {}
-        if o.status == worker_mod.READY and not finished(i) then
+        local done = finished(i) -- (a decision changes no member's work)
+        if o.status == worker_mod.READY and not done then
           local d = checked_donor(i, donor_for(i))
           if d or e.explore_always then decide(i, d) end
           since[i] = 0
         end
-        if not finished(i) then push(i) end
+        if not done then push(i) end
       end
       checkpoint(decided)
       if clock() - last_flush >= 1 then

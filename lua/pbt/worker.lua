@@ -277,9 +277,8 @@ function Worker:train(task)
     steps, work, since = steps + 1, work + 1, since + 1
     self:refresh()
     tensors, values = self.tensors, self.parts.values
-    local okp, perr = pcall(function()
-      pop:publish(i, tensors, read_values(values, numbers), score, steps, g)
-    end)
+    local okp, perr = pcall(read_values, values, numbers)
+    if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g) end
     if not okp then return fail("publishing the state: " .. message(perr)) end
     self.version = self.version + 1
     m.step, m.since = steps, since
