@@ -27,8 +27,8 @@ BUILD      ?= build
 WARN    = -std=c11 -Wall -Wextra -pedantic -Wmissing-prototypes -Wstrict-prototypes
 # pbt never reads errno after math calls; this lets gcc vectorize sqrt
 MATH    = -fno-math-errno
-ALL_CFLAGS = $(CFLAGS) $(OPT) $(MATH) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Icsrc
-LIBS    = -lopenblas -lz -lm -pthread -lsqlite3
+ALL_CFLAGS = $(CFLAGS) $(OPT) $(MATH) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -I/usr/include/postgresql -Icsrc
+LIBS    = -lopenblas -lz -lm -pthread -lsqlite3 -lpq
 
 CORE_SRC = $(wildcard csrc/pbt_*.c)
 BIND_SRC = $(wildcard csrc/lpbt_*.c)

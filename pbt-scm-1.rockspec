@@ -21,6 +21,7 @@ external_dependencies = {
    OPENBLAS = { library = "openblas" },
    ZLIB = { library = "z" },
    SQLITE = { library = "sqlite3" },
+   PQ = { library = "pq" },
 }
 build = {
    type = "make",

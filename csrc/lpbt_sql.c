@@ -10,7 +10,7 @@
  *     column name -> value (INTEGER -> integer, REAL -> float, TEXT and BLOB
  *     -> string, NULL -> absent); changed the rows the statement changed.
  *   db:transaction(fn, ...) -> what fn returns
- *     BEGIN IMMEDIATE, fn(...), COMMIT; when fn raises, ROLLBACK and the
+ *     BEGIN (IMMEDIATE in SQLite), fn(...), COMMIT; when fn raises, ROLLBACK and the
  *     same error raised again.  Transactions do not nest.
  *   db:integrity() -> true, or false, SQLite's first complaint
  *   db:close()     (also __gc and __close)
@@ -168,11 +168,12 @@ static int db_exec(lua_State *L) {
                nparams == 1 ? "" : "s", top - 2);
   for (i = 3; i <= top; i++)
     LPBT_CHECK(L, "exec", bind_value(L, sb->s, i - 2, i, &err), &err);
-  ncol = pbt_sql_column_count(sb->s);
+  ncol = -1; /* known once the statement has run (PostgreSQL) */
   lua_newtable(L);
   for (;;) {
     LPBT_CHECK(L, "exec", pbt_sql_step(sb->s, &row, &err), &err);
     if (!row) break;
+    if (ncol < 0) ncol = pbt_sql_column_count(sb->s);
     push_row(L, sb->s, ncol);
     lua_rawseti(L, -2, ++nrows);
   }
@@ -197,7 +198,7 @@ static int db_transaction(lua_State *L) {
   int status;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (b->in_transaction) return luaL_error(L, "transaction: already in a transaction");
-  LPBT_CHECK(L, "transaction", run_simple(b->db, "BEGIN IMMEDIATE", &err), &err);
+  LPBT_CHECK(L, "transaction", run_simple(b->db, pbt_sql_begin_statement(b->db), &err), &err);
   b->in_transaction = 1;
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
   b->in_transaction = 0;
@@ -256,7 +257,11 @@ static int s_open(lua_State *L) {
     lua_setfield(L, -2, "__index");
   }
   lua_setmetatable(L, -2);
-  st = pbt_sql_open_sqlite(&b->db, path, &err);
+  /* a PostgreSQL URL, or a path of an SQLite database */
+  if (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0)
+    st = pbt_sql_open_postgres(&b->db, path, &err);
+  else
+    st = pbt_sql_open_sqlite(&b->db, path, &err);
   if (st == PBT_ERR_IO) {
     lua_pushnil(L);
     lua_pushstring(L, err.msg);

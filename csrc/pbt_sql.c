@@ -1,26 +1,10 @@
 /* pbt_sql.c -- the SQLite driver of pbt_sql.h.  Everything SQLite-specific
  * (result codes, pragmas, its API) stays in this file. */
-#include "pbt_sql.h"
+#include "pbt_sql_impl.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <sqlite3.h>
-
-struct pbt_sql {
-  sqlite3 *db;
-  /* the pragmas of pbt_sql_open_sqlite could not be applied because the
-   * file is not (yet) a database: pbt_sql_prepare applies them first */
-  int setup_pending;
-  int64_t changes; /* what pbt_sql_changes returns */
-};
-
-struct pbt_sql_stmt {
-  sqlite3_stmt *st;
-  pbt_sql *db;
-  int64_t total_before; /* sqlite3_total_changes64 at the first step */
-};
 
 #define BUSY_TIMEOUT_MS 10000
 /* 64 KiB pages (set before the database turns to WAL; a database made
@@ -107,7 +91,15 @@ pbt_status pbt_sql_open_sqlite(pbt_sql **out, const char *path, pbt_error *err) 
   return PBT_OK;
 }
 
+const char *pbt_sql_begin_statement(const pbt_sql *db) {
+  return db->pg ? "BEGIN" : "BEGIN IMMEDIATE";
+}
+
 void pbt_sql_close(pbt_sql *db) {
+  if (db && db->pg) {
+    pbt_pg_close(db);
+    return;
+  }
   if (!db) return;
   /* close_v2: statements left open keep the connection until finalized */
   sqlite3_close_v2(db->db);
@@ -143,6 +135,7 @@ static const char *skip_blank(const char *p, const char *end) {
 
 pbt_status pbt_sql_prepare(pbt_sql *db, const char *sql, size_t len,
                            pbt_sql_stmt **out, pbt_error *err) {
+  if (db->pg) return pbt_pg_prepare(db, sql, len, out, err);
   sqlite3_stmt *st = NULL;
   const char *tail = NULL;
   pbt_sql_stmt *s;
@@ -174,31 +167,42 @@ pbt_status pbt_sql_prepare(pbt_sql *db, const char *sql, size_t len,
 }
 
 void pbt_sql_finalize(pbt_sql_stmt *s) {
+  if (s && s->db->pg) {
+    pbt_pg_finalize(s);
+    return;
+  }
   if (!s) return;
   sqlite3_finalize(s->st);
   free(s);
 }
 
-int pbt_sql_param_count(pbt_sql_stmt *s) { return sqlite3_bind_parameter_count(s->st); }
+int pbt_sql_param_count(pbt_sql_stmt *s) {
+  if (s->db->pg) return s->nparams;
+  return sqlite3_bind_parameter_count(s->st);
+}
 
 static pbt_status bound(pbt_sql_stmt *s, int rc, pbt_error *err) {
   return rc == SQLITE_OK ? PBT_OK : fail_stmt(s, rc, err);
 }
 
 pbt_status pbt_sql_bind_null(pbt_sql_stmt *s, int k, pbt_error *err) {
+  if (s->db->pg) return pbt_pg_bind(s, k, NULL, 0, 0, err);
   return bound(s, sqlite3_bind_null(s->st, k), err);
 }
 
 pbt_status pbt_sql_bind_int(pbt_sql_stmt *s, int k, int64_t v, pbt_error *err) {
+  if (s->db->pg) return pbt_pg_bind_int(s, k, v, err);
   return bound(s, sqlite3_bind_int64(s->st, k, (sqlite3_int64)v), err);
 }
 
 pbt_status pbt_sql_bind_double(pbt_sql_stmt *s, int k, double v, pbt_error *err) {
+  if (s->db->pg) return pbt_pg_bind_double(s, k, v, err);
   return bound(s, sqlite3_bind_double(s->st, k, v), err);
 }
 
 pbt_status pbt_sql_bind_text(pbt_sql_stmt *s, int k, const char *p, size_t n,
                              pbt_error *err) {
+  if (s->db->pg) return pbt_pg_bind(s, k, p ? p : "", n, 0, err);
   if (!p) p = ""; /* SQLite would bind NULL */
   return bound(s, sqlite3_bind_text64(s->st, k, p, (sqlite3_uint64)n, SQLITE_TRANSIENT,
                                       SQLITE_UTF8),
@@ -207,6 +211,7 @@ pbt_status pbt_sql_bind_text(pbt_sql_stmt *s, int k, const char *p, size_t n,
 
 pbt_status pbt_sql_bind_blob(pbt_sql_stmt *s, int k, const void *p, size_t n,
                              pbt_error *err) {
+  if (s->db->pg) return pbt_pg_bind(s, k, p ? p : "", n, 1, err);
   /* a NULL pointer would bind NULL, not an empty blob */
   if (n == 0) return bound(s, sqlite3_bind_zeroblob(s->st, k, 0), err);
   return bound(s, sqlite3_bind_blob64(s->st, k, p, (sqlite3_uint64)n, SQLITE_TRANSIENT),
@@ -214,6 +219,7 @@ pbt_status pbt_sql_bind_blob(pbt_sql_stmt *s, int k, const void *p, size_t n,
 }
 
 pbt_status pbt_sql_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
+  if (s->db->pg) return pbt_pg_step(s, row, err);
   sqlite3 *db = s->db->db;
   int rc;
   if (!sqlite3_stmt_busy(s->st)) s->total_before = (int64_t)sqlite3_total_changes64(db);
@@ -229,13 +235,18 @@ pbt_status pbt_sql_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
 
 /* ---- result columns ------------------------------------------------------------ */
 
-int pbt_sql_column_count(pbt_sql_stmt *s) { return sqlite3_column_count(s->st); }
+int pbt_sql_column_count(pbt_sql_stmt *s) {
+  if (s->db->pg) return pbt_pg_column_count(s);
+  return sqlite3_column_count(s->st);
+}
 
 const char *pbt_sql_column_name(pbt_sql_stmt *s, int k) {
+  if (s->db->pg) return pbt_pg_column_name(s, k);
   return sqlite3_column_name(s->st, k);
 }
 
 pbt_sql_type pbt_sql_column_type(pbt_sql_stmt *s, int k) {
+  if (s->db->pg) return pbt_pg_column_type(s, k);
   switch (sqlite3_column_type(s->st, k)) {
   case SQLITE_INTEGER: return PBT_SQL_INT;
   case SQLITE_FLOAT: return PBT_SQL_DOUBLE;
@@ -246,14 +257,17 @@ pbt_sql_type pbt_sql_column_type(pbt_sql_stmt *s, int k) {
 }
 
 int64_t pbt_sql_column_int(pbt_sql_stmt *s, int k) {
+  if (s->db->pg) return pbt_pg_column_int(s, k);
   return (int64_t)sqlite3_column_int64(s->st, k);
 }
 
 double pbt_sql_column_double(pbt_sql_stmt *s, int k) {
+  if (s->db->pg) return pbt_pg_column_double(s, k);
   return sqlite3_column_double(s->st, k);
 }
 
 const void *pbt_sql_column_bytes(pbt_sql_stmt *s, int k, size_t *n) {
+  if (s->db->pg) return pbt_pg_column_bytes(s, k, n);
   sqlite3_stmt *st = s->st;
   const void *p; /* the bytes first, then their count (SQLite's rule) */
   if (sqlite3_column_type(st, k) == SQLITE_BLOB)
@@ -268,6 +282,7 @@ const void *pbt_sql_column_bytes(pbt_sql_stmt *s, int k, size_t *n) {
 /* ---- checks -------------------------------------------------------------------- */
 
 pbt_status pbt_sql_check_integrity(pbt_sql *db, pbt_error *err) {
+  if (db->pg) return PBT_OK; /* the server keeps its own */
   static const char sql[] = "PRAGMA integrity_check(1)";
   pbt_sql_stmt *s;
   pbt_status st;

@@ -38,6 +38,14 @@ typedef struct pbt_sql_stmt pbt_sql_stmt; /* a prepared statement */
  * and pbt_sql_prepare reports PBT_ERR_FORMAT ("file is not a database"). */
 pbt_status pbt_sql_open_sqlite(pbt_sql **out, const char *path, pbt_error *err);
 /* NULL is fine.  Finalizes nothing: finalize the statements first. */
+/* Connects to a PostgreSQL server (libpq; conninfo a URL such as
+ * "postgresql://user@host/db" or "host=/tmp/dir port=5433 dbname=x").
+ * PBT_ERR_IO with the server's or libpq's message when it cannot. */
+pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error *err);
+/* The statement that begins a transaction that takes its write locks at
+ * once: "BEGIN IMMEDIATE" (SQLite) or "BEGIN" (PostgreSQL, whose rows are
+ * locked as they are written). */
+const char *pbt_sql_begin_statement(const pbt_sql *db);
 void pbt_sql_close(pbt_sql *db);
 
 /* Prepares the one statement in the len bytes at sql.  PBT_ERR_ARG "one
@@ -69,6 +77,7 @@ typedef enum pbt_sql_type {
   PBT_SQL_TEXT,
   PBT_SQL_BLOB
 } pbt_sql_type;
+/* Valid once pbt_sql_step has given a row (PostgreSQL runs the statement then). */
 int pbt_sql_column_count(pbt_sql_stmt *s);
 /* NULL only when memory ran out. */
 const char *pbt_sql_column_name(pbt_sql_stmt *s, int k);

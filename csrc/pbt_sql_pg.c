@@ -1,0 +1,261 @@
+/* pbt_sql_pg.c -- the PostgreSQL driver of pbt_sql.h (libpq).  Statements
+ * are written with SQLite's `?` parameters; they become $1, $2... here
+ * (outside quotes and comments).  Results come in text form and are
+ * typed by their column's type: bigint/integer/smallint as integers,
+ * double precision/real as doubles, bytea as bytes, everything else as
+ * text. */
+#define _POSIX_C_SOURCE 200809L
+#include "pbt_sql_impl.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* type OIDs of pg_type (stable across versions) */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+/* The status of a failed result, from its SQLSTATE: a connection or
+ * resource failure (classes 08, 53, 57, 58) is the world's (IO), data
+ * corrupted (XX001/XX002) is FORMAT, the rest (syntax, constraints...)
+ * ARG. */
+static pbt_status status_of(const PGresult *r) {
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (!state) return PBT_ERR_IO;
+  if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "57", 2) ||
+      !strncmp(state, "58", 2))
+    return PBT_ERR_IO;
+  if (!strcmp(state, "XX001") || !strcmp(state, "XX002")) return PBT_ERR_FORMAT;
+  return PBT_ERR_ARG;
+}
+
+/* libpq's message without its trailing newline and "ERROR:  " prefix. */
+static pbt_status fail_pg(pbt_status st, const char *msg, pbt_error *err) {
+  size_t n;
+  if (!msg) msg = "";
+  if (!strncmp(msg, "ERROR:  ", 8)) msg += 8;
+  n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
+  return pbt_fail(err, st, "%.*s", (int)(n > 400 ? 400 : n), msg);
+}
+
+pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error *err) {
+  pbt_sql *c;
+  PGresult *r;
+  *out = NULL;
+  if (!conninfo) return pbt_fail(err, PBT_ERR_ARG, "no connection string given");
+  c = calloc(1, sizeof *c);
+  if (!c) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  c->pg = PQconnectdb(conninfo);
+  if (!c->pg) {
+    free(c);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  if (PQstatus(c->pg) != CONNECTION_OK) {
+    pbt_status st = fail_pg(PBT_ERR_IO, PQerrorMessage(c->pg), err);
+    PQfinish(c->pg);
+    free(c);
+    return st;
+  }
+  /* quiet notices (they would go to stderr) */
+  r = PQexec(c->pg, "SET client_min_messages = warning");
+  PQclear(r);
+  *out = c;
+  return PBT_OK;
+}
+
+void pbt_pg_close(pbt_sql *db) {
+  PQfinish(db->pg);
+  free(db);
+}
+
+/* The statement with ?s turned into $1, $2...; *nparams receives the count;
+ * *more is set when a second statement follows a `;`. */
+static char *numbered(const char *sql, size_t len, int *nparams, int *more) {
+  char *out = malloc(len * 4 + 1); /* "?" -> "$NNN" at most */
+  size_t i = 0, o = 0;
+  int n = 0;
+  *more = 0;
+  if (!out) return NULL;
+  while (i < len) {
+    char ch = sql[i];
+    if (ch == '\'' || ch == '"') { /* a quoted string or name, '' inside */
+      char q = ch;
+      out[o++] = sql[i++];
+      while (i < len) {
+        out[o++] = sql[i];
+        if (sql[i++] == q) {
+          if (i < len && sql[i] == q) out[o++] = sql[i++];
+          else break;
+        }
+      }
+    } else if (ch == '-' && i + 1 < len && sql[i + 1] == '-') {
+      while (i < len && sql[i] != '\n') out[o++] = sql[i++];
+    } else if (ch == '?') {
+      o += (size_t)sprintf(out + o, "$%d", ++n);
+      i++;
+    } else if (ch == ';') {
+      size_t j = i + 1;
+      while (j < len && (sql[j] == ' ' || sql[j] == '\n' || sql[j] == '\t' || sql[j] == '\r')) j++;
+      if (j < len) *more = 1;
+      i = len;
+    } else {
+      out[o++] = sql[i++];
+    }
+  }
+  out[o] = '\0';
+  *nparams = n;
+  return out;
+}
+
+pbt_status pbt_pg_prepare(pbt_sql *db, const char *sql, size_t len, pbt_sql_stmt **out,
+                          pbt_error *err) {
+  pbt_sql_stmt *s;
+  int n, more;
+  *out = NULL;
+  if (memchr(sql, '\0', len)) return pbt_fail(err, PBT_ERR_ARG, "the statement contains a zero byte");
+  s = calloc(1, sizeof *s);
+  if (!s) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  s->db = db;
+  s->row = -1;
+  s->text = numbered(sql, len, &n, &more);
+  if (!s->text) {
+    free(s);
+    return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  if (more) {
+    pbt_pg_finalize(s);
+    return pbt_fail(err, PBT_ERR_ARG, "one statement at a time");
+  }
+  s->nparams = n;
+  if (n > 0) {
+    s->values = calloc((size_t)n, sizeof *s->values);
+    s->lengths = calloc((size_t)n, sizeof *s->lengths);
+    s->formats = calloc((size_t)n, sizeof *s->formats);
+    if (!s->values || !s->lengths || !s->formats) {
+      pbt_pg_finalize(s);
+      return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    }
+  }
+  *out = s;
+  return PBT_OK;
+}
+
+void pbt_pg_finalize(pbt_sql_stmt *s) {
+  int k;
+  if (!s) return;
+  for (k = 0; k < s->nparams && s->values; k++) free(s->values[k]);
+  free(s->values);
+  free(s->lengths);
+  free(s->formats);
+  free(s->text);
+  PQclear(s->res);
+  if (s->unescaped) PQfreemem(s->unescaped);
+  free(s);
+}
+
+pbt_status pbt_pg_bind(pbt_sql_stmt *s, int k, const void *p, size_t n, int binary,
+                       pbt_error *err) {
+  char *v = NULL;
+  if (k < 1 || k > s->nparams)
+    return pbt_fail(err, PBT_ERR_ARG, "column index out of range");
+  if (n > 0x7fffffff) return pbt_fail(err, PBT_ERR_ARG, "value too long");
+  if (p) {
+    v = malloc(n + 1);
+    if (!v) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    memcpy(v, p, n);
+    v[n] = '\0';
+  }
+  free(s->values[k - 1]);
+  s->values[k - 1] = v;
+  s->lengths[k - 1] = (int)n;
+  s->formats[k - 1] = binary;
+  return PBT_OK;
+}
+
+pbt_status pbt_pg_bind_int(pbt_sql_stmt *s, int k, int64_t v, pbt_error *err) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+  return pbt_pg_bind(s, k, buf, (size_t)n, 0, err);
+}
+
+pbt_status pbt_pg_bind_double(pbt_sql_stmt *s, int k, double v, pbt_error *err) {
+  char buf[40];
+  int n;
+  if (v != v) return pbt_pg_bind(s, k, "NaN", 3, 0, err);
+  if (v > 1.7976931348623157e308) return pbt_pg_bind(s, k, "Infinity", 8, 0, err);
+  if (v < -1.7976931348623157e308) return pbt_pg_bind(s, k, "-Infinity", 9, 0, err);
+  n = snprintf(buf, sizeof buf, "%.17g", v);
+  return pbt_pg_bind(s, k, buf, (size_t)n, 0, err);
+}
+
+pbt_status pbt_pg_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
+  *row = 0;
+  if (s->row < 0) {
+    ExecStatusType st;
+    PQclear(s->res);
+    s->res = PQexecParams(s->db->pg, s->text, s->nparams, NULL,
+                          (const char *const *)s->values, s->lengths, s->formats, 0);
+    st = PQresultStatus(s->res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+      const char *primary = s->res ? PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+      pbt_status fs = fail_pg(status_of(s->res), primary ? primary : PQerrorMessage(s->db->pg),
+                              err);
+      PQclear(s->res);
+      s->res = NULL;
+      return fs;
+    }
+    {
+      const char *t = PQcmdTuples(s->res);
+      s->db->changes = st == PGRES_COMMAND_OK && t && *t ? strtoll(t, NULL, 10) : 0;
+    }
+    s->row = 0;
+  } else {
+    s->row++;
+  }
+  *row = s->res && s->row < PQntuples(s->res);
+  return PBT_OK;
+}
+
+int pbt_pg_column_count(pbt_sql_stmt *s) { return s->res ? PQnfields(s->res) : 0; }
+
+const char *pbt_pg_column_name(pbt_sql_stmt *s, int k) { return PQfname(s->res, k); }
+
+pbt_sql_type pbt_pg_column_type(pbt_sql_stmt *s, int k) {
+  if (PQgetisnull(s->res, s->row, k)) return PBT_SQL_NULL;
+  switch (PQftype(s->res, k)) {
+  case OID_INT8: case OID_INT4: case OID_INT2: case OID_BOOL: return PBT_SQL_INT;
+  case OID_FLOAT8: case OID_FLOAT4: return PBT_SQL_DOUBLE;
+  case OID_BYTEA: return PBT_SQL_BLOB;
+  default: return PBT_SQL_TEXT;
+  }
+}
+
+int64_t pbt_pg_column_int(pbt_sql_stmt *s, int k) {
+  const char *v = PQgetvalue(s->res, s->row, k);
+  if (PQftype(s->res, k) == OID_BOOL) return v[0] == 't';
+  return strtoll(v, NULL, 10);
+}
+
+double pbt_pg_column_double(pbt_sql_stmt *s, int k) {
+  return strtod(PQgetvalue(s->res, s->row, k), NULL);
+}
+
+const void *pbt_pg_column_bytes(pbt_sql_stmt *s, int k, size_t *n) {
+  const char *v = PQgetvalue(s->res, s->row, k);
+  if (PQftype(s->res, k) == OID_BYTEA) {
+    size_t len = 0;
+    if (s->unescaped) PQfreemem(s->unescaped);
+    s->unescaped = PQunescapeBytea((const unsigned char *)v, &len);
+    *n = s->unescaped ? len : 0;
+    return s->unescaped ? (const void *)s->unescaped : "";
+  }
+  *n = (size_t)PQgetlength(s->res, s->row, k);
+  return v;
+}

@@ -1,0 +1,110 @@
+-- pbt.core.sql on a real PostgreSQL server, which this spec starts itself
+-- (Debian's postgresql: initdb and pg_ctl in a temporary directory, a Unix
+-- socket, as the postgres user when run as root) and stops at the end.
+local pbt = require("pbt")
+local sql = pbt.core.sql
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+-- the server's binaries (the newest version installed)
+local function bindir()
+  local ok, out = sh("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1")
+  local dir = ok and out:match("^(%S+)") or nil
+  if dir and io.open(dir .. "/initdb") then return dir end
+  return nil
+end
+
+local BIN = bindir()
+local DIR, PORT = nil, 54000 + (os.time() % 1000)
+local URL
+
+-- the server's commands run without the sanitizer runtime this process may
+-- have been started with (make check preloads it)
+local function as_server_user(cmd)
+  local _, uid = sh("id -u")
+  if uid:match("^0") then cmd = ("su postgres -s /bin/sh -c %q"):format(cmd) end
+  return "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS " .. cmd
+end
+
+describe("pbt.core.sql on PostgreSQL", function()
+  if not BIN then
+    it("is skipped: no PostgreSQL server binaries (Debian's postgresql; the README's test command installs it)",
+      function() pending("no /usr/lib/postgresql/*/bin/initdb") end)
+    return
+  end
+
+  setup(function()
+    DIR = os.tmpname()
+    os.remove(DIR)
+    assert(os.execute("mkdir -p " .. DIR .. " && chmod 777 " .. DIR))
+    local ok, out = sh(as_server_user(("%s/initdb -D %s/data -A trust -U postgres"):format(BIN, DIR)))
+    assert(ok, out)
+    ok, out = sh(as_server_user(("%s/pg_ctl -D %s/data -o \"-k %s -p %d -c listen_addresses=''\" -l %s/log -w start")
+      :format(BIN, DIR, DIR, PORT, DIR)))
+    assert(ok, out)
+    URL = ("postgresql:///postgres?host=%s&port=%d&user=postgres"):format(DIR, PORT)
+  end)
+
+  teardown(function()
+    sh(as_server_user(("%s/pg_ctl -D %s/data -m fast -w stop"):format(BIN, DIR)))
+    os.execute("rm -rf " .. DIR)
+  end)
+
+  it("keeps every type, NULL and a ? inside a string", function()
+    local db = assert(sql.open(URL))
+    db:exec("CREATE TABLE kinds (k BIGINT PRIMARY KEY, x DOUBLE PRECISION, s TEXT, b BYTEA, n BIGINT)")
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+    local blob = table.concat(bytes)
+    local _, changed = db:exec("INSERT INTO kinds VALUES (?, ?, ?, ?, ?)", 1 << 62, 0.1, "a?b 'c'",
+      sql.blob(blob), nil)
+    assert.are.equal(1, changed)
+    db:exec("INSERT INTO kinds VALUES (?, ?, '?', ?, ?)", math.mininteger, 1e300, sql.blob(""), 7)
+    local rows = db:exec("SELECT * FROM kinds ORDER BY k")
+    assert.are.same({ k = math.mininteger, x = 1e300, s = "?", b = "", n = 7 }, rows[1])
+    assert.are.same({ k = 1 << 62, x = 0.1, s = "a?b 'c'", b = blob }, rows[2])
+    assert.are.equal("integer", math.type(rows[2].k))
+    db:close()
+  end)
+
+  it("names what the server refuses", function()
+    local db = assert(sql.open(URL))
+    db:exec("CREATE TABLE once (k BIGINT PRIMARY KEY)")
+    db:exec("INSERT INTO once VALUES (1)")
+    assert.has_error(function() db:exec("SELEC 1") end, 'exec: syntax error at or near "SELEC"')
+    assert.has_error(function() db:exec("INSERT INTO once VALUES (?)", 1) end,
+      'exec: duplicate key value violates unique constraint "once_pkey"')
+    assert.has_error(function() db:exec("SELECT 1; SELECT 2") end, "exec: one statement at a time")
+    assert.has_error(function() db:exec("SELECT ?", 1, 2) end, "exec: the statement takes 1 parameter, 2 given")
+    db:close()
+    local none, msg = sql.open(("postgresql:///postgres?host=%s&port=%d&user=postgres"):format(DIR, PORT + 1))
+    assert.is_nil(none)
+    assert.matches("connection to server on socket", msg, 1, true)
+  end)
+
+  it("commits a transaction, rolls one back when it raises, and another connection sees the result", function()
+    local a, b = assert(sql.open(URL)), assert(sql.open(URL))
+    a:exec("CREATE TABLE acct (k BIGINT PRIMARY KEY, v BIGINT)")
+    assert.are.equal(3, a:transaction(function()
+      a:exec("INSERT INTO acct VALUES (1, 10)")
+      a:exec("INSERT INTO acct VALUES (2, 20)")
+      return 3
+    end))
+    local boom = {}
+    local ok, err = pcall(a.transaction, a, function()
+      a:exec("UPDATE acct SET v = 0")
+      error(boom)
+    end)
+    assert.is_false(ok)
+    assert.are.equal(boom, err)
+    assert.are.same({ { k = 1, v = 10 }, { k = 2, v = 20 } }, b:exec("SELECT * FROM acct ORDER BY k"))
+    assert.is_true(a:integrity())
+    a:close()
+    b:close()
+  end)
+end)
