@@ -210,6 +210,12 @@ static int db_transaction(lua_State *L) {
     (void)run_simple(b->db, "ROLLBACK", &ignored);
     return lua_error(L); /* the same error object */
   }
+  if (pbt_sql_failed_transaction(b->db)) {
+    /* a statement fn caught failed: the server would turn COMMIT into a
+     * rollback, so say it */
+    (void)run_simple(b->db, "ROLLBACK", &ignored);
+    return luaL_error(L, "transaction: a statement failed inside it, so nothing was written");
+  }
   if (run_simple(b->db, "COMMIT", &err) != PBT_OK) {
     (void)run_simple(b->db, "ROLLBACK", &ignored);
     return lpbt_raise(L, "transaction", &err);

@@ -95,6 +95,10 @@ const char *pbt_sql_begin_statement(const pbt_sql *db) {
   return db->pg ? "BEGIN" : "BEGIN IMMEDIATE";
 }
 
+int pbt_sql_failed_transaction(pbt_sql *db) {
+  return db->pg ? pbt_pg_failed_transaction(db) : 0;
+}
+
 void pbt_sql_close(pbt_sql *db) {
   if (db && db->pg) {
     pbt_pg_close(db);

@@ -46,6 +46,9 @@ pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error 
  * once: "BEGIN IMMEDIATE" (SQLite) or "BEGIN" (PostgreSQL, whose rows are
  * locked as they are written). */
 const char *pbt_sql_begin_statement(const pbt_sql *db);
+/* 1 when a statement failed inside the open transaction and the server
+ * will only roll it back (PostgreSQL; SQLite goes on: 0). */
+int pbt_sql_failed_transaction(pbt_sql *db);
 void pbt_sql_close(pbt_sql *db);
 
 /* Prepares the one statement in the len bytes at sql.  PBT_ERR_ARG "one

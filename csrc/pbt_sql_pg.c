@@ -8,6 +8,7 @@
 #include "pbt_sql_impl.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,10 @@ pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error 
   return PBT_OK;
 }
 
+int pbt_pg_failed_transaction(pbt_sql *db) {
+  return PQtransactionStatus(db->pg) == PQTRANS_INERROR;
+}
+
 void pbt_pg_close(pbt_sql *db) {
   PQfinish(db->pg);
   free(db);
@@ -78,10 +83,13 @@ void pbt_pg_close(pbt_sql *db) {
 /* The statement with ?s turned into $1, $2...; *nparams receives the count;
  * *more is set when a second statement follows a `;`. */
 static char *numbered(const char *sql, size_t len, int *nparams, int *more) {
-  char *out = malloc(len * 4 + 1); /* "?" -> "$NNN" at most */
+  char *out;
   size_t i = 0, o = 0;
   int n = 0;
   *more = 0;
+  /* "?" -> "$" and at most 10 digits */
+  if (len > (SIZE_MAX - 1) / 11) return NULL;
+  out = malloc(len * 11 + 1);
   if (!out) return NULL;
   while (i < len) {
     char ch = sql[i];
@@ -98,7 +106,7 @@ static char *numbered(const char *sql, size_t len, int *nparams, int *more) {
     } else if (ch == '-' && i + 1 < len && sql[i + 1] == '-') {
       while (i < len && sql[i] != '\n') out[o++] = sql[i++];
     } else if (ch == '?') {
-      o += (size_t)sprintf(out + o, "$%d", ++n);
+      o += (size_t)snprintf(out + o, 12, "$%d", ++n);
       i++;
     } else if (ch == ';') {
       size_t j = i + 1;
@@ -132,6 +140,10 @@ pbt_status pbt_pg_prepare(pbt_sql *db, const char *sql, size_t len, pbt_sql_stmt
   if (more) {
     pbt_pg_finalize(s);
     return pbt_fail(err, PBT_ERR_ARG, "one statement at a time");
+  }
+  if (n > 65535) { /* the protocol's limit */
+    pbt_pg_finalize(s);
+    return pbt_fail(err, PBT_ERR_ARG, "more than 65535 parameters");
   }
   s->nparams = n;
   if (n > 0) {

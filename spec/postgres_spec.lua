@@ -104,7 +104,26 @@ describe("pbt.core.sql on PostgreSQL", function()
     assert.are.equal(boom, err)
     assert.are.same({ { k = 1, v = 10 }, { k = 2, v = 20 } }, b:exec("SELECT * FROM acct ORDER BY k"))
     assert.is_true(a:integrity())
+    -- a statement that failed inside (its error caught) means nothing is written
+    assert.has_error(function()
+      a:transaction(function()
+        a:exec("UPDATE acct SET v = 99")
+        pcall(a.exec, a, "INSERT INTO acct VALUES (1, 1)")
+      end)
+    end, "transaction: a statement failed inside it, so nothing was written")
+    assert.are.same({ { k = 1, v = 10 }, { k = 2, v = 20 } }, b:exec("SELECT * FROM acct ORDER BY k"))
     a:close()
     b:close()
+  end)
+
+  it("numbers any count of ? (past 999) and refuses past the protocol's 65535", function()
+    local db = assert(sql.open(URL))
+    local args = {}
+    for k = 1, 1200 do args[k] = k end
+    local row = db:exec("SELECT " .. ("?::bigint + "):rep(1199) .. "?::bigint AS total", table.unpack(args))[1]
+    assert.are.equal(1200 * 1201 // 2, row.total)
+    assert.has_error(function() db:exec("SELECT " .. ("?,"):rep(65535) .. "?") end,
+      "exec: more than 65535 parameters")
+    db:close()
   end)
 end)
