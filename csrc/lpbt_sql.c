@@ -13,6 +13,9 @@
  *     BEGIN (IMMEDIATE in SQLite), fn(...), COMMIT; when fn raises, ROLLBACK and the
  *     same error raised again.  Transactions do not nest.
  *   db:integrity() -> true, or false, SQLite's first complaint
+ *   db:dialect()   -> "sqlite" or "postgresql"
+ *   db:connected() -> false once a PostgreSQL connection was lost (the
+ *     server stopped or went away: open a new one); SQLite: true
  *   db:close()     (also __gc and __close)
  * Every failure of exec and transaction raises "<method>: <SQLite's
  * message>"; a method called on a closed database raises
@@ -223,6 +226,16 @@ static int db_transaction(lua_State *L) {
   return lua_gettop(L) - 1; /* fn's results */
 }
 
+static int db_dialect(lua_State *L) {
+  lua_pushstring(L, pbt_sql_dialect(check_box(L, "dialect")->db));
+  return 1;
+}
+
+static int db_connected(lua_State *L) {
+  lua_pushboolean(L, pbt_sql_connected(check_box(L, "connected")->db));
+  return 1;
+}
+
 static int db_integrity(lua_State *L) {
   sql_box *b = check_box(L, "integrity");
   pbt_error err;
@@ -243,6 +256,8 @@ static int s_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"exec", db_exec},
                                      {"transaction", db_transaction},
                                      {"integrity", db_integrity},
+                                     {"dialect", db_dialect},
+                                     {"connected", db_connected},
                                      {"close", db_close},
                                      {NULL, NULL}};
   size_t len;

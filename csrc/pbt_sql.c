@@ -99,6 +99,10 @@ int pbt_sql_failed_transaction(pbt_sql *db) {
   return db->pg ? pbt_pg_failed_transaction(db) : 0;
 }
 
+const char *pbt_sql_dialect(const pbt_sql *db) { return db->pg ? "postgresql" : "sqlite"; }
+
+int pbt_sql_connected(pbt_sql *db) { return db->pg ? pbt_pg_connected(db) : 1; }
+
 void pbt_sql_close(pbt_sql *db) {
   if (db && db->pg) {
     pbt_pg_close(db);

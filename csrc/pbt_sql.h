@@ -49,6 +49,11 @@ const char *pbt_sql_begin_statement(const pbt_sql *db);
 /* 1 when a statement failed inside the open transaction and the server
  * will only roll it back (PostgreSQL; SQLite goes on: 0). */
 int pbt_sql_failed_transaction(pbt_sql *db);
+/* "sqlite" or "postgresql": which driver holds the connection. */
+const char *pbt_sql_dialect(const pbt_sql *db);
+/* 1 while the connection works; 0 once PostgreSQL's connection was lost
+ * (a server that stopped or went away: open a new connection).  SQLite: 1. */
+int pbt_sql_connected(pbt_sql *db);
 void pbt_sql_close(pbt_sql *db);
 
 /* Prepares the one statement in the len bytes at sql.  PBT_ERR_ARG "one

@@ -33,6 +33,7 @@ struct pbt_sql_stmt {
 
 void pbt_pg_close(pbt_sql *db);
 int pbt_pg_failed_transaction(pbt_sql *db);
+int pbt_pg_connected(pbt_sql *db);
 pbt_status pbt_pg_prepare(pbt_sql *db, const char *sql, size_t len, pbt_sql_stmt **out,
                           pbt_error *err);
 void pbt_pg_finalize(pbt_sql_stmt *s);

@@ -75,6 +75,8 @@ int pbt_pg_failed_transaction(pbt_sql *db) {
   return PQtransactionStatus(db->pg) == PQTRANS_INERROR;
 }
 
+int pbt_pg_connected(pbt_sql *db) { return PQstatus(db->pg) == CONNECTION_OK; }
+
 void pbt_pg_close(pbt_sql *db) {
   PQfinish(db->pg);
   free(db);

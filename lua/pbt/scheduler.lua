@@ -7,7 +7,7 @@
 --                 the run is the same for any number of workers;
 --   asynchronous: a free worker takes the next member in line; a member's
 --                 decision is taken as soon as it is ready.
--- Each decision rule exists once: decide() (exploit, explore, schedule,
+-- Each decision rule exists once, in pbt.decisions (exploit, explore, schedule,
 -- events) serves both modes and the replacement of failed members.
 local core = require("pbt.core")
 local population = require("pbt.population")
@@ -17,6 +17,7 @@ local worker_mod = require("pbt.worker")
 local reporter_mod = require("pbt.reporter")
 local shared = require("pbt.shared")
 local runstore = require("pbt.runstore")
+local decisions = require("pbt.decisions")
 
 local Generator = core.Generator
 local threads = core.threads
@@ -27,62 +28,15 @@ local M = {}
 
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
-local function copy_h(h)
-  local c = {}
-  for k, v in pairs(h) do c[k] = v end
-  return c
-end
+local copy_h = decisions.copy_h
 
 -- Each member trains with its own generator, seeded from the experiment's
 -- seed and its index.
 local function member_seed(seed, i) return seed * 1000003 + i * 7919 + 1 end
 M.member_seed = member_seed
 
--- hyperparameter kinds for the C store: choices are stored as 1-based indices
-local function hp_specs(e)
-  local specs = {}
-  for k, name in ipairs(e.names) do
-    local d = e.space[name]
-    local kind = d:categorical() and "choice" or (d.kind == "int" and "int" or "float")
-    if d.kind == "fixed" then
-      kind = math.type(d.value) == "integer" and "int" or (type(d.value) == "number" and "float" or "choice")
-    end
-    specs[k] = { name = name, kind = kind,
-      choices = d:categorical() and #d.values or (d.kind == "fixed" and type(d.value) ~= "number" and 1 or nil) }
-  end
-  return specs
-end
-
-local function to_store(d, v)
-  if d:categorical() then
-    for i, x in ipairs(d.values) do if x == v then return i end end
-    fail("%s is not one of the choices of %s", tostring(v), tostring(d))
-  end
-  if d.kind == "fixed" and type(d.value) ~= "number" then return 1 end
-  return v
-end
-
-local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
-
-local function better(mode, a, b)
-  if not finite(b) then return finite(a) end
-  if not finite(a) then return false end
-  if mode == "max" then return a > b end
-  return a < b
-end
-
---- A live member with the best last score (nil when none has scored),
--- other than `except`.
-function M.best_alive(pop, mode, except)
-  local scores, b = pop:scores(), nil
-  for j = 1, pop:size() do
-    if j ~= except and finite(scores[j]) and select(3, pop:counts(j))
-        and (not b or better(mode, scores[j], scores[b])) then
-      b = j
-    end
-  end
-  return b
-end
+local hp_specs = decisions.hp_specs
+M.best_alive = decisions.best_alive
 
 --- What a run returns, read from its store: events, schedules (choices as
 -- their values), scores; best = {member, score, h} or nil.
@@ -200,18 +154,7 @@ function M.run(e, opts)
     fail("resume needs the run's directory (out)")
   end
 
-  local categorical = {}
-  for _, name in ipairs(names) do
-    local d = space[name]
-    categorical[name] = d:categorical() or (d.kind == "fixed" and type(d.value) ~= "number")
-  end
-  local function set_h(i, h)
-    for _, name in ipairs(names) do
-      local v = h[name]
-      pop:set_hparam(i, name, categorical[name] and to_store(space[name], v) or v)
-    end
-  end
-  local h_json = json.object_encoder(names) -- h as a JSON object's text
+  local set_h = decisions.setter(e, pop)
   local function get_h(i) return worker_mod.hparams(e, pop, i) end
 
   -- the members' first states, made here: init with each member's own
@@ -280,22 +223,6 @@ function M.run(e, opts)
   end
   states, all_parts, holders = nil, nil, nil
 
-  -- the view rules read the population through
-  local view = { size = n }
-  function view.score(_, i) return pop:score(i) end
-  function view.scores(_) return pop:scores() end
-  function view.history(_, i) return pop:history(i) end
-  function view.histories(_)
-    local hs = {}
-    for i = 1, n do hs[i] = pop:history(i) end
-    return hs
-  end
-  function view.hparams(_, i) return get_h(i) end
-  function view.member(_, i) return pop:member(i) end
-  function view.tournament(_, i, g, m) return pop:tournament(i, g, m) end
-  function view.ttest(_, i, g, window, alpha, m) return pop:ttest(i, g, window, alpha, m) end
-  setmetatable(view, { __newindex = function() error("experiment: the population view is read-only", 2) end })
-
   -- budget: the work each member slot may do, and a deadline
   local t_start = clock()
   local limit = {}
@@ -315,95 +242,21 @@ function M.run(e, opts)
   local progress = opts.progress
   if progress == nil then progress = core.isatty(2) and not opts.quiet end
   local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress, keep = opts.resume })
-  local exploits, steps_done = 0, 0
+  local steps_done = 0
   local total = 0
   for i = 1, n do total = total + limit[i] end
   if total >= math.maxinteger // 2 then total = nil end
   local busy = 0
+  local dec -- the decisions (below)
   local function show(final)
     if not progress then return end
     reporter:show({ start = t_start, steps = steps_done, total = total, busy = busy,
-      workers = nworkers, exploits = exploits, deadline = deadline, seconds = budget.seconds }, final)
+      workers = nworkers, exploits = dec.exploits, deadline = deadline, seconds = budget.seconds }, final)
   end
-
-  -- a rule that raises, or returns what it must not, fails the member it
-  -- was deciding for (a failure event naming the rule) and stops the run;
-  -- the files are still written
-  local function rule_failed(i, msg)
-    pop:log("failure", i, nil, msg)
-    fail("member %d: %s", i, msg)
-  end
-  local function rule(what, i, fn, ...)
-    local ok, a = pcall(fn, ...)
-    if ok then return a end
-    if is_interrupt(a) then error(a, 0) end
-    local okm, msg = pcall(tostring, a)
-    rule_failed(i, ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed"))
-  end
-  local function check_explored(i, h)
-    if type(h) ~= "table" then
-      rule_failed(i, ("the explore rule returned %s, not a table of hyperparameters"):format(type(h)))
-    end
-    for _, name in ipairs(names) do
-      if not space[name]:contains(h[name]) then
-        rule_failed(i, ("the explore rule gave %s = %s, outside %s"):format(name, tostring(h[name]),
-          tostring(space[name])))
-      end
-    end
-  end
-  local function check_donors(i, donors)
-    if type(donors) ~= "table" then
-      rule_failed(i, ("the exploit rule's all() returned %s, not a table recipient -> donor")
-        :format(type(donors)))
-    end
-    return donors
-  end
-
-  -- the decision for member i: copy donor d (when given), then explore
-  -- (returns whether member i was copied from d)
-  local function decide(i, d)
-    local base
-    if d then
-      local own = not e.copy_hparams and get_h(i) or nil
-      base = own or get_h(d)
-      local ok, err = pcall(pop.exploit, pop, i, d)
-      if not ok then
-        -- a worker thread failed the donor since the rule chose it: no copy
-        if not tostring(err):find("the donor has failed", 1, true) then error(err, 0) end
-        d, base = nil, own or get_h(i)
-        if not e.explore_always then return false end
-      else
-        exploits = exploits + 1
-        if own then set_h(i, own) end
-      end
-    else
-      base = get_h(i)
-    end
-    local h = rule("explore", i, e.explore, copy_h(base), space, G, view, i)
-    check_explored(i, h)
-    set_h(i, h)
-    pop:schedule_mark(i)
-    pop:log("explore", i, d, nil, '{"new":' .. h_json(h) .. ',"old":' .. h_json(base) .. "}")
-    return d ~= nil
-  end
-
-  local function checked_donor(i, d)
-    if d == nil then return nil end
-    if math.type(d) ~= "integer" or d < 1 or d > n or d == i then
-      rule_failed(i, ("the exploit rule returned %s: expected nil or a member index 1..%d other than %d")
-        :format(type(d) == "string" and ("%q"):format(d) or tostring(d), n, i))
-    end
-    -- a member that failed at the end of its budget keeps its last score,
-    -- which a rule may pick, but it has no state to give: no exploit
-    if not select(3, pop:counts(d)) then return nil end
-    return d
-  end
-
-  -- a live member with the best last score (nil when none has scored)
-  local function best_alive(except) return M.best_alive(pop, mode, except) end
 
   local since = {} -- each member's steps since its last decision
   for i = 1, n do since[i] = 0 end
+  dec = decisions.new(e, pop, G, { since = since, finished = finished, set_h = set_h, rank_every = n })
 
   -- the run's store in out/run.db: made now, or read back to resume
   local store
@@ -494,14 +347,7 @@ function M.run(e, opts)
     end
   end
   local last_error = {}
-  local function replace(i)
-    local d = best_alive(i)
-    if d then
-      decide(i, d)
-      since[i] = 0 -- a decision, as after a ready one
-    end
-    return d
-  end
+  local replace = dec.replace
 
   local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
   local ok_args, packed = pcall(shared.pack, args)
@@ -572,38 +418,8 @@ function M.run(e, opts)
         left = left - 1
       end
       pop:commit_staged()
-      -- failed members take the best live member's state
-      for _, i in ipairs(todo) do
-        if outcomes[i].status == worker_mod.FAILED and not finished(i) then
-          if not replace(i) then all_failed(i) end
-        end
-      end
-      -- the generation's decisions, for members that train again
-      local ready = {}
-      for _, i in ipairs(todo) do
-        ready[i] = outcomes[i].status == worker_mod.READY and not finished(i)
-      end
-      local donors = {}
-      if e.exploit.all then
-        local any = false
-        for _, r in pairs(ready) do any = any or r end
-        if any then donors = check_donors(todo[1], rule("exploit", todo[1], e.exploit.all, view, G, mode)) end
-      else
-        for _, i in ipairs(todo) do
-          if ready[i] then donors[i] = rule("exploit", i, e.exploit.one, view, i, G, mode) end
-        end
-      end
-      -- a member copied into in this generation is no donor after that: its
-      -- weights and hyperparameters are not the ones the rule saw
-      local copied = {}
-      for _, i in ipairs(todo) do
-        if ready[i] then
-          local d = checked_donor(i, donors[i])
-          if d and copied[d] then d = nil end
-          if d or e.explore_always then copied[i] = decide(i, d) end
-          since[i] = 0
-        end
-      end
+      local okg, who = dec.generation(todo, outcomes)
+      if not okg then all_failed(who) end
       checkpoint(nil)
       reporter:flush()
     end
@@ -617,17 +433,6 @@ function M.run(e, opts)
     local function push(i)
       queue[(head + queued - 1) % n + 1] = i
       queued = queued + 1
-    end
-    local ranked, decisions = nil, 0 -- truncation ranks once per n decisions
-    local function donor_for(i)
-      if e.exploit.all then
-        if not ranked or decisions >= n then
-          ranked, decisions = check_donors(i, rule("exploit", i, e.exploit.all, view, G, mode)), 0
-        end
-        decisions = decisions + 1
-        return ranked[i]
-      end
-      return rule("exploit", i, e.exploit.one, view, i, G, mode)
     end
     local last_flush = clock()
     while true do
@@ -661,9 +466,7 @@ function M.run(e, opts)
         end
         local done = finished(i) -- (a decision changes no member's work)
         if o.status == worker_mod.READY and not done then
-          local d = checked_donor(i, donor_for(i))
-          if d or e.explore_always then decide(i, d) end
-          since[i] = 0
+          dec.ready(i)
         end
         if not done then push(i) end
       end
