@@ -15,6 +15,7 @@ struct pbt_sql {
    * file is not (yet) a database: pbt_sql_prepare applies them first */
   int setup_pending;
   int64_t changes; /* what pbt_sql_changes returns */
+  int lost;        /* PostgreSQL: a statement failed for want of the server */
 };
 
 struct pbt_sql_stmt {

@@ -46,6 +46,11 @@ static pbt_status fail_pg(pbt_status st, const char *msg, pbt_error *err) {
   return pbt_fail(err, st, "%.*s", (int)(n > 400 ? 400 : n), msg);
 }
 
+static void quiet_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error *err) {
   pbt_sql *c;
   PGresult *r;
@@ -64,9 +69,11 @@ pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error 
     free(c);
     return st;
   }
-  /* quiet notices (they would go to stderr) */
+  /* quiet notices (they would go to stderr): the server's own messages,
+   * and the warnings it sends as it shuts down */
   r = PQexec(c->pg, "SET client_min_messages = warning");
   PQclear(r);
+  PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
   *out = c;
   return PBT_OK;
 }
@@ -75,7 +82,7 @@ int pbt_pg_failed_transaction(pbt_sql *db) {
   return PQtransactionStatus(db->pg) == PQTRANS_INERROR;
 }
 
-int pbt_pg_connected(pbt_sql *db) { return PQstatus(db->pg) == CONNECTION_OK; }
+int pbt_pg_connected(pbt_sql *db) { return !db->lost && PQstatus(db->pg) == CONNECTION_OK; }
 
 void pbt_pg_close(pbt_sql *db) {
   PQfinish(db->pg);
@@ -221,6 +228,9 @@ pbt_status pbt_pg_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
       const char *primary = s->res ? PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
       pbt_status fs = fail_pg(status_of(s->res), primary ? primary : PQerrorMessage(s->db->pg),
                               err);
+      /* a connection failure (no server answer, SQLSTATE 08/53/57/58):
+       * libpq may still call the connection OK, this one is not */
+      if (fs == PBT_ERR_IO) s->db->lost = 1;
       PQclear(s->res);
       s->res = NULL;
       return fs;

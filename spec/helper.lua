@@ -78,4 +78,64 @@ end
 
 function M.f32(x) return (string.unpack("f", string.pack("f", x))) end
 
+-- ---- a PostgreSQL server of the spec's own --------------------------------------------
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+M.sh = sh
+
+-- the server's commands run as the postgres user when root, and without the
+-- sanitizer runtime this process may have been started with (make check
+-- preloads it)
+local function as_server_user(cmd)
+  local _, uid = sh("id -u")
+  if uid:match("^0") then cmd = ("su postgres -s /bin/sh -c %q"):format(cmd) end
+  return "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS " .. cmd
+end
+
+--- The directory of the newest PostgreSQL server binaries installed, or nil.
+function M.postgres_bindir()
+  local ok, out = sh("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1")
+  local dir = ok and out:match("^(%S+)") or nil
+  if dir and io.open(dir .. "/initdb") then return dir end
+  return nil
+end
+
+local port_offset = 0
+
+--- Starts a PostgreSQL server (initdb and pg_ctl in a temporary directory,
+-- a Unix socket only) and returns {url, dir, port, stop(), start(),
+-- crash()}: crash stops it at once (immediate mode: the connections are cut
+-- as if the server went away), start starts it again.
+function M.postgres_server()
+  local bin = assert(M.postgres_bindir(), "no PostgreSQL server binaries")
+  local dir = os.tmpname()
+  os.remove(dir)
+  port_offset = port_offset + 1
+  local port = 54000 + (os.time() + port_offset * 7) % 1000
+  assert(os.execute("mkdir -p " .. dir .. " && chmod 777 " .. dir))
+  local ok, out = sh(as_server_user(("%s/initdb -D %s/data -A trust -U postgres"):format(bin, dir)))
+  assert(ok, out)
+  local server = { dir = dir, port = port,
+    url = ("postgresql:///postgres?host=%s&port=%d&user=postgres"):format(dir, port) }
+  function server.start()
+    local okc, o = sh(as_server_user(("%s/pg_ctl -D %s/data -o \"-k %s -p %d -c listen_addresses=''\" -l %s/log -w start")
+      :format(bin, dir, dir, port, dir)))
+    assert(okc, o)
+  end
+  function server.crash()
+    sh(as_server_user(("%s/pg_ctl -D %s/data -m immediate -w stop"):format(bin, dir)))
+  end
+  function server.stop()
+    sh(as_server_user(("%s/pg_ctl -D %s/data -m fast -w stop"):format(bin, dir)))
+    os.execute("rm -rf " .. dir)
+  end
+  server.start()
+  return server
+end
+
 return M

@@ -4,32 +4,11 @@
 local pbt = require("pbt")
 local sql = pbt.core.sql
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local helper = require("spec.helper")
 
--- the server's binaries (the newest version installed)
-local function bindir()
-  local ok, out = sh("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1")
-  local dir = ok and out:match("^(%S+)") or nil
-  if dir and io.open(dir .. "/initdb") then return dir end
-  return nil
-end
-
-local BIN = bindir()
-local DIR, PORT = nil, 54000 + (os.time() % 1000)
+local BIN = helper.postgres_bindir()
+local DIR, PORT, SERVER
 local URL
-
--- the server's commands run without the sanitizer runtime this process may
--- have been started with (make check preloads it)
-local function as_server_user(cmd)
-  local _, uid = sh("id -u")
-  if uid:match("^0") then cmd = ("su postgres -s /bin/sh -c %q"):format(cmd) end
-  return "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS " .. cmd
-end
 
 describe("pbt.core.sql on PostgreSQL", function()
   if not BIN then
@@ -39,21 +18,11 @@ describe("pbt.core.sql on PostgreSQL", function()
   end
 
   setup(function()
-    DIR = os.tmpname()
-    os.remove(DIR)
-    assert(os.execute("mkdir -p " .. DIR .. " && chmod 777 " .. DIR))
-    local ok, out = sh(as_server_user(("%s/initdb -D %s/data -A trust -U postgres"):format(BIN, DIR)))
-    assert(ok, out)
-    ok, out = sh(as_server_user(("%s/pg_ctl -D %s/data -o \"-k %s -p %d -c listen_addresses=''\" -l %s/log -w start")
-      :format(BIN, DIR, DIR, PORT, DIR)))
-    assert(ok, out)
-    URL = ("postgresql:///postgres?host=%s&port=%d&user=postgres"):format(DIR, PORT)
+    SERVER = helper.postgres_server()
+    DIR, PORT, URL = SERVER.dir, SERVER.port, SERVER.url
   end)
 
-  teardown(function()
-    sh(as_server_user(("%s/pg_ctl -D %s/data -m fast -w stop"):format(BIN, DIR)))
-    os.execute("rm -rf " .. DIR)
-  end)
+  teardown(function() SERVER.stop() end)
 
   it("keeps every type, NULL and a ? inside a string", function()
     local db = assert(sql.open(URL))

@@ -15,6 +15,17 @@
 --       writes DIR's files (events.jsonl, scores.csv, schedule.json, best.pbt,
 --       pictures) again from DIR/run.db (FILE: the experiment, when it is not
 --       the file the run names)
+--   pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS] [--force] [--quiet]
+--       a worker process of a run in a shared store (pbt.cluster): URL is
+--       postgresql://user@host/db, or sqlite:PATH for processes on one
+--       machine; NAME defaults to the experiment's name.  The first worker
+--       makes the run; workers join and leave at any time; each exits when
+--       the run is done.  --workers N runs N workers in this process.
+--   pbt status --store URL [--run NAME]
+--       prints the run's members: status, worker, steps, score,
+--       hyperparameters
+--   pbt report --store URL [--run NAME] --out DIR
+--       writes the run directory DIR from the store
 --   pbt replay FILE RUN_DIR [--member I]
 --       trains one fresh member following member I's recorded schedule
 --       (default: the best member of that run) and prints its final score
@@ -33,6 +44,9 @@ local M = {}
 local usage = [==[
 usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
        pbt report DIR [FILE]
+       pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS] [--force] [--quiet]
+       pbt status --store URL [--run NAME]
+       pbt report --store URL [--run NAME] --out DIR
        pbt replay FILE RUN_DIR [--member I]]==]
 
 local function parse(args)
@@ -40,7 +54,8 @@ local function parse(args)
   local i = 1
   while i <= #args do
     local a = args[i]
-    if a == "--out" or a == "--seed" or a == "--member" or a == "--workers" then
+    if a == "--out" or a == "--seed" or a == "--member" or a == "--workers" or a == "--store"
+        or a == "--run" or a == "--lease" then
       if not args[i + 1] then error("pbt: " .. a .. " needs a value\n" .. usage, 0) end
       opts[a:sub(3)] = args[i + 1]
       i = i + 2
@@ -52,6 +67,14 @@ local function parse(args)
     else pos[#pos + 1] = a; i = i + 1 end
   end
   return pos, opts
+end
+
+local function seconds(name, s)
+  local v = tonumber(s)
+  if not v or not (v > 0) or v == math.huge then
+    error(("pbt: --%s expects a positive number of seconds, got %s"):format(name, s), 0)
+  end
+  return v
 end
 
 local function integer(name, s)
@@ -85,6 +108,39 @@ function M.main(args)
         table.concat(hs, ", ")))
     end
     print("run directory: " .. out)
+    return 0
+  elseif cmd == "worker" and pos[2] then
+    if not opts.store then error("pbt: worker needs --store URL (postgresql://... or sqlite:PATH)\n" .. usage, 0) end
+    local cluster = require("pbt.cluster")
+    local e = pbt.load_experiment(pos[2])
+    local n = opts.workers and integer("workers", opts.workers) or 1
+    if n < 1 then error("pbt: --workers expects a positive integer, got " .. opts.workers, 0) end
+    local wopts = { store = opts.store, run = opts.run, seed = opts.seed and integer("seed", opts.seed),
+      lease = opts.lease and seconds("lease", opts.lease), force = opts.force, quiet = opts.quiet }
+    local summaries
+    if n == 1 then
+      local restore = pbt.core.threads.blas_threads(1)
+      summaries = { cluster.work(e, wopts) }
+      pbt.core.threads.blas_threads(restore)
+    else
+      summaries = cluster.work_threads(e, n, wopts)
+    end
+    local turns, steps = 0, 0
+    for _, sm in ipairs(summaries) do turns, steps = turns + sm.turns, steps + sm.steps end
+    print(("run '%s' is %s: this process trained %d steps in %d turns"):format(summaries[1].run,
+      summaries[1].status, steps, turns))
+    return 0
+  elseif cmd == "status" then
+    if not opts.store then error("pbt: status needs --store URL\n" .. usage, 0) end
+    local cluster = require("pbt.cluster")
+    print(cluster.status_text(cluster.status(opts.store, opts.run)))
+    return 0
+  elseif cmd == "report" and opts.store then
+    if not opts.out then error("pbt: report --store needs --out DIR (the directory to write)", 0) end
+    local e = pos[2] and pbt.load_experiment(pos[2]) or nil
+    local result = require("pbt.scheduler").report(opts.out, e, { store = opts.store, run = opts.run })
+    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt and pictures from the store (%d events)")
+      :format(opts.out, #result.events))
     return 0
   elseif cmd == "report" and pos[2] then
     local e = pos[3] and pbt.load_experiment(pos[3]) or nil

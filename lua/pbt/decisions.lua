@@ -111,7 +111,8 @@ end
 --- The decisions of experiment e over pop, drawing from generator G.
 -- opts: since (each member's steps since its last decision: set to 0 by a
 -- decision), finished(i) (whether member i's budget is spent), rank_every
--- (asynchronous truncation ranks once per this many decisions; default 1).
+-- (asynchronous truncation ranks once per this many decisions; default 1),
+-- ranked and rank_count (the ranking so far, see d.ranking).
 function M.new(e, pop, G, opts)
   local n, mode, space, names = pop:size(), e.mode, e.space, e.names
   local since, finished = opts.since, opts.finished
@@ -203,8 +204,11 @@ function M.new(e, pop, G, opts)
     return dn
   end
 
-  -- asynchronous truncation ranks once per rank_every decisions
-  local ranked, count, every = nil, 0, opts.rank_every or 1
+  -- asynchronous truncation ranks once per rank_every decisions (a
+  -- decider made again per decision carries the ranking on: opts.ranked,
+  -- opts.rank_count, read back with d.ranking())
+  local ranked, count, every = opts.ranked, opts.rank_count or 0, opts.rank_every or 1
+  function d.ranking() return ranked, count end
   --- The asynchronous decision for member i, ready: exploit and explore.
   function d.ready(i)
     local dn

@@ -106,59 +106,14 @@ local function thread_pool(e, pop, n, args, memory_limit)
   }
 end
 
--- ---- the run ---------------------------------------------------------------------------
-
---- Runs experiment e (see pbt.experiment for opts and the result).
-function M.run(e, opts)
-  local seed = opts.seed or e.seed
-  local n, mode, space, names = e.population, e.mode, e.space, e.names
-  local G = Generator(seed) -- exploit and explore decisions
-  local pop = population.new{ size = n, hparams = hp_specs(e), window = e.window }
-  local budget = e.budget
-
-  local nworkers = opts.workers
-  if nworkers == nil then nworkers = e.file and threads.cpu_count() or 1 end
-  if math.type(nworkers) ~= "integer" or nworkers < 1 then
-    fail("workers must be a positive integer, got %s", tostring(nworkers))
-  end
-  if nworkers > 1 and not e.file then
-    fail("workers = %d needs an experiment file: an experiment built in a script runs on one " ..
-      "worker (its functions cannot be moved to other Lua states); put `return pbt.experiment{...}` " ..
-      "in a file and run it with pbt.load_experiment(path):run{workers = %d} or `pbt run FILE " ..
-      "--workers %d`", nworkers, nworkers, nworkers)
-  end
-  nworkers = math.min(nworkers, n)
-  local memory_limit = opts.memory_limit
-  if memory_limit ~= nil and (math.type(memory_limit) ~= "integer" or memory_limit < 0) then
-    fail("memory_limit must be a non-negative integer (bytes), got %s", tostring(memory_limit))
-  end
-  if memory_limit ~= nil and not e.file then
-    fail("memory_limit caps the Lua heap of worker threads, and an experiment built in a script " ..
-      "trains in the script's own state: load the experiment from a file")
-  end
-
-  -- a directory that holds a run is continued or started again, never
-  -- silently overwritten
-  local out = opts.out
-  if out then
-    local held = runstore.exists(out)
-    if opts.resume and not held then
-      fail("nothing to resume in %s: it holds no run (run.db)", out)
-    elseif held and not opts.resume and not opts.overwrite then
-      fail("%s holds a run (run.db): resume = true (pbt run --resume) continues it, overwrite = " ..
-        "true (--overwrite) starts it again", out)
-    elseif held and opts.overwrite and not opts.resume then
-      runstore.remove(out)
-    end
-  elseif opts.resume then
-    fail("resume needs the run's directory (out)")
-  end
-
+--- The members' first hyperparameters and states, made in this Lua state
+-- (init with each member's own generator) into pop: the state's tensors are
+-- cloned into store-owned buffers.  Returns the names left out of the
+-- members' own states (tensors several members hold: a data set, a shared
+-- embedding) as a set and as a list.
+function M.initial_states(e, pop, seed, G)
+  local n, space, names = e.population, e.space, e.names
   local set_h = decisions.setter(e, pop)
-  local function get_h(i) return worker_mod.hparams(e, pop, i) end
-
-  -- the members' first states, made here: init with each member's own
-  -- generator; the state's tensors are cloned into store-owned buffers
   local states, all_parts = {}, {}
   for i = 1, n do
     local h
@@ -221,11 +176,12 @@ function M.run(e, opts)
     end
     pop:schedule_mark(i)
   end
-  states, all_parts, holders = nil, nil, nil
+  return excluded, excluded_list
+end
 
-  -- budget: the work each member slot may do, and a deadline
-  local t_start = clock()
-  local limit = {}
+--- The work (steps) each member slot may do under e's budget.
+function M.limits(e)
+  local n, budget, limit = e.population, e.budget, {}
   for i = 1, n do
     local l = budget.steps or math.maxinteger
     if budget.evaluations then
@@ -233,6 +189,65 @@ function M.run(e, opts)
     end
     limit[i] = l
   end
+  return limit
+end
+
+-- ---- the run ---------------------------------------------------------------------------
+
+--- Runs experiment e (see pbt.experiment for opts and the result).
+function M.run(e, opts)
+  local seed = opts.seed or e.seed
+  local n = e.population
+  local G = Generator(seed) -- exploit and explore decisions
+  local pop = population.new{ size = n, hparams = hp_specs(e), window = e.window }
+  local budget = e.budget
+
+  local nworkers = opts.workers
+  if nworkers == nil then nworkers = e.file and threads.cpu_count() or 1 end
+  if math.type(nworkers) ~= "integer" or nworkers < 1 then
+    fail("workers must be a positive integer, got %s", tostring(nworkers))
+  end
+  if nworkers > 1 and not e.file then
+    fail("workers = %d needs an experiment file: an experiment built in a script runs on one " ..
+      "worker (its functions cannot be moved to other Lua states); put `return pbt.experiment{...}` " ..
+      "in a file and run it with pbt.load_experiment(path):run{workers = %d} or `pbt run FILE " ..
+      "--workers %d`", nworkers, nworkers, nworkers)
+  end
+  nworkers = math.min(nworkers, n)
+  local memory_limit = opts.memory_limit
+  if memory_limit ~= nil and (math.type(memory_limit) ~= "integer" or memory_limit < 0) then
+    fail("memory_limit must be a non-negative integer (bytes), got %s", tostring(memory_limit))
+  end
+  if memory_limit ~= nil and not e.file then
+    fail("memory_limit caps the Lua heap of worker threads, and an experiment built in a script " ..
+      "trains in the script's own state: load the experiment from a file")
+  end
+
+  -- a directory that holds a run is continued or started again, never
+  -- silently overwritten
+  local out = opts.out
+  if out then
+    local held = runstore.exists(out)
+    if opts.resume and not held then
+      fail("nothing to resume in %s: it holds no run (run.db)", out)
+    elseif held and not opts.resume and not opts.overwrite then
+      fail("%s holds a run (run.db): resume = true (pbt run --resume) continues it, overwrite = " ..
+        "true (--overwrite) starts it again", out)
+    elseif held and opts.overwrite and not opts.resume then
+      runstore.remove(out)
+    end
+  elseif opts.resume then
+    fail("resume needs the run's directory (out)")
+  end
+
+  local set_h = decisions.setter(e, pop)
+  local function get_h(i) return worker_mod.hparams(e, pop, i) end
+
+  local excluded, excluded_list = M.initial_states(e, pop, seed, G)
+
+  -- budget: the work each member slot may do, and a deadline
+  local t_start = clock()
+  local limit = M.limits(e)
   local deadline = budget.seconds and t_start + budget.seconds or nil
   local function finished(i)
     local _, work = pop:counts(i)
@@ -527,19 +542,37 @@ function M.run(e, opts)
   return result, pop
 end
 
---- The population store of the run in dir, rebuilt from its run.db, and
--- what the store held: {meta, members = {[i] = {record, state, since}},
--- events, scheduler}.  e gives the hyperparameters' kinds.
-function M.load_store(e, dir)
-  local store, meta = runstore.open(dir)
+-- The store a run was left in: dir's run.db, or (src.store) the run
+-- src.run (default: the only one) of the store at src.store.  Returns the
+-- store, the run's identity and a name for messages.
+local function open_source(dir, src)
+  if src and src.store then
+    local s = runstore.connect(src.store)
+    local ok, meta = pcall(function()
+      s.run = src.run or s:only_run()
+      return s:meta()
+    end)
+    if not ok then s:close(); error(meta, 0) end
+    return s, meta, ("run '%s' in %s"):format(s.run, s.where)
+  end
+  local s, meta = runstore.open(dir)
+  return s, meta, dir
+end
+
+--- The population store of the run in dir (or src: see open_source),
+-- rebuilt from its store, and what the store held: {meta, members = {[i] =
+-- {record, state, since}}, events, scheduler}.  e gives the hyperparameters'
+-- kinds.
+function M.load_store(e, dir, src)
+  local store, meta, where = open_source(dir, src)
   local ok, saved = pcall(store.load, store)
   store:close()
   if not ok then error(saved, 0) end
   local n = tonumber(meta.population)
-  if n ~= e.population then fail("%s holds a run of %s members, the experiment has %d", dir, meta.population, e.population) end
+  if n ~= e.population then fail("%s holds a run of %s members, the experiment has %d", where, meta.population, e.population) end
   local pop = population.new{ size = n, hparams = hp_specs(e), window = e.window }
   for i = 1, n do
-    local m = saved.members[i] or fail("%s has no checkpoint of member %d", dir, i)
+    local m = saved.members[i] or fail("%s has no checkpoint of member %d", where, i)
     pop:restore(i, m.record)
     local names = {}
     for name in pairs(m.state.tensors) do names[#names + 1] = name end
@@ -552,17 +585,18 @@ function M.load_store(e, dir)
   return pop, saved
 end
 
---- The experiment a run directory's store names (its file, loaded with the
--- args it was run with).
-local function experiment_of(dir, e)
+--- The experiment a run's store names (its file, loaded with the args it
+-- was run with).
+local function experiment_of(dir, e, src)
   if e then return e end
-  local store, meta = runstore.open(dir)
+  local store, meta, where = open_source(dir, src)
   store:close()
   if not meta.file then
-    fail("%s holds a run of an experiment built in a script: give the experiment", dir)
+    fail("%s holds a run of an experiment built in a script: give the experiment", where)
   end
   return require("pbt.experiment").load(meta.file, meta.file_args and json.decode(meta.file_args))
 end
+M.experiment_of = experiment_of
 
 --- A run left in dir (see the README): events, schedules, scores, best,
 -- members (their records) and run:state(i), member i's checkpoint as a state
@@ -595,10 +629,11 @@ function M.load_run(dir, e)
 end
 
 --- Writes the run directory's files (events.jsonl, scores.csv,
--- schedule.json, best.pbt, pictures) again from dir/run.db.
-function M.report(dir, e)
-  e = experiment_of(dir, e)
-  local pop, saved = M.load_store(e, dir)
+-- schedule.json, best.pbt, pictures) again from dir/run.db, or from the
+-- run src.run of the store src.store (pbt report --store URL --out DIR).
+function M.report(dir, e, src)
+  e = experiment_of(dir, e, src)
+  local pop, saved = M.load_store(e, dir, src)
   local result = result_of(e, pop, tonumber(saved.meta.seed))
   local reporter = reporter_mod.new(e, pop, { out = dir, progress = false })
   local best_tensors = result.best and saved.members[result.best.member].state.tensors

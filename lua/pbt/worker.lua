@@ -214,13 +214,15 @@ function Worker:state_for(i, h)
   return self.state
 end
 
-local READY, BUDGET, FAILED = 1, 2, 3
-M.READY, M.BUDGET, M.FAILED = READY, BUDGET, FAILED
+local READY, BUDGET, FAILED, LOST = 1, 2, 3, 4
+M.READY, M.BUDGET, M.FAILED, M.LOST = READY, BUDGET, FAILED, LOST
 
 
 --- Trains member i: task = {member =, limit = work at which the slot
 -- stops, since = steps since its last decision, deadline = clock time or
--- -1}.  Returns the outcome {member =, status = READY | BUDGET | FAILED,
+-- -1}.  After each step the worker's after_step(i), when set, says whether
+-- to go on (a lease in a shared store: pbt.cluster); false ends the turn
+-- with status LOST.  Returns the outcome {member =, status = READY | BUDGET | FAILED | LOST,
 -- trained = steps, error = message, memory = true after an out-of-memory
 -- error, rule = true when the ready rule raised (the run stops)}.
 function Worker:train(task)
@@ -281,6 +283,11 @@ function Worker:train(task)
     if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g) end
     if not okp then return fail("publishing the state: " .. message(perr)) end
     self.version = self.version + 1
+    local after = self.after_step
+    if after and not after(i) then
+      out.status = LOST
+      return out
+    end
     m.step, m.since = steps, since
     local okr, is_ready = pcall(e.ready, m)
     if not okr then
