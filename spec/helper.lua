@@ -47,7 +47,6 @@ function M.writefile(path, s)
   f:close()
 end
 
---- x rounded to float32.
 --- A fresh path in the temporary directory, nothing there yet.
 function M.tmpname()
   local d = os.tmpname()
@@ -76,6 +75,7 @@ function M.log_text(events)
   return json.encode(plain)
 end
 
+--- x rounded to float32.
 function M.f32(x) return (string.unpack("f", string.pack("f", x))) end
 
 -- ---- a PostgreSQL server of the spec's own --------------------------------------------

@@ -135,7 +135,7 @@ local function retrying(c, what, fn, ...)
     if is_interrupt(a) then error(a, 0) end
     if not store_lost(c, a) then error(a, 0) end
     if clock() - t0 >= c.retry then
-      fail("the store %s did not answer for %.0f s (%s): %s", c.where, clock() - t0, what, message(a))
+      fail("the store %s did not answer for %.0f s (%s): %s", c.shown, clock() - t0, what, message(a))
     end
     -- (the message's first line, without the place in pbt that raised it)
     local why = message(a):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("\n.*", "")
@@ -193,17 +193,17 @@ local function create_or_join(c, e, opts)
   local meta = s:meta()
   if meta.kind ~= "workers" then
     fail("run '%s' in %s was made by pbt run (one process); continue it with pbt run --resume", s.run,
-      c.where)
+      c.shown)
   end
   local identity = runstore.identity(e, seed)
   for _, k in ipairs(IDENTITY) do
     if meta[k] ~= (identity[k] ~= nil and tostring(identity[k]) or nil) then
       fail("run '%s' in %s was made with %s = %s, this experiment has %s: use another run name " ..
-        "(--run NAME) or the same experiment", s.run, c.where, k, tostring(meta[k]), tostring(identity[k]))
+        "(--run NAME) or the same experiment", s.run, c.shown, k, tostring(meta[k]), tostring(identity[k]))
     end
   end
   if opts.seed and meta.seed ~= tostring(opts.seed) then
-    fail("run '%s' in %s was made with seed %s, not %d", s.run, c.where, meta.seed, opts.seed)
+    fail("run '%s' in %s was made with seed %s, not %d", s.run, c.shown, meta.seed, opts.seed)
   end
   if meta.file_crc32 and identity.file_crc32 and meta.file_crc32 ~= tostring(identity.file_crc32)
       and not opts.force then
@@ -473,7 +473,7 @@ end
 function M.work(e, opts)
   check_options(opts)
   local c = {
-    e = e, where = opts.store, run = opts.run or e.name, lease = opts.lease or M.LEASE,
+    e = e, where = opts.store, shown = select(2, runstore.target(opts.store)), run = opts.run or e.name, lease = opts.lease or M.LEASE,
     poll = opts.poll or M.POLL, retry = opts.retry or M.RETRY, exploits = 0,
     owner = opts.owner or process_name(), registered = {}, specs = decisions.hp_specs(e),
     limit = scheduler.limits(e),
