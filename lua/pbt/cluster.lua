@@ -444,23 +444,21 @@ end
 
 -- ---- the worker ------------------------------------------------------------------------
 
--- Member i's checkpoint into the training population.
+-- Member i's checkpoint in a population of its own, for its turn (a fresh
+-- one each turn: its state shares the decoded tensors, and nothing of
+-- other turns -- states, events -- stays in memory).
 local function load_member(c, cl)
-  local pop, i = c.pop, cl.member
+  local pop, i = population.new{ size = c.e.population, hparams = c.specs, window = c.e.window }, cl.member
   pop:restore(i, cl.record)
-  if not c.registered[i] then
-    for _, name in ipairs(c.state_names) do
-      local v = cl.state.tensors[name]
-      if v == nil then v = cl.state.numbers[name] end
-      if v == nil then fail("member %d's checkpoint has no '%s'", i, name) end
-      pop:set_state(i, name, v)
-    end
-    c.registered[i] = true
-  else
-    for name, t in pairs(cl.state.tensors) do pop:get_state(i, name):copy_(t) end
-    for name, x in pairs(cl.state.numbers) do pop:set_state(i, name, x) end
+  for _, name in ipairs(c.state_names) do
+    local v = cl.state.tensors[name]
+    if v == nil then v = cl.state.numbers[name] end
+    if v == nil then fail("member %d's checkpoint has no '%s'", i, name) end
+    pop:set_state(i, name, v)
   end
-  c.worker.member = nil -- the live state is loaded again from the checkpoint
+  c.pop = pop
+  c.worker.pop = pop
+  c.worker.member = nil -- the live state is loaded from the checkpoint
 end
 
 --- Works on run opts.run (default: the experiment's name) of the store
@@ -475,7 +473,7 @@ function M.work(e, opts)
   local c = {
     e = e, where = opts.store, shown = select(2, runstore.target(opts.store)), run = opts.run or e.name, lease = opts.lease or M.LEASE,
     poll = opts.poll or M.POLL, retry = opts.retry or M.RETRY, exploits = 0,
-    owner = opts.owner or process_name(), registered = {}, specs = decisions.hp_specs(e),
+    owner = opts.owner or process_name(), specs = decisions.hp_specs(e),
     limit = scheduler.limits(e),
     log = opts.log or function(line) io.stderr:write(line, "\n") end,
   }
@@ -485,8 +483,7 @@ function M.work(e, opts)
   local excluded = {}
   for _, name in ipairs(json.decode(meta.excluded)) do excluded[name] = true end
   c.state_names = json.decode(meta.state_names)
-  c.pop = population.new{ size = e.population, hparams = c.specs, window = e.window }
-  c.worker = worker_mod.new(e, c.pop, { seed = seed, excluded = excluded })
+  c.worker = worker_mod.new(e, nil, { seed = seed, excluded = excluded })
   local last_beat = clock()
   local beat_sql = "UPDATE members SET lease_until = " .. c.store.now_expr ..
     " + ? WHERE run = ? AND member = ? AND owner = ?"
@@ -507,7 +504,6 @@ function M.work(e, opts)
     return changed == 1
   end
   local summary = { run = c.run, turns = 0, steps = 0, created = c.created or false }
-  local t_next = 1
   local function body()
     while not opts.max_turns or summary.turns < opts.max_turns do
       local cl = retrying(c, "claims a member", claim)
@@ -530,8 +526,7 @@ function M.work(e, opts)
         local o = c.worker:train({ member = i, limit = c.limit[i], since = cl.since,
           deadline = cl.left and clock() + cl.left or -1 })
         summary.steps = summary.steps + o.trained
-        local evs = c.pop:events(t_next, true)
-        if #evs > 0 then t_next = evs[#evs].seq + 1 end
+        local evs = c.pop:events(1, true)
         if o.status == LOST then
           c.log(("pbt worker %s: lost the lease of member %d (another worker continues it); its %d steps " ..
             "here are dropped"):format(c.owner, i, o.trained))
