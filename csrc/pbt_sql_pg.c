@@ -58,7 +58,14 @@ pbt_status pbt_sql_open_postgres(pbt_sql **out, const char *conninfo, pbt_error 
   if (!conninfo) return pbt_fail(err, PBT_ERR_ARG, "no connection string given");
   c = calloc(1, sizeof *c);
   if (!c) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
-  c->pg = PQconnectdb(conninfo);
+  {
+    /* a server that does not answer is given up after 10 s, not libpq's
+     * default of waiting as long as the system does (the conninfo's own
+     * connect_timeout, processed after this one, wins) */
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {"10", conninfo, NULL};
+    c->pg = PQconnectdbParams(keys, values, 1);
+  }
   if (!c->pg) {
     free(c);
     return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
@@ -177,7 +184,7 @@ void pbt_pg_finalize(pbt_sql_stmt *s) {
   free(s->formats);
   free(s->text);
   PQclear(s->res);
-  if (s->unescaped) PQfreemem(s->unescaped);
+  free(s->unescaped);
   free(s);
 }
 
@@ -214,6 +221,46 @@ pbt_status pbt_pg_bind_double(pbt_sql_stmt *s, int k, double v, pbt_error *err) 
   if (v < -1.7976931348623157e308) return pbt_pg_bind(s, k, "-Infinity", 9, 0, err);
   n = snprintf(buf, sizeof buf, "%.17g", v);
   return pbt_pg_bind(s, k, buf, (size_t)n, 0, err);
+}
+
+/* A bytea value in the server's text form as bytes, in a malloc'd buffer
+ * (*n its length; NULL when out of memory).  The hex form ("\\x" and two
+ * digits a byte, PostgreSQL's default) is decoded here, a table lookup a
+ * digit (libpq's PQunescapeBytea takes several times as long on
+ * megabytes); anything else goes through PQunescapeBytea. */
+static unsigned char *unhex(const char *v, size_t len, size_t *n) {
+  /* a hex digit's value plus one; 0 for anything else */
+  static const unsigned char digit[256] = {
+      ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+      ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+      ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+      ['F'] = 16};
+  unsigned char *out;
+  size_t i, m;
+  if (len >= 2 && v[0] == '\\' && v[1] == 'x' && len % 2 == 0) {
+    m = (len - 2) / 2;
+    out = malloc(m ? m : 1);
+    if (!out) return NULL;
+    for (i = 0; i < m; i++) {
+      unsigned hi = digit[(unsigned char)v[2 + 2 * i]], lo = digit[(unsigned char)v[3 + 2 * i]];
+      if (!hi || !lo) break;
+      out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
+    }
+    if (i == m) {
+      *n = m;
+      return out;
+    }
+    free(out);
+  }
+  {
+    unsigned char *u = PQunescapeBytea((const unsigned char *)v, &m);
+    if (!u) return NULL;
+    out = malloc(m ? m : 1);
+    if (out) memcpy(out, u, m);
+    PQfreemem(u);
+    *n = m;
+    return out;
+  }
 }
 
 pbt_status pbt_pg_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
@@ -274,10 +321,10 @@ double pbt_pg_column_double(pbt_sql_stmt *s, int k) {
 const void *pbt_pg_column_bytes(pbt_sql_stmt *s, int k, size_t *n) {
   const char *v = PQgetvalue(s->res, s->row, k);
   if (PQftype(s->res, k) == OID_BYTEA) {
-    size_t len = 0;
-    if (s->unescaped) PQfreemem(s->unescaped);
-    s->unescaped = PQunescapeBytea((const unsigned char *)v, &len);
-    *n = s->unescaped ? len : 0;
+    size_t len = (size_t)PQgetlength(s->res, s->row, k);
+    free(s->unescaped);
+    s->unescaped = unhex(v, len, n);
+    if (!s->unescaped) *n = 0;
     return s->unescaped ? (const void *)s->unescaped : "";
   }
   *n = (size_t)PQgetlength(s->res, s->row, k);

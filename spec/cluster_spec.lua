@@ -161,7 +161,7 @@ describe("pbt worker on an SQLite store", function()
       local env = "PBT_CLUSTER_SYNC=1 PBT_CLUSTER_STEPS=30"
       local wdir = spawn(3, "sqlite:" .. target, "k", env)
       local owner = wait_lease(target, "k", 40)
-      local pid = assert(owner:match(":(%d+)$"))
+      local pid = assert(owner:match(":(%d+)%-"))
       assert(os.execute("kill -9 " .. pid))
       local ws = wait_workers(wdir, 3)
       local codes, killed = {}, 0
@@ -192,7 +192,7 @@ describe("pbt worker on an SQLite store", function()
     local target = dir .. "/s.db"
     local wdir = spawn(1, "sqlite:" .. target, "int", "PBT_CLUSTER_STEPS=1000")
     local owner = wait_lease(target, "int", 10)
-    assert(os.execute("kill -INT " .. assert(owner:match(":(%d+)$"))))
+    assert(os.execute("kill -INT " .. assert(owner:match(":(%d+)%-"))))
     local ws = wait_workers(wdir, 1, 30)
     assert.are.equal(130, ws[1].code, ws[1].err)
     assert.matches("pbt: interrupted", ws[1].err)
@@ -308,6 +308,62 @@ describe("pbt worker on an SQLite store", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("ends a run whose members all fail as pbt run does, failed, in both modes", function()
+    local dir = helper.tmpname()
+    assert(os.execute("mkdir -p " .. dir))
+    local store = "sqlite:" .. dir .. "/s.db"
+    for _, sync in ipairs({ true, false }) do
+      local e = fixture({ sync = sync, delay = 0, steps = 6 })
+      e.eval = function() return 0 / 0 end
+      local ok, ref = pcall(e.run, e, { workers = 1, progress = false })
+      assert.is_false(ok)
+      local why = ref:match("^experiment: (every member has failed %(member %d+: eval returned NaN%))$")
+      assert.is_not_nil(why, ref)
+      local run = sync and "fs" or "fa"
+      assert.has_error(function() cluster.work(e, { store = store, run = run, quiet = true }) end,
+        ("experiment: run '%s' failed: %s"):format(run, why))
+      local st = cluster.status(store, run)
+      assert.are.same({ "failed", why }, { st.status, st.message })
+      for _, m in ipairs(st.members) do assert.are.equal("failed", m.status) end
+      -- a worker that joins later is told, and trains nothing
+      assert.has_error(function() cluster.work(e, { store = store, run = run, quiet = true }) end,
+        ("experiment: run '%s' failed: %s"):format(run, why))
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("gives its member back when interrupted inside a step, and refuses a store it can never open", function()
+    local dir = helper.tmpname()
+    assert(os.execute("mkdir -p " .. dir))
+    local store = "sqlite:" .. dir .. "/s.db"
+    local e = fixture({ delay = 0, steps = 6 })
+    local step, n = e.step, 0
+    e.step = function(...)
+      n = n + 1
+      if n == 4 then error("interrupted!") end -- what Ctrl-C raises
+      return step(...)
+    end
+    assert.has_error(function() cluster.work(e, { store = store, run = "i", quiet = true }) end, "interrupted!")
+    local db = assert(sql.open(dir .. "/s.db"))
+    assert.are.equal(0, db:exec("SELECT count(*) AS c FROM members WHERE owner IS NOT NULL")[1].c)
+    assert.are.equal(0, db:exec("SELECT count(*) AS c FROM events WHERE kind = 'failure'")[1].c)
+    db:close()
+    -- no retrying a path SQLite cannot open
+    local t0 = pbt.clock()
+    assert.has_error(function()
+      cluster.work(fixture(), { store = "sqlite:" .. dir .. "/no/such/dir/s.db", quiet = true })
+    end, "experiment: cannot open the run's store: " .. dir .. "/no/such/dir/s.db: unable to open database file")
+    assert.is_true(pbt.clock() - t0 < 5)
+    -- a run of workers is not resumed by pbt run
+    local e2 = fixture({ delay = 0, steps = 3 })
+    assert(os.execute("mkdir -p " .. dir .. "/single"))
+    cluster.work(e2, { store = "sqlite:" .. dir .. "/single/run.db", quiet = true })
+    assert.has_error(function() e2:run{ out = dir .. "/single", resume = true, progress = false } end,
+      ("experiment: %s/single holds a run of pbt worker processes: they continue it (pbt worker FILE --store " ..
+        "sqlite:%s/single/run.db)"):format(dir, dir))
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("pbt status and pbt report --store read the run", function()
     local dir = helper.tmpname()
     assert(os.execute("mkdir -p " .. dir))
@@ -349,7 +405,7 @@ describe("pbt worker on PostgreSQL", function()
     function()
       local wdir = spawn(3, server.url, "kill", "PBT_CLUSTER_STEPS=30")
       local owner = wait_lease(server.url, "kill", 40)
-      assert(os.execute("kill -9 " .. assert(owner:match(":(%d+)$"))))
+      assert(os.execute("kill -9 " .. assert(owner:match(":(%d+)%-"))))
       local ws = wait_workers(wdir, 3)
       local codes = {}
       for _, w in ipairs(ws) do codes[#codes + 1] = w.code end
@@ -359,6 +415,13 @@ describe("pbt worker on PostgreSQL", function()
       check_continued(server.url, "kill", owner)
       os.execute("rm -rf " .. wdir)
     end)
+
+  it("refuses a database that does not exist at once", function()
+    local url = server.url:gsub("^postgresql:///postgres", "postgresql:///nosuchdb")
+    assert.has_error(function() cluster.work(fixture(), { store = url, quiet = true }) end,
+      'experiment: cannot open the run\'s store: connection to server on socket "' .. server.dir ..
+      "/.s.PGSQL." .. server.port .. '" failed: FATAL:  database "nosuchdb" does not exist')
+  end)
 
   it("two runs in one database do not see each other's members", function()
     local a = { delay = 0, steps = 6, seed = 11 }

@@ -15,7 +15,8 @@
 --       writes DIR's files (events.jsonl, scores.csv, schedule.json, best.pbt,
 --       pictures) again from DIR/run.db (FILE: the experiment, when it is not
 --       the file the run names)
---   pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS] [--force] [--quiet]
+--   pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS]
+--              [--retry SECONDS] [--force] [--quiet]
 --       a worker process of a run in a shared store (pbt.cluster): URL is
 --       postgresql://user@host/db, or sqlite:PATH for processes on one
 --       machine; NAME defaults to the experiment's name.  The first worker
@@ -44,7 +45,8 @@ local M = {}
 local usage = [==[
 usage: pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
        pbt report DIR [FILE]
-       pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS] [--force] [--quiet]
+       pbt worker FILE --store URL [--run NAME] [--workers N] [--seed S] [--lease SECONDS]
+                  [--retry SECONDS] [--force] [--quiet]
        pbt status --store URL [--run NAME]
        pbt report --store URL [--run NAME] --out DIR
        pbt replay FILE RUN_DIR [--member I]]==]
@@ -55,7 +57,7 @@ local function parse(args)
   while i <= #args do
     local a = args[i]
     if a == "--out" or a == "--seed" or a == "--member" or a == "--workers" or a == "--store"
-        or a == "--run" or a == "--lease" then
+        or a == "--run" or a == "--lease" or a == "--retry" then
       if not args[i + 1] then error("pbt: " .. a .. " needs a value\n" .. usage, 0) end
       opts[a:sub(3)] = args[i + 1]
       i = i + 2
@@ -116,7 +118,8 @@ function M.main(args)
     local n = opts.workers and integer("workers", opts.workers) or 1
     if n < 1 then error("pbt: --workers expects a positive integer, got " .. opts.workers, 0) end
     local wopts = { store = opts.store, run = opts.run, seed = opts.seed and integer("seed", opts.seed),
-      lease = opts.lease and seconds("lease", opts.lease), force = opts.force, quiet = opts.quiet }
+      lease = opts.lease and seconds("lease", opts.lease), retry = opts.retry and seconds("retry", opts.retry),
+      force = opts.force, quiet = opts.quiet }
     local summaries
     if n == 1 then
       local restore = pbt.core.threads.blas_threads(1)

@@ -42,7 +42,7 @@ local READY, FAILED, LOST = worker_mod.READY, worker_mod.FAILED, worker_mod.LOST
 local M = {}
 
 M.LEASE = 30   -- seconds a claim holds without a heartbeat
-M.POLL = 0.5   -- seconds between claims when no member is free
+M.POLL = 0.5   -- seconds between claims at most when no member is free (from 0.02, doubling)
 M.RETRY = 300  -- seconds a worker keeps retrying a store it lost
 
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
@@ -64,7 +64,8 @@ local function sleep(seconds)
 end
 M.sleep = sleep
 
--- this process: host name and pid
+-- this process: host name, pid and four random bytes (hosts may share a
+-- name, containers their pids: a lease must name one worker only)
 local function process_name()
   local host = "localhost"
   local f = io.open("/proc/sys/kernel/hostname")
@@ -72,7 +73,11 @@ local function process_name()
   local pid = "?"
   f = io.open("/proc/self/stat")
   if f then pid = (f:read("l") or ""):match("^(%d+)") or pid; f:close() end
-  return host .. ":" .. pid
+  local nonce = ""
+  f = io.open("/dev/urandom", "rb")
+  if f then nonce = (f:read(4) or ""):gsub(".", function(ch) return ("%02x"):format(ch:byte()) end); f:close() end
+  if nonce == "" then nonce = ("%08x"):format(math.floor(clock() * 1e6) % 0x100000000) end
+  return host .. ":" .. pid .. "-" .. nonce
 end
 M.process_name = process_name
 
@@ -107,8 +112,21 @@ local function store_lost(c, err)
   local msg = message(err)
   if not c.store then return true end
   local ok, connected = pcall(c.store.db.connected, c.store.db)
+  if not ok and is_interrupt(connected) then error(connected, 0) end
   if not ok or not connected then return true end
   return msg:find("database is locked", 1, true) ~= nil or msg:find("database is busy", 1, true) ~= nil
+end
+
+-- A store that cannot work at all, whatever the wait: a missing database
+-- or role, a refused password, a path SQLite cannot open.
+local function hopeless(c, err)
+  local msg = message(err)
+  if not c.where:match("^postgres") then return true end
+  for _, p in ipairs({ "does not exist", "authentication failed", "password", "no pg_hba.conf entry",
+      "permission denied", "invalid URI", "invalid connection option", "missing \"=\"" }) do
+    if msg:find(p, 1, true) then return true end
+  end
+  return false
 end
 
 local function reconnect(c)
@@ -156,6 +174,7 @@ local IDENTITY = { "name", "population", "mode", "sync", "window", "budget", "sp
 local function create_or_join(c, e, opts)
   local s, db = c.store, c.store.db
   local ok, err = pcall(s.ensure_schema, s)
+  if not ok and is_interrupt(err) then error(err, 0) end
   if not ok then
     -- two workers made the tables at once (PostgreSQL): they exist now
     if not pcall(db.exec, db, "SELECT run FROM runs LIMIT 1") then error(err, 0) end
@@ -253,16 +272,25 @@ local function claim(c)
         end
       end
       if left > 0 then return { status = "wait" } end
+      -- the end: a run whose members all failed has no result
+      local alive = false
+      for _, m in ipairs(db:exec("SELECT member, record FROM members WHERE run = ?", s.run)) do
+        alive = alive or decode(m.record, ("members.record of member %d"):format(m.member)).status == "alive"
+      end
+      if not alive then
+        local msg = "every member has failed"
+        db:exec("UPDATE runs SET status = 'failed', message = ? WHERE run = ?", msg, s.run)
+        return { status = "failed", message = msg }
+      end
       db:exec("UPDATE runs SET status = 'done' WHERE run = ?", s.run)
       return { status = "done" }
     end
     local i = row.member
     db:exec("UPDATE members SET owner = ?, lease_until = ? WHERE run = ? AND member = ?", c.owner,
       now + c.lease, s.run, i)
-    local m = db:exec("SELECT record, state, since FROM members WHERE run = ? AND member = ?", s.run, i)[1]
+    local m = db:exec("SELECT record, since FROM members WHERE run = ? AND member = ?", s.run, i)[1]
     local out = { status = "claimed", member = i, since = m.since,
       record = decode(m.record, ("members.record of member %d"):format(i)),
-      state = decode(m.state, ("members.state of member %d"):format(i)),
       left = run.deadline and run.deadline - now }
     if row.owner then
       -- its worker's lease ran out: the member goes on from its checkpoint
@@ -274,6 +302,17 @@ local function claim(c)
     end
     return out
   end)
+end
+
+-- The state of member i, which this worker has claimed (read outside the
+-- claim's transaction, so that other workers' decisions do not wait for
+-- it: only a member's owner writes a leased member's state); nil when the
+-- lease is no longer this worker's.
+local function claimed_state(c, i)
+  local s = c.store
+  local row = s.db:exec("SELECT state FROM members WHERE run = ? AND member = ? AND owner = ?", s.run, i,
+    c.owner)[1]
+  return row and decode(row.state, ("members.state of member %d"):format(i))
 end
 
 -- Gives up this worker's leases (Ctrl-C, an error): the members go on from
@@ -363,11 +402,13 @@ local function decide(c, i, o, done, seq, now, run)
       end
       if o.status == READY and not done then dec.ready(i) end
     end
-    local left = 0
+    local left, first = 0, nil
     for _, r in ipairs(rows) do
       if not orphan[r.member] and not finished(r.member) then left = left + 1 end
+      if orphan[r.member] and not first then first = r.member end
     end
-    if left == 0 and orphan[i] then all_failed = i end
+    -- (named as one process names it: the first member waiting for a donor)
+    if left == 0 and orphan[i] then all_failed = first end
   end
   -- what the decisions logged; an exploit copies the donor's checkpoint
   for _, ev in ipairs(pop:events(1, true)) do
@@ -387,7 +428,12 @@ local function decide(c, i, o, done, seq, now, run)
   s:put_scheduler({ G = G:state(), ranked = ranked and { donors = ranked, count = count } or nil })
   c.exploits = c.exploits + dec.exploits
   if all_failed then
-    fail("every member has failed (member %d: %s)", all_failed, tostring(o.error or "see its failure event"))
+    -- the run ends here, and says so (the checkpoint and events of this
+    -- turn are written with it)
+    local last = db:exec("SELECT detail FROM events WHERE run = ? AND member = ? AND kind = 'failure' " ..
+      "ORDER BY seq DESC LIMIT 1", s.run, all_failed)[1]
+    return seq, ("every member has failed (member %d: %s)"):format(all_failed,
+      tostring(last and last.detail or o.error))
   end
   return seq
 end
@@ -418,26 +464,41 @@ local function finish(c, i, o, evs)
       "turns = turns + 1, finished = ?, outcome = ?, waiting = ? WHERE run = ? AND member = ?",
       runstore.record_blob(pop, i), runstore.state_blob(pop, i), c.since + o.trained, done and 1 or 0,
       o.status, (c.e.sync and not done) and 1 or 0, s.run, i)
-    seq = decide(c, i, o, done, seq, now, run)
+    local why
+    seq, why = decide(c, i, o, done, seq, now, run)
     db:exec("UPDATE runs SET next_seq = ? WHERE run = ?", seq, s.run)
+    if why then
+      db:exec("UPDATE runs SET status = 'failed', message = ? WHERE run = ?", why, s.run)
+      return "failed"
+    end
     return "ok"
   end)
 end
 
 -- A rule's error stops the run: the run's row says failed (and why) and a
 -- failure event names the member; every worker stops at its next claim.
-local function stop_run(c, i, msg)
+local function stop_run(c, i, msg, evs)
   local s, db = c.store, c.store.db
   db:transaction(function()
     s:lock()
     local run = s:run_row()
     if run.status ~= "running" then return end
-    local rec = decode(db:exec("SELECT record FROM members WHERE run = ? AND member = ?", s.run, i)[1].record,
-      "members.record")
-    s:insert_event({ kind = "failure", member = i, step = rec.steps, generation = rec.generation, detail = msg,
-      time = s:now() }, run.next_seq)
-    db:exec("UPDATE runs SET status = 'failed', message = ?, next_seq = ? WHERE run = ?", msg,
-      run.next_seq + 1, s.run)
+    -- the events of the turn that ended so (its reports; the ready rule's
+    -- failure), and the failure of a decision's rule
+    local seq, logged = run.next_seq, false
+    for _, ev in ipairs(evs or {}) do
+      s:insert_event(ev, seq)
+      seq = seq + 1
+      logged = logged or (ev.kind == "failure" and ev.member == i)
+    end
+    if not logged then
+      local rec = decode(db:exec("SELECT record FROM members WHERE run = ? AND member = ?", s.run, i)[1].record,
+        "members.record")
+      s:insert_event({ kind = "failure", member = i, step = rec.steps, generation = rec.generation,
+        detail = msg, time = s:now() }, seq)
+      seq = seq + 1
+    end
+    db:exec("UPDATE runs SET status = 'failed', message = ?, next_seq = ? WHERE run = ?", msg, seq, s.run)
     db:exec("UPDATE members SET owner = NULL, lease_until = NULL WHERE run = ? AND owner = ?", s.run, c.owner)
   end)
 end
@@ -461,6 +522,48 @@ local function load_member(c, cl)
   c.worker.member = nil -- the live state is loaded from the checkpoint
 end
 
+-- One turn of claimed member cl.member: its checkpoint loaded, trained
+-- until ready, its end written (see the top of this file).
+local function turn(c, cl, summary)
+  local i = cl.member
+  if cl.taken_from then
+    c.log(("pbt worker %s: member %d continues from its checkpoint at step %d (the lease of %s expired)")
+      :format(c.owner, i, cl.record.steps, cl.taken_from))
+  end
+  cl.state = retrying(c, "reads a checkpoint", claimed_state, i)
+  if not cl.state then return end -- the lease ran out already
+  load_member(c, cl)
+  c.since = cl.since
+  local o = c.worker:train({ member = i, limit = c.limit[i], since = cl.since,
+    deadline = cl.left and clock() + cl.left or -1 })
+  summary.steps = summary.steps + o.trained
+  if o.status == LOST then
+    c.log(("pbt worker %s: lost the lease of member %d (another worker continues it); its %d steps " ..
+      "here are dropped"):format(c.owner, i, o.trained))
+    return
+  end
+  local evs = c.pop:events(1, true)
+  if o.rule then
+    retrying(c, "stops the run", stop_run, i, o.error, evs)
+    fail("member %d: %s", i, o.error)
+  end
+  local ok, r = pcall(retrying, c, "writes a checkpoint", finish, i, o, evs)
+  if not ok then
+    -- a rule's error in a decision stops the run for every worker
+    local j, what = message(r):match("^experiment: member (%d+): (.*)$")
+    if j and not is_interrupt(r) then retrying(c, "stops the run", stop_run, tonumber(j), what, evs) end
+    error(r, 0)
+  end
+  if r == "lost" then
+    c.log(("pbt worker %s: member %d's lease expired before its checkpoint; its %d steps here " ..
+      "are dropped"):format(c.owner, i, o.trained))
+  elseif r == "failed" then
+    fail("run '%s' failed: %s", c.run, tostring(c.store:run_row().message))
+  elseif r == "ok" then
+    summary.turns = summary.turns + 1
+  end
+end
+
 --- Works on run opts.run (default: the experiment's name) of the store
 -- opts.store until the run is done (see the top of this file).  opts: seed
 -- (used when this worker makes the run), lease, poll, retry (seconds),
@@ -478,6 +581,10 @@ function M.work(e, opts)
     log = opts.log or function(line) io.stderr:write(line, "\n") end,
   }
   if opts.quiet and not opts.log then c.log = function() end end
+  -- the first connection: a store that cannot work is an error at once; a
+  -- server that does not answer (yet) is waited for
+  local okc, cerr = pcall(reconnect, c)
+  if not okc and (is_interrupt(cerr) or hopeless(c, cerr)) then error(cerr, 0) end
   local meta = retrying(c, "opens the run", create_or_join, e, opts)
   local seed = tonumber(meta.seed)
   local excluded = {}
@@ -492,12 +599,19 @@ function M.work(e, opts)
     -- that does not answer now is retried at the turn's end (the lease may
     -- run out meanwhile: then the turn is dropped)
     if clock() - last_beat < c.lease / 3 then return true end
-    local ok, _, changed = pcall(function()
+    local ok, err, changed = pcall(function()
       if not c.store then reconnect(c) end
       return c.store.db:exec(beat_sql, c.lease, c.run, i, c.owner)
     end)
+    if not ok and is_interrupt(err) then error(err, 0) end
     if not ok then
-      if c.store and not pcall(c.store.db.connected, c.store.db) then c.store = nil end
+      last_beat = clock() -- the next try a third of the lease later
+      -- a lost connection is made again at the next beat
+      local okc, connected = pcall(function() return c.store.db:connected() end)
+      if not okc or not connected then
+        if c.store then pcall(c.store.close, c.store) end
+        c.store = nil
+      end
       return true
     end
     last_beat = clock()
@@ -505,6 +619,7 @@ function M.work(e, opts)
   end
   local summary = { run = c.run, turns = 0, steps = 0, created = c.created or false }
   local function body()
+    local wait = 0.02 -- no member free: wait, doubling up to c.poll
     while not opts.max_turns or summary.turns < opts.max_turns do
       local cl = retrying(c, "claims a member", claim)
       if cl.status == "done" then
@@ -513,47 +628,14 @@ function M.work(e, opts)
       elseif cl.status == "failed" then
         fail("run '%s' failed: %s", c.run, tostring(cl.message))
       elseif cl.status == "wait" then
-        sleep(c.poll)
+        -- (a generation's end in a synchronous run, or every member
+        -- leased: a short wait first)
+        sleep(math.min(wait, c.poll))
+        wait = wait * 2
       else
-        local i = cl.member
-        if cl.taken_from then
-          c.log(("pbt worker %s: member %d continues from its checkpoint at step %d (the lease of %s expired)")
-            :format(c.owner, i, cl.record.steps, cl.taken_from))
-        end
-        load_member(c, cl)
-        c.since = cl.since
+        wait = 0.02
         last_beat = clock()
-        local o = c.worker:train({ member = i, limit = c.limit[i], since = cl.since,
-          deadline = cl.left and clock() + cl.left or -1 })
-        summary.steps = summary.steps + o.trained
-        local evs = c.pop:events(1, true)
-        if o.status == LOST then
-          c.log(("pbt worker %s: lost the lease of member %d (another worker continues it); its %d steps " ..
-            "here are dropped"):format(c.owner, i, o.trained))
-        elseif o.rule then
-          retrying(c, "stops the run", stop_run, i, o.error)
-          fail("member %d: %s", i, o.error)
-        else
-          local okf, r = pcall(retrying, c, "writes a checkpoint", finish, i, o, evs)
-          if not okf then
-            local msg = message(r)
-            -- a rule's error in a decision stops the run for every worker
-            if not is_interrupt(r) and msg:find("^experiment: member %d+: ") then
-              local j, what = msg:match("^experiment: member (%d+): (.*)$")
-              retrying(c, "stops the run", stop_run, tonumber(j), what)
-            end
-            error(r, 0)
-          end
-          if r == "lost" then
-            c.log(("pbt worker %s: member %d's lease expired before its checkpoint; its %d steps here " ..
-              "are dropped"):format(c.owner, i, o.trained))
-          elseif r == "failed" then
-            local run = c.store:run_row()
-            fail("run '%s' failed: %s", c.run, tostring(run.message))
-          elseif r == "ok" then
-            summary.turns = summary.turns + 1
-          end
-        end
+        turn(c, cl, summary)
       end
     end
     summary.status = "stopped"

@@ -318,6 +318,11 @@ function M.run(e, opts)
     if opts.resume then
       local meta
       store, meta = runstore.open(out)
+      if meta.kind == "workers" then
+        store:close()
+        fail("%s holds a run of pbt worker processes: they continue it (pbt worker FILE --store sqlite:%s)",
+          out, runstore.path(out))
+      end
       for _, k in ipairs({ "seed", "name", "population", "mode", "sync", "window", "budget", "space",
           "file_args" }) do
         if meta[k] ~= (identity[k] ~= nil and tostring(identity[k]) or nil) then

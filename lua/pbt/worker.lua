@@ -281,7 +281,10 @@ function Worker:train(task)
     tensors, values = self.tensors, self.parts.values
     local okp, perr = pcall(read_values, values, numbers)
     if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g) end
-    if not okp then return fail("publishing the state: " .. message(perr)) end
+    if not okp then
+      if is_interrupt(perr) then error(perr, 0) end
+      return fail("publishing the state: " .. message(perr))
+    end
     self.version = self.version + 1
     local after = self.after_step
     if after and not after(i) then
