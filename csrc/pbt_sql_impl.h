@@ -8,6 +8,14 @@
 
 #include "pbt_sql.h"
 
+/* PostgreSQL: a statement prepared on the connection (by its text), with
+ * its result columns' types and whether its results come in binary form. */
+typedef struct pbt_pg_prepared {
+  char *text;
+  char name[24];
+  int binary;
+} pbt_pg_prepared;
+
 struct pbt_sql {
   sqlite3 *db;     /* the SQLite driver's connection */
   PGconn *pg;      /* or PostgreSQL's */
@@ -16,6 +24,8 @@ struct pbt_sql {
   int setup_pending;
   int64_t changes; /* what pbt_sql_changes returns */
   int lost;        /* PostgreSQL: a statement failed for want of the server */
+  pbt_pg_prepared *prepared; /* PostgreSQL: the statements prepared so far */
+  int nprepared, capprepared;
 };
 
 struct pbt_sql_stmt {
@@ -30,6 +40,7 @@ struct pbt_sql_stmt {
   PGresult *res;
   int row;          /* the next row of res to hand out; -1 before executing */
   unsigned char *unescaped; /* the last bytea column read */
+  int binary;               /* res holds binary values (see pbt_pg_step) */
 };
 
 void pbt_pg_close(pbt_sql *db);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* type OIDs of pg_type (stable across versions) */
 #define OID_BOOL 16
@@ -19,8 +20,14 @@
 #define OID_INT8 20
 #define OID_INT2 21
 #define OID_INT4 23
+#define OID_NAME 19
+#define OID_TEXT 25
+#define OID_OID 26
 #define OID_FLOAT4 700
 #define OID_FLOAT8 701
+#define OID_UNKNOWN 705
+#define OID_BPCHAR 1042
+#define OID_VARCHAR 1043
 
 /* The status of a failed result, from its SQLSTATE: a connection or
  * resource failure (classes 08, 53, 57, 58) is the world's (IO), data
@@ -92,8 +99,78 @@ int pbt_pg_failed_transaction(pbt_sql *db) {
 int pbt_pg_connected(pbt_sql *db) { return !db->lost && PQstatus(db->pg) == CONNECTION_OK; }
 
 void pbt_pg_close(pbt_sql *db) {
+  int k;
   PQfinish(db->pg);
+  for (k = 0; k < db->nprepared; k++) free(db->prepared[k].text);
+  free(db->prepared);
   free(db);
+}
+
+/* Whether values of a type are read here in binary form. */
+static int binary_type(Oid t) {
+  switch (t) {
+  case OID_BOOL: case OID_BYTEA: case OID_INT8: case OID_INT2: case OID_INT4: case OID_OID:
+  case OID_FLOAT4: case OID_FLOAT8: case OID_NAME: case OID_TEXT: case OID_UNKNOWN:
+  case OID_BPCHAR: case OID_VARCHAR:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* The prepared statement of text, prepared (and described) on the first
+ * use: the server parses and plans a statement the store runs thousands of
+ * times once, and its results come in binary form when every column's
+ * type is one read here (bytea as bytes, not hex text).  Only SELECT,
+ * INSERT, UPDATE, DELETE, WITH and VALUES can be prepared; *out = NULL for
+ * the others (BEGIN, CREATE...), which run unprepared. */
+static pbt_status prepared_of(pbt_sql *db, const char *text, int nparams, pbt_pg_prepared **out,
+                              pbt_error *err) {
+  static const char *const verbs[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", NULL};
+  const char *p = text;
+  pbt_pg_prepared *e;
+  PGresult *r;
+  int k, ok = 0;
+  *out = NULL;
+  while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == '(') p++;
+  for (k = 0; verbs[k]; k++) ok |= strncasecmp(p, verbs[k], strlen(verbs[k])) == 0;
+  if (!ok) return PBT_OK;
+  for (k = 0; k < db->nprepared; k++) {
+    if (strcmp(db->prepared[k].text, text) == 0) {
+      *out = &db->prepared[k];
+      return PBT_OK;
+    }
+  }
+  if (db->nprepared == db->capprepared) {
+    int cap = db->capprepared ? 2 * db->capprepared : 16;
+    pbt_pg_prepared *grown = realloc(db->prepared, (size_t)cap * sizeof *grown);
+    if (!grown) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+    db->prepared = grown;
+    db->capprepared = cap;
+  }
+  e = &db->prepared[db->nprepared];
+  snprintf(e->name, sizeof e->name, "pbt_%d", db->nprepared + 1);
+  e->text = strdup(text);
+  if (!e->text) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  r = PQprepare(db->pg, e->name, text, nparams, NULL);
+  if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+    PQclear(r);
+    r = PQdescribePrepared(db->pg, e->name);
+  }
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    pbt_status fs = fail_pg(status_of(r), primary ? primary : PQerrorMessage(db->pg), err);
+    if (fs == PBT_ERR_IO) db->lost = 1;
+    PQclear(r);
+    free(e->text);
+    return fs;
+  }
+  e->binary = 1;
+  for (k = 0; k < PQnfields(r); k++) e->binary &= binary_type(PQftype(r, k));
+  PQclear(r);
+  db->nprepared++;
+  *out = e;
+  return PBT_OK;
 }
 
 /* The statement with ?s turned into $1, $2...; *nparams receives the count;
@@ -267,9 +344,19 @@ pbt_status pbt_pg_step(pbt_sql_stmt *s, int *row, pbt_error *err) {
   *row = 0;
   if (s->row < 0) {
     ExecStatusType st;
+    pbt_pg_prepared *pr;
+    pbt_status ps;
     PQclear(s->res);
-    s->res = PQexecParams(s->db->pg, s->text, s->nparams, NULL,
-                          (const char *const *)s->values, s->lengths, s->formats, 0);
+    s->res = NULL;
+    ps = prepared_of(s->db, s->text, s->nparams, &pr, err);
+    if (ps != PBT_OK) return ps;
+    s->binary = pr ? pr->binary : 0;
+    if (pr)
+      s->res = PQexecPrepared(s->db->pg, pr->name, s->nparams, (const char *const *)s->values,
+                              s->lengths, s->formats, s->binary);
+    else
+      s->res = PQexecParams(s->db->pg, s->text, s->nparams, NULL, (const char *const *)s->values,
+                            s->lengths, s->formats, 0);
     st = PQresultStatus(s->res);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
       const char *primary = s->res ? PQresultErrorField(s->res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -301,25 +388,58 @@ const char *pbt_pg_column_name(pbt_sql_stmt *s, int k) { return PQfname(s->res, 
 pbt_sql_type pbt_pg_column_type(pbt_sql_stmt *s, int k) {
   if (PQgetisnull(s->res, s->row, k)) return PBT_SQL_NULL;
   switch (PQftype(s->res, k)) {
-  case OID_INT8: case OID_INT4: case OID_INT2: case OID_BOOL: return PBT_SQL_INT;
+  case OID_INT8: case OID_INT4: case OID_INT2: case OID_BOOL: case OID_OID: return PBT_SQL_INT;
   case OID_FLOAT8: case OID_FLOAT4: return PBT_SQL_DOUBLE;
   case OID_BYTEA: return PBT_SQL_BLOB;
   default: return PBT_SQL_TEXT;
   }
 }
 
+/* A big-endian integer of n bytes (binary results). */
+static uint64_t be_bytes(const char *v, int n) {
+  uint64_t x = 0;
+  int k;
+  for (k = 0; k < n; k++) x = x << 8 | (unsigned char)v[k];
+  return x;
+}
+
 int64_t pbt_pg_column_int(pbt_sql_stmt *s, int k) {
   const char *v = PQgetvalue(s->res, s->row, k);
+  if (s->binary) {
+    int n = PQgetlength(s->res, s->row, k);
+    uint64_t x = be_bytes(v, n);
+    if (n == 2) return (int16_t)x;
+    if (n == 4) return PQftype(s->res, k) == OID_OID ? (int64_t)(uint32_t)x : (int64_t)(int32_t)x;
+    return n == 8 ? (int64_t)x : (int64_t)(x != 0); /* int8, or bool (1 byte) */
+  }
   if (PQftype(s->res, k) == OID_BOOL) return v[0] == 't';
   return strtoll(v, NULL, 10);
 }
 
 double pbt_pg_column_double(pbt_sql_stmt *s, int k) {
-  return strtod(PQgetvalue(s->res, s->row, k), NULL);
+  const char *v = PQgetvalue(s->res, s->row, k);
+  if (s->binary) {
+    if (PQgetlength(s->res, s->row, k) == 4) {
+      uint32_t b = (uint32_t)be_bytes(v, 4);
+      float f;
+      memcpy(&f, &b, sizeof f);
+      return f;
+    } else {
+      uint64_t b = be_bytes(v, 8);
+      double d;
+      memcpy(&d, &b, sizeof d);
+      return d;
+    }
+  }
+  return strtod(v, NULL);
 }
 
 const void *pbt_pg_column_bytes(pbt_sql_stmt *s, int k, size_t *n) {
   const char *v = PQgetvalue(s->res, s->row, k);
+  if (s->binary) { /* bytes as they are: bytea and text alike */
+    *n = (size_t)PQgetlength(s->res, s->row, k);
+    return v;
+  }
   if (PQftype(s->res, k) == OID_BYTEA) {
     size_t len = (size_t)PQgetlength(s->res, s->row, k);
     free(s->unescaped);

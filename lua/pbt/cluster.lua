@@ -630,7 +630,7 @@ function M.work(e, opts)
       elseif cl.status == "wait" then
         -- (a generation's end in a synchronous run, or every member
         -- leased: a short wait first)
-        sleep(math.min(wait, c.poll))
+        M.sleep(math.min(wait, c.poll)) -- (M.sleep: a bench may time it)
         wait = wait * 2
       else
         wait = 0.02
