@@ -239,7 +239,7 @@ describe("pbt worker on an SQLite store", function()
       cluster.work(fixture({ delay = 0, steps = 3 }), { store = store, run = "r", seed = 99, quiet = true })
     end, "experiment: run 'r' in " .. dir .. "/s.db was made with seed 7, not 99")
     assert.has_error(function() cluster.work(fixture(), { store = store, leese = 3 }) end,
-      "work: unknown option 'leese'")
+      "work: unknown option 'leese' (did you mean 'lease'?)")
     assert.has_error(function() cluster.work(fixture(), { store = store, lease = -1 }) end,
       "work: option 'lease' must be a positive number of seconds, got -1")
     assert.has_error(function() cluster.work(fixture(), {}) end,

@@ -82,11 +82,8 @@ end
 M.process_name = process_name
 
 local function check_options(opts)
-  local known = { store = true, run = true, seed = true, lease = true, poll = true, retry = true,
-    owner = true, force = true, quiet = true, log = true, workers = true, max_turns = true }
-  for k in pairs(opts) do
-    if not known[k] then error(("work: unknown option '%s'"):format(tostring(k)), 0) end
-  end
+  require("pbt.options").check("work", opts, { "store", "run", "seed", "lease", "poll", "retry", "owner",
+    "force", "quiet", "log", "workers", "max_turns" }, 0)
   if type(opts.store) ~= "string" then
     error(("work: option 'store' must be a PostgreSQL URL or sqlite:PATH, got %s"):format(type(opts.store)), 0)
   end

@@ -24,6 +24,7 @@ local space_mod = require("pbt.space")
 local ready_mod = require("pbt.ready")
 local explore_mod = require("pbt.explore")
 local exploit_mod = require("pbt.exploit")
+local options = require("pbt.options")
 
 local Generator = core.Generator
 
@@ -45,9 +46,16 @@ Experiment.__name = "pbt.Experiment"
 
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 3) end
 
+-- the fields of a description (a misspelt one is an error naming the
+-- nearest: `mod = "min"` must not maximise a loss in silence)
+local FIELDS = { "population", "size", "seed", "space", "init", "step", "eval", "ready", "exploit",
+  "explore", "mode", "sync", "budget", "window", "copy_hparams", "explore_always", "initial", "name",
+  "apply", "metric" }
+
 --- Validates a description and returns an experiment.
 function M.experiment(desc)
   if type(desc) ~= "table" then fail("expects a table, got %s", type(desc)) end
+  options.check("experiment", desc, FIELDS, 3, "field")
   local e = setmetatable({}, Experiment)
   e.population = desc.population or desc.size
   if math.type(e.population) ~= "integer" or e.population < 2 then
@@ -73,8 +81,10 @@ function M.experiment(desc)
   e.budget = desc.budget or { steps = 100 }
   local b = e.budget
   if type(b) ~= "table" or not (b.steps or b.evaluations or b.seconds) then
+    if type(b) == "table" then options.check("experiment: budget", b, { "steps", "evaluations", "seconds" }, 3, "field") end
     fail("budget must be a table with steps, evaluations or seconds")
   end
+  options.check("experiment: budget", b, { "steps", "evaluations", "seconds" }, 3, "field")
   for _, k in ipairs({ "steps", "evaluations" }) do
     if b[k] ~= nil and (math.type(b[k]) ~= "integer" or b[k] < 1) then
       fail("budget.%s must be a positive integer, got %s", k, tostring(b[k]))
@@ -97,7 +107,6 @@ function M.experiment(desc)
     fail("initial must be a list of hyperparameter tables or a function(i, generator)")
   end
   e.name = desc.name or "experiment"
-  e.on_step = desc.on_step
   e.apply = desc.apply
   if e.apply ~= nil and type(e.apply) ~= "function" then
     fail("apply must be a function(state, h), got %s", type(e.apply))
@@ -132,9 +141,7 @@ local run_options = { out = true, seed = true, progress = true, quiet = true, wo
 function Experiment:run(opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("run expects a table of options, got %s", type(opts)) end
-  for k in pairs(opts) do
-    if not run_options[k] then fail("run: unknown option '%s'", tostring(k)) end
-  end
+  options.check("experiment: run", opts, run_options, 3)
   return (require("pbt.scheduler").run(self, opts))
 end
 

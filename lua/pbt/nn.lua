@@ -26,6 +26,7 @@ local core = require("pbt.core")
 local autograd = require("pbt.autograd")
 
 local T = core.tensor
+local options = require("pbt.options")
 local C = core.nn
 local rules = autograd.rules
 local is_tensor = autograd.is_tensor
@@ -136,6 +137,7 @@ end
 function nn.conv2d(x, w, b, opts, workspace)
   check_tensor("conv2d", "input", x)
   check_tensor("conv2d", "weight", w, 4)
+  options.check("conv2d", opts, { "stride", "padding" }, 3)
   opts = opts or {}
   local sh, sw = pair("conv2d", "stride", opts.stride or 1, 1)
   local ph, pw = pair("conv2d", "padding", opts.padding or 0, 0)
@@ -149,6 +151,7 @@ end
 -- and the 1-based positions of the maxima in each H*W plane.
 function nn.max_pool2d(x, k, opts)
   check_tensor("max_pool2d", "input", x)
+  options.check("max_pool2d", opts, { "stride", "padding" }, 3)
   opts = opts or {}
   local kh, kw = pair("max_pool2d", "kernel size", k, 1)
   local sh, sw = kh, kw
@@ -178,6 +181,7 @@ end
 function nn.dropout(x, p, opts)
   check_tensor("dropout", "input", x)
   if type(p) ~= "number" then error(("dropout: p must be a number, got %s"):format(type(p)), 2) end
+  options.check("dropout", opts, { "training", "generator" }, 3)
   opts = opts or {}
   if opts.training == false or p == 0 then return x end
   return (C.dropout(x, p, opts.generator))
@@ -473,6 +477,7 @@ end
 -- missing or mis-shaped entry, or (when strict) an entry the module does not
 -- have, is an error naming it; nothing is copied then.
 function Module:load_state_dict(sd, opts)
+  options.check("load_state_dict", opts, { "strict" }, 3)
   local strict = not (opts and opts.strict == false)
   if type(sd) ~= "table" then error("load_state_dict: a table expected, got " .. type(sd), 2) end
   local own, names = self:state_dict(), {}
@@ -522,6 +527,7 @@ end
 local Linear = Module:extend("Linear")
 nn.Linear = Linear
 function Linear:init(in_f, out_f, opts)
+  options.check("Linear", opts, { "bias", "generator", "dtype" }, 4)
   opts = opts or {}
   in_f = check_int("Linear", "in_features", in_f, 0)
   out_f = check_int("Linear", "out_features", out_f, 0)
@@ -546,6 +552,7 @@ end
 local Conv2d = Module:extend("Conv2d")
 nn.Conv2d = Conv2d
 function Conv2d:init(in_ch, out_ch, k, opts)
+  options.check("Conv2d", opts, { "stride", "padding", "bias", "generator", "dtype" }, 4)
   opts = opts or {}
   in_ch = check_int("Conv2d", "in_channels", in_ch, 1)
   out_ch = check_int("Conv2d", "out_channels", out_ch, 1)
@@ -578,6 +585,7 @@ end
 local MaxPool2d = Module:extend("MaxPool2d")
 nn.MaxPool2d = MaxPool2d
 function MaxPool2d:init(k, opts)
+  options.check("MaxPool2d", opts, { "stride", "padding" }, 4)
   opts = opts or {}
   local kh, kw = pair("MaxPool2d", "kernel size", k, 1)
   local sh, sw = kh, kw
@@ -637,6 +645,7 @@ function Dropout:init(p, opts)
   if type(p) ~= "number" or not (p >= 0 and p <= 1) then
     error(("Dropout: probability must be in [0, 1], got %s"):format(tostring(p)), 3)
   end
+  options.check("Dropout", opts, { "generator" }, 4)
   self.p = p
   self.generator = opts and opts.generator
 end
@@ -652,6 +661,7 @@ function Dropout:extra_repr() return ("p=%g"):format(self.p) end
 local LayerNorm = Module:extend("LayerNorm")
 nn.LayerNorm = LayerNorm
 function LayerNorm:init(shape, opts)
+  options.check("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" }, 4)
   opts = opts or {}
   if type(shape) ~= "table" then shape = { shape } end
   for i, s in ipairs(shape) do shape[i] = check_int("LayerNorm", "normalized shape", s, 1) end
@@ -673,6 +683,7 @@ end
 local Embedding = Module:extend("Embedding")
 nn.Embedding = Embedding
 function Embedding:init(num, dim, opts)
+  options.check("Embedding", opts, { "generator", "dtype" }, 4)
   opts = opts or {}
   num = check_int("Embedding", "num_embeddings", num, 1)
   dim = check_int("Embedding", "embedding_dim", dim, 1)

@@ -144,7 +144,7 @@ local function new(class, params, opts)
   end
   opts = opts or {}
   for k in pairs(opts) do
-    if not class.known[k] then error(fmt("%s: unknown option '%s'", name, tostring(k)), 0) end
+    if not class.known[k] then error(require("pbt.options").unknown(name, "option", k, class.known), 0) end
   end
   for _, f in ipairs(class.fields) do
     local v = opts[f.name]

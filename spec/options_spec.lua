@@ -1,0 +1,93 @@
+-- A misspelt field or option is an error that names it and the nearest
+-- known name (pbt.options), everywhere a table of options is taken.
+local pbt = require("pbt")
+local options = require("pbt.options")
+local T, nn = pbt.tensor, pbt.nn
+
+local function experiment(extra)
+  local desc = {
+    population = 2, space = { lr = pbt.uniform(0.1, 1) },
+    init = function() return { w = T.zeros(1) } end,
+    step = function() end, eval = function() return 0 end, budget = { steps = 1 },
+  }
+  for k, v in pairs(extra or {}) do desc[k] = v end
+  return desc
+end
+
+describe("pbt.options", function()
+  it("measures edit distance with transpositions (by hand)", function()
+    assert.are.equal(0, options.distance("mode", "mode"))
+    assert.are.equal(1, options.distance("mod", "mode"))       -- a deletion
+    assert.are.equal(1, options.distance("pading", "padding")) -- an insertion
+    assert.are.equal(1, options.distance("fractoin", "fraction")) -- a transposition
+    assert.are.equal(2, options.distance("outt", "ou"))
+    assert.are.equal(3, options.distance("kitten", "sitting"))
+  end)
+
+  it("suggests only a near name", function()
+    assert.are.equal("padding", options.nearest("pading", { "stride", "padding", "bias" }))
+    assert.are.equal("generator", options.nearest("generater", { generator = true, dtype = true }))
+    assert.are.equal("lr", options.nearest("LR", { "lr", "momentum" }))
+    assert.is_nil(options.nearest("learning_rate", { "lr", "momentum" }))
+    assert.is_nil(options.nearest("x", { "population" }))
+  end)
+end)
+
+describe("a misspelt field or option", function()
+  local cases = {
+    { "an experiment field", function() pbt.experiment(experiment({ mod = "min" })) end,
+      "experiment: unknown field 'mod' (did you mean 'mode'?)" },
+    { "an experiment field far from any", function() pbt.experiment(experiment({ colour = 1 })) end,
+      "experiment: unknown field 'colour'" },
+    { "explore", function() pbt.experiment(experiment({ explor = pbt.explore.perturb{} })) end,
+      "experiment: unknown field 'explor' (did you mean 'explore'?)" },
+    { "spaces", function() pbt.experiment(experiment({ spaces = {} })) end,
+      "experiment: unknown field 'spaces' (did you mean 'space'?)" },
+    { "populaton", function() pbt.experiment(experiment({ populaton = 4 })) end,
+      "experiment: unknown field 'populaton' (did you mean 'population'?)" },
+    { "on_step (never used: not a field)", function() pbt.experiment(experiment({ on_step = print })) end,
+      "experiment: unknown field 'on_step'" },
+    { "a budget key", function() pbt.experiment(experiment({ budget = { step = 3 } })) end,
+      "experiment: budget: unknown field 'step' (did you mean 'steps'?)" },
+    { "a run option", function() pbt.experiment(experiment()):run{ outt = "/tmp/x" } end,
+      "experiment: run: unknown option 'outt' (did you mean 'out'?)" },
+    { "Conv2d", function() nn.Conv2d(1, 2, 3, { pading = 1 }) end,
+      "Conv2d: unknown option 'pading' (did you mean 'padding'?)" },
+    { "Linear", function() nn.Linear(784, 10, { generater = pbt.Generator(1) }) end,
+      "Linear: unknown option 'generater' (did you mean 'generator'?)" },
+    { "MaxPool2d", function() nn.MaxPool2d(2, { strides = 2 }) end,
+      "MaxPool2d: unknown option 'strides' (did you mean 'stride'?)" },
+    { "Dropout", function() nn.Dropout(0.5, { generater = 1 }) end,
+      "Dropout: unknown option 'generater' (did you mean 'generator'?)" },
+    { "LayerNorm", function() nn.LayerNorm(4, { epsilon = 1e-3 }) end,
+      "LayerNorm: unknown option 'epsilon'" },
+    { "Embedding", function() nn.Embedding(4, 2, { dtpe = "float64" }) end,
+      "Embedding: unknown option 'dtpe' (did you mean 'dtype'?)" },
+    { "conv2d", function() nn.conv2d(T.zeros(1, 1, 4, 4), T.zeros(1, 1, 3, 3), nil, { strid = 1 }) end,
+      "conv2d: unknown option 'strid' (did you mean 'stride'?)" },
+    { "max_pool2d", function() nn.max_pool2d(T.zeros(1, 1, 4, 4), 2, { paddin = 0 }) end,
+      "max_pool2d: unknown option 'paddin' (did you mean 'padding'?)" },
+    { "dropout", function() nn.dropout(T.zeros(2), 0.5, { train = false }) end,
+      "dropout: unknown option 'train'" },
+    { "load_state_dict", function() nn.Linear(2, 2):load_state_dict({}, { strct = false }) end,
+      "load_state_dict: unknown option 'strct' (did you mean 'strict'?)" },
+    { "an optimizer", function() pbt.optim.SGD(nn.Linear(2, 2):parameters(), { lr = 0.1, momentun = 0.9 }) end,
+      "SGD: unknown option 'momentun' (did you mean 'momentum'?)" },
+    { "options that are not a table", function() nn.Linear(2, 2, 5) end,
+      "Linear: options must be a table, got number" },
+  }
+  for _, c in ipairs(cases) do
+    it("is an error naming it: " .. c[1], function()
+      local ok, err = pcall(c[2])
+      assert.is_false(ok)
+      -- the message, after the place in the caller's code
+      assert.are.equal(c[3], (tostring(err):gsub("^[^:]*spec/options_spec%.lua:%d+: ", "")))
+    end)
+  end
+
+  it("points at the caller's line", function()
+    local ok, err = pcall(function() nn.Conv2d(1, 2, 3, { pading = 1 }) end)
+    assert.is_false(ok)
+    assert.matches("options_spec%.lua:%d+: Conv2d: unknown option 'pading'", err)
+  end)
+end)
