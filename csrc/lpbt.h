@@ -118,6 +118,9 @@ int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err);
 int lpbt_check_dim(lua_State *L, int arg, int ndim);
 /* Like lpbt_check_dim but optional: returns def when arg is none or nil. */
 int lpbt_opt_dim(lua_State *L, int arg, int ndim, int def);
+/* A path at arg: a string (a number is refused, not turned into a file
+ * name), not empty, without a zero byte. */
+const char *lpbt_check_path(lua_State *L, int arg);
 /* An integer at arg (raises for non-integers, naming the argument). */
 int64_t lpbt_check_integer(lua_State *L, int arg);
 /* A size >= 0 at arg. */

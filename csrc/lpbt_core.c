@@ -570,6 +570,17 @@ int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
 
 /* ---- numbers and dimensions ---------------------------------------------- */
 
+const char *lpbt_check_path(lua_State *L, int arg) {
+  size_t n;
+  const char *p;
+  if (lua_type(L, arg) != LUA_TSTRING)
+    luaL_typeerror(L, arg, "string (a path)");
+  p = lua_tolstring(L, arg, &n);
+  if (n == 0) luaL_argerror(L, arg, "the path is empty");
+  if (strlen(p) != n) luaL_argerror(L, arg, "the path contains a zero byte");
+  return p;
+}
+
 int64_t lpbt_check_integer(lua_State *L, int arg) {
   int isnum;
   lua_Integer v = lua_tointegerx(L, arg, &isnum);
@@ -708,8 +719,8 @@ static int m_write_file(lua_State *L) {
 /* core.mkdir(path): creates a directory (and its parents); true when it
  * exists afterwards, else nil and a message. */
 static int m_mkdir(lua_State *L) {
-  size_t n;
-  const char *path = luaL_checklstring(L, 1, &n);
+  const char *path = lpbt_check_path(L, 1);
+  size_t n = strlen(path);
   luaL_Buffer b;
   char *p;
   size_t i;

@@ -83,7 +83,7 @@ static int load_fail(lua_State *L, const char *fname, const pbt_error *err) {
 /* ---- functions ------------------------------------------------------------------ */
 
 static int f_idx(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lpbt_check_path(L, 1);
   pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   double scale = opt_number(L, 2, "scale", 1.0);
   double shift = opt_number(L, 2, "shift", 0.0);
@@ -96,7 +96,7 @@ static int f_idx(lua_State *L) {
 }
 
 static int f_csv(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lpbt_check_path(L, 1);
   pbt_csv_opts o;
   pbt_error err;
   pbt_buf *names;

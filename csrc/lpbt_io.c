@@ -262,7 +262,7 @@ static void encode_value(saver *S, int idx) {
 }
 
 static int m_save(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lpbt_check_path(L, 1);
   saver S;
   pbt_error err;
   luaL_checkany(L, 2);
@@ -355,7 +355,7 @@ static int m_load(lua_State *L) {
   int tag = 0;
   D.L = L;
   D.fname = "load";
-  D.path = luaL_checkstring(L, 1);
+  D.path = lpbt_check_path(L, 1);
   lua_settop(L, 1);
   b = lpbt_push_buf(L);
   if (pbt_read_file(D.path, b, &err) != PBT_OK) {
@@ -414,7 +414,7 @@ static int m_crc32(lua_State *L) {
 /* remove_temporaries(dir) -> count, or nil and a message: the temporary
  * files an interrupted atomic write left in dir */
 static int m_remove_temporaries(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = lpbt_check_path(L, 1);
   int removed;
   pbt_error err;
   if (pbt_remove_temporaries(dir, &removed, &err) != PBT_OK) {

@@ -260,12 +260,10 @@ static int s_open(lua_State *L) {
                                      {"connected", db_connected},
                                      {"close", db_close},
                                      {NULL, NULL}};
-  size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
+  const char *path = lpbt_check_path(L, 1);
   sql_box *b;
   pbt_status st;
   pbt_error err;
-  if (strlen(path) != len) luaL_argerror(L, 1, "path contains a zero byte");
   b = (sql_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->db = NULL;
   b->in_transaction = 0;

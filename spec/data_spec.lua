@@ -300,7 +300,7 @@ describe("pbt.data", function()
 
     it("checks its arguments", function()
       assert.has_error(function() data.idx() end,
-        "bad argument #1 to 'idx' (string expected, got no value)")
+        "bad argument #1 to 'idx' (string (a path) expected, got no value)")
       writefile(path("ok.idx"), idx_header(0x08, { 1 }) .. "\1")
       assert.has_error(function() data.idx(path("ok.idx"), { dtype = "int8" }) end,
         "bad argument #2 to 'idx' (unknown dtype 'int8' (float32 or float64))")

@@ -481,11 +481,11 @@ describe("pbt.save / pbt.load", function()
 
     it("bad arguments", function()
       assert.has_error(function() pbt.save(nil, 1) end,
-        "bad argument #1 to 'save' (string expected, got nil)")
+        "bad argument #1 to 'save' (string (a path) expected, got nil)")
       assert.has_error(function() pbt.save(path("x.pbt")) end,
         "bad argument #2 to 'save' (value expected)")
       assert.has_error(function() pbt.load({}) end,
-        "bad argument #1 to 'load' (string expected, got table)")
+        "bad argument #1 to 'load' (string (a path) expected, got table)")
     end)
   end)
 end)

@@ -91,3 +91,27 @@ describe("a misspelt field or option", function()
     assert.matches("options_spec%.lua:%d+: Conv2d: unknown option 'pading'", err)
   end)
 end)
+
+describe("a path", function()
+  it("is a string: a number is refused, never made a file name", function()
+    local x = T.zeros(1)
+    local cases = {
+      { function() pbt.save(1, x) end, "bad argument #1 to 'save' (string (a path) expected, got number)" },
+      { function() pbt.load(12) end, "bad argument #1 to 'load' (string (a path) expected, got number)" },
+      { function() pbt.save("", x) end, "bad argument #1 to 'save' (the path is empty)" },
+      { function() pbt.data.idx(3) end, "bad argument #1 to 'idx' (string (a path) expected, got number)" },
+      { function() pbt.data.csv(3) end, "bad argument #1 to 'csv' (string (a path) expected, got number)" },
+      { function() pbt.core.sql.open(7) end, "bad argument #1 to 'open' (string (a path) expected, got number)" },
+      { function() pbt.experiment(experiment()):run{ out = 5 } end,
+        "experiment: run: out must be a directory's path (a string), got number" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok)
+      assert.are.equal(c[2], (tostring(err):gsub("^[^:]*spec/options_spec%.lua:%d+: ", "")))
+    end
+    local f = io.open("1", "rb")
+    if f then f:close() end
+    assert.is_nil(f, "a file named 1 was written")
+  end)
+end)

@@ -73,10 +73,10 @@ describe("pbt.core.sql", function()
     end)
 
     it("names its arguments in errors", function()
-      assert.has_error(function() sql.open() end, "bad argument #1 to 'open' (string expected, got no value)")
-      assert.has_error(function() sql.open({}) end, "bad argument #1 to 'open' (string expected, got table)")
+      assert.has_error(function() sql.open() end, "bad argument #1 to 'open' (string (a path) expected, got no value)")
+      assert.has_error(function() sql.open({}) end, "bad argument #1 to 'open' (string (a path) expected, got table)")
       assert.has_error(function() sql.open(path("a\0b")) end,
-        "bad argument #1 to 'open' (path contains a zero byte)")
+        "bad argument #1 to 'open' (the path contains a zero byte)")
     end)
   end)
 

@@ -142,6 +142,10 @@ function Experiment:run(opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("run expects a table of options, got %s", type(opts)) end
   options.check("experiment: run", opts, run_options, 3)
+  if opts.out ~= nil and (type(opts.out) ~= "string" or opts.out == "") then
+    fail("run: out must be a directory's path (a string), got %s", opts.out == "" and "an empty string"
+      or type(opts.out))
+  end
   return (require("pbt.scheduler").run(self, opts))
 end
 
