@@ -115,3 +115,87 @@ describe("a path", function()
     assert.is_nil(f, "a file named 1 was written")
   end)
 end)
+
+describe("errors that point at the user's rule or call", function()
+  it("refuses a t-test window longer than the score window, at the experiment", function()
+    local ok, err = pcall(function() pbt.experiment(experiment({ exploit = pbt.exploit.ttest{ window = 20 } })) end)
+    assert.is_false(ok)
+    assert.matches("options_spec%.lua:%d+: experiment: exploit.ttest's window %(20%) is longer than the " ..
+      "experiment.s score window %(window = 10%): set window = 20 or more, or a shorter t%-test window", err)
+    pbt.experiment(experiment({ exploit = pbt.exploit.ttest{ window = 20 }, window = 20 })) -- fine
+  end)
+
+  it("names a non-tensor given to nn's functions", function()
+    assert.has_error(function() nn.relu(5) end, "relu: input must be a pbt.Tensor, got number")
+    assert.has_error(function() nn.gelu("x") end, "gelu: input must be a pbt.Tensor, got string")
+    assert.has_error(function() nn.mse_loss(T.zeros(2), nil) end,
+      "mse_loss: target must be a pbt.Tensor or a number, got nil")
+    assert.has_error(function() nn.binary_cross_entropy_with_logits(T.zeros(2), {}) end,
+      "binary_cross_entropy_with_logits: targets must be a pbt.Tensor, got table")
+  end)
+
+  it("checks the rules' own options", function()
+    assert.has_error(function() pbt.exploit.truncation{ fracton = 0.2 } end,
+      "exploit.truncation: unknown option 'fracton' (did you mean 'fraction'?)")
+    assert.has_error(function() pbt.exploit.truncation{ fraction = 0.9 } end,
+      "exploit.truncation: fraction must be a number in (0, 0.5], got 0.9")
+    assert.has_error(function() pbt.exploit.ttest{ alpa = 0.1 } end,
+      "exploit.ttest: unknown option 'alpa' (did you mean 'alpha'?)")
+    assert.has_error(function() pbt.exploit.ttest{ window = 1 } end,
+      "exploit.ttest: window must be an integer >= 2, got 1")
+    assert.has_error(function() pbt.exploit.tournament{ size = 3 } end, "exploit.tournament: unknown option 'size'")
+    assert.has_error(function() pbt.explore.perturb{ factor = { 0.8, 1.2 } } end,
+      "explore.perturb: unknown option 'factor' (did you mean 'factors'?)")
+    assert.has_error(function() pbt.explore.resample{ p = 0.2 } end, "explore.resample: unknown option 'p'")
+    assert.has_error(function() pbt.ready.plateau{ patiance = 2 } end,
+      "ready.plateau: unknown option 'patiance' (did you mean 'patience'?)")
+  end)
+end)
+
+describe("pbt.ready.plateau", function()
+  -- m as the worker gives it, over a hand-written score sequence
+  local function m_of(scores, since, mode, window)
+    return { since = since or #scores, mode = mode or "max", window = window or 10, step = #scores,
+      history = function() return scores end }
+  end
+
+  it("is ready when the last `patience` scores did not beat the best before them", function()
+    local r = pbt.ready.plateau{ patience = 3 }
+    assert.is_false(r(m_of({ 1, 2, 3, 4, 5 })))          -- still improving
+    assert.is_true(r(m_of({ 1, 5, 4, 4, 3 })))           -- 4, 4, 3 after a 5
+    assert.is_true(r(m_of({ 1, 5, 5, 5, 5 })))           -- equal is no improvement
+    assert.is_false(r(m_of({ 5, 1, 1, 6 })))            -- 6 beats 5
+    assert.is_false(r(m_of({ 1, 5, 4, 4, 3 }, 2)))       -- fewer than patience steps since the decision
+    assert.is_false(r(m_of({ 4, 4, 3 })))                -- nothing before the last three
+    assert.is_false(r(m_of({ 9, 5, 6, 7 }, 3, "min")))   -- 5 < 9: improved
+    assert.is_true(r(m_of({ 5, 9, 6, 7 }, 3, "min")))    -- 6 is not below 5
+    local d = pbt.ready.plateau{ patience = 2, min_delta = 0.5 }
+    assert.is_true(d(m_of({ 1, 2, 2.4, 2.3 })))          -- 2.4 beats 2 by less than 0.5
+    assert.is_false(d(m_of({ 1, 2, 2.6, 2.3 })))
+  end)
+
+  it("refuses a patience the score window cannot hold", function()
+    local r = pbt.ready.plateau{ patience = 10 }
+    assert.has_error(function() r(m_of({ 1, 2 }, 10, "max", 10)) end,
+      "ready.plateau: patience 10 needs a score window longer than 10 (the experiment's window is 10)")
+  end)
+
+  it("sees the member's own scores in a run: ready once a constant score stops improving", function()
+    local readies = {}
+    local e = pbt.experiment{
+      population = 2, seed = 1, space = { lr = pbt.uniform(0.1, 1) }, window = 6,
+      init = function() return { t = 0 } end,
+      step = function(s) s.t = s.t + 1 end,
+      eval = function(s) return math.min(s.t, 4) end, -- improves until step 4, then flat
+      ready = function(m)
+        local r = pbt.ready.plateau{ patience = 2 }(m)
+        if r then readies[#readies + 1] = { m.member, m.step, m.score, #m:history() } end
+        return r
+      end,
+      budget = { steps = 7 },
+    }
+    e:run{ workers = 1, progress = false }
+    -- scores 1 2 3 4 4 4: at step 6 the last two (4, 4) do not beat the 4 before them
+    assert.are.same({ 1, 6, 4, 6 }, readies[1])
+  end)
+end)

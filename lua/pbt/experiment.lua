@@ -97,6 +97,12 @@ function M.experiment(desc)
   if math.type(e.window) ~= "integer" or e.window < 2 then
     fail("window must be an integer >= 2, got %s", tostring(e.window))
   end
+  -- a t-test that asks for more scores than the store keeps would test
+  -- fewer than it says
+  if e.exploit.name == "ttest" and e.exploit.window > e.window then
+    fail("exploit.ttest's window (%d) is longer than the experiment's score window (window = %d): set " ..
+      "window = %d or more, or a shorter t-test window", e.exploit.window, e.window, e.exploit.window)
+  end
   -- variants (the paper's toy problem uses both): exploit may copy the
   -- weights only and keep the recipient's hyperparameters; explore may run
   -- at every ready decision, not only after an exploit

@@ -16,6 +16,7 @@
 --       else perturb
 local space_mod = require("pbt.space")
 
+local options = require("pbt.options")
 local M = {}
 
 local function check_factors(fname, factors)
@@ -42,6 +43,7 @@ local function copy(h)
 end
 
 function M.perturb(opts)
+  options.check("explore.perturb", opts, { "factors" }, 3)
   opts = opts or {}
   local factors = opts.factors or { 0.8, 1.2 }
   check_factors("explore.perturb", factors)
@@ -56,6 +58,7 @@ function M.perturb(opts)
 end
 
 function M.resample(opts)
+  options.check("explore.resample", opts, { "probability" }, 3)
   opts = opts or {}
   local p = opts.probability or 0.25
   check_probability("explore.resample", p)
@@ -69,6 +72,7 @@ function M.resample(opts)
 end
 
 function M.perturb_or_resample(opts)
+  options.check("explore.perturb_or_resample", opts, { "factors", "probability" }, 3)
   opts = opts or {}
   local factors = opts.factors or { 1.2, 0.8 }
   local p = opts.probability or 0.25

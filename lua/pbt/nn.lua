@@ -160,11 +160,11 @@ function nn.max_pool2d(x, k, opts)
   return C.max_pool2d(x, kh, kw, sh, sw, ph, pw)
 end
 
-function nn.relu(x) return x:relu() end
-function nn.tanh(x) return x:tanh() end
-function nn.sigmoid(x) return x:sigmoid() end
+function nn.relu(x) return check_tensor("relu", "input", x):relu() end
+function nn.tanh(x) return check_tensor("tanh", "input", x):tanh() end
+function nn.sigmoid(x) return check_tensor("sigmoid", "input", x):sigmoid() end
 --- nn.gelu(x): the exact GELU, x * Phi(x).
-function nn.gelu(x) return C.gelu(x) end
+function nn.gelu(x) return C.gelu(check_tensor("gelu", "input", x)) end
 
 --- nn.layer_norm(x, normalized_shape [, w [, b [, eps=1e-5]]])
 function nn.layer_norm(x, shape, w, b, eps)
@@ -214,6 +214,9 @@ end
 --- nn.mse_loss(pred, target [, reduction="mean"])
 function nn.mse_loss(pred, target, reduction)
   check_tensor("mse_loss", "input", pred)
+  if not is_tensor(target) and type(target) ~= "number" then
+    error(("mse_loss: target must be a pbt.Tensor or a number, got %s"):format(type(target)), 2)
+  end
   local d = pred - target
   return reduce("mse_loss", d * d, reduction)
 end
@@ -242,6 +245,8 @@ function nn.binary_cross_entropy_with_logits(logits, targets, reduction)
   if reduction ~= nil and not reductions[reduction] then
     reduce("binary_cross_entropy_with_logits", nil, reduction)
   end
+  check_tensor("binary_cross_entropy_with_logits", "logits", logits)
+  check_tensor("binary_cross_entropy_with_logits", "targets", targets)
   return C.bce_with_logits(logits, targets, reduction or "mean")
 end
 

@@ -252,7 +252,13 @@ function Worker:train(task)
   local since = task.since
   local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
   local m = self.ready_arg -- what the ready rule reads, one table per worker
-  if not m then m = {}; self.ready_arg = m end
+  if not m then
+    m = { mode = e.mode, window = e.window }
+    -- the member's recent scores, oldest first (the experiment's window)
+    function m.history(mm) return self.pop:history(mm.member) end
+    self.ready_arg = m
+  end
+  m.member = i
   while true do
     if work >= task.limit or (task.deadline >= 0 and clock() >= task.deadline) then
       out.status = BUDGET
@@ -291,7 +297,7 @@ function Worker:train(task)
       out.status = LOST
       return out
     end
-    m.step, m.since = steps, since
+    m.step, m.since, m.score = steps, since, score
     local okr, is_ready = pcall(e.ready, m)
     if not okr then
       if is_interrupt(is_ready) then error(is_ready, 0) end
