@@ -199,3 +199,33 @@ describe("pbt.ready.plateau", function()
     assert.are.same({ 1, 6, 4, 6 }, readies[1])
   end)
 end)
+
+describe("a member's state", function()
+  local worker = require("pbt.worker")
+
+  it("is walked through tables with a metatable (a Lua class), so exploit copies what they hold", function()
+    local Class = { __index = { twice = function(self) return self.w * 2 end } }
+    local obj = setmetatable({ w = T.zeros(2), n = 3 }, Class)
+    local parts = worker.parts({ obj = obj })
+    assert.are.same({ "obj.w" }, { parts.tensors[1].name })
+    assert.are.equal(obj.w, parts.tensors[1].tensor)
+    assert.are.equal("obj.n", parts.values[1].name)
+  end)
+
+  it("refuses a function that holds a model, an optimizer or a trained tensor the state does not", function()
+    local W = T.zeros(2, 2):requires_grad_()
+    assert.has_error(function() worker.parts({ forward = function(x) return x:matmul(W) end }) end,
+      "experiment: the state's 'forward' is a function that holds a tensor that requires grad (its upvalue " ..
+      "'W') which the state does not: exploit could not copy it. Put it in the state table (state.W = ...) " ..
+      "and read it from there")
+    local model = nn.Linear(2, 2)
+    assert.has_error(function() worker.parts({ f = function(x) return model(x) end }) end,
+      "experiment: the state's 'f' is a function that holds a model (its upvalue 'model') which the state " ..
+      "does not: exploit could not copy it. Put it in the state table (state.model = ...) and read it from there")
+    -- held by the state too, or data that trains no further: fine
+    worker.parts({ W = W, forward = function(x) return x:matmul(W) end })
+    worker.parts({ model = model, f = function(x) return model(x) end })
+    local data = T.ones(4)
+    worker.parts({ w = T.zeros(1), loss = function() return data:sum() end })
+  end)
+end)

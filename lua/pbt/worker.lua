@@ -15,7 +15,10 @@
 -- once by opt:materialize()), and numbers and booleans.  Tables with a
 -- metatable of another kind (a Lua class) are walked like plain ones.
 -- Functions, strings and coroutines are not state: a value a member needs
--- across steps must live in a number, a boolean or a tensor.  Tensors from
+-- across steps must live in a number, a boolean or a tensor.  A function in
+-- the state that holds (as an upvalue) a model, an optimizer or a tensor
+-- that requires grad which the state itself does not hold is refused:
+-- exploit could not copy it, and would copy the rest.  Tensors from
 -- pbt.shared, and names the run found in every member's state at once (a
 -- data set put in the state), are left out.
 local core = require("pbt.core")
@@ -75,14 +78,18 @@ function M.parts(state, excluded)
     end
   end
   local walk
+  local closures = {} -- {name =, fn =}: functions found in the state
   local function visit(t, k, prefix, depth)
     local v, name = rawget(t, k), prefix .. tostring(k)
     if is_tensor(v) then add_tensor(name, v, t, k)
     elseif type(v) == "number" or type(v) == "boolean" then
       name_once(name)
       if not excluded[name] then parts.values[#parts.values + 1] = { name = name, table = t, key = k } end
+    elseif type(v) == "function" then
+      closures[#closures + 1] = { name = name, fn = v }
     elseif type(v) == "table" then
       if type(v.named_parameters) == "function" then
+        seen[v] = true
         for _, p in ipairs(v:named_parameters()) do add_tensor(name .. "." .. p[1], p[2]) end
         if type(v.named_buffers) == "function" then
           for _, b in ipairs(v:named_buffers()) do add_tensor(name .. "." .. b[1], b[2]) end
@@ -90,6 +97,7 @@ function M.parts(state, excluded)
       elseif type(v.materialize) == "function" and type(v.params) == "table" and v.state then
         -- a pbt.optim optimizer: its hyperparameter fields and its state
         -- (not its params: those are the model's)
+        seen[v] = true
         v:materialize()
         for _, f in ipairs(v.fields) do visit(v, f.name, name .. ".", depth + 1) end
         walk(v.state, name .. ".state.", depth + 1)
@@ -104,6 +112,29 @@ function M.parts(state, excluded)
     for _, k in ipairs(sorted_keys(t)) do visit(t, k, prefix, depth) end
   end
   walk(state, "", 0)
+  -- what a function of the state holds must be in the state too
+  local held = {}
+  for _, p in ipairs(parts.tensors) do held[p.tensor] = true end
+  local function trained_thing(v)
+    if is_tensor(v) then return v.requires_grad == true and not held[v] and not shared.from_shared[v] end
+    if type(v) == "table" and not seen[v] then
+      return type(v.named_parameters) == "function" or (type(v.materialize) == "function" and
+        type(v.params) == "table")
+    end
+    return false
+  end
+  for _, c in ipairs(closures) do
+    for u = 1, 255 do
+      local uname, uv = debug.getupvalue(c.fn, u)
+      if not uname then break end
+      if trained_thing(uv) then
+        error(("experiment: the state's '%s' is a function that holds %s (its upvalue '%s') which the " ..
+          "state does not: exploit could not copy it. Put it in the state table (state.%s = ...) and " ..
+          "read it from there"):format(c.name, is_tensor(uv) and "a tensor that requires grad" or
+          (type(uv.named_parameters) == "function" and "a model" or "an optimizer"), uname, uname), 0)
+      end
+    end
+  end
   return parts
 end
 
