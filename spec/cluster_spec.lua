@@ -71,6 +71,27 @@ local function wait_lease(target, run, events)
   error("no member was leased")
 end
 
+-- Kills (SIGKILL) a worker of the run while it holds a lease: stops it
+-- first (SIGSTOP), checks in the store that it holds one (it may be between
+-- two turns), and tries again after SIGCONT when it does not.  Returns the
+-- killed worker's name.
+local function kill_mid_turn(target, run, events)
+  for _ = 1, 200 do
+    local owner = wait_lease(target, run, events)
+    local pid = assert(owner:match(":(%d+)%-"))
+    assert(os.execute("kill -STOP " .. pid))
+    local db = assert(sql.open(target))
+    local held = db:exec("SELECT count(*) AS c FROM members WHERE run = ? AND owner = ?", run, owner)[1].c
+    db:close()
+    if held > 0 then
+      assert(os.execute("kill -9 " .. pid))
+      return owner
+    end
+    assert(os.execute("kill -CONT " .. pid))
+  end
+  error("no worker could be killed holding a lease")
+end
+
 -- An event without its time and its explore data, as one line (the
 -- hyperparameters are compared through the members' records)
 local function line(ev)
@@ -160,9 +181,7 @@ describe("pbt worker on an SQLite store", function()
       local target = dir .. "/s.db"
       local env = "PBT_CLUSTER_SYNC=1 PBT_CLUSTER_STEPS=30"
       local wdir = spawn(3, "sqlite:" .. target, "k", env)
-      local owner = wait_lease(target, "k", 40)
-      local pid = assert(owner:match(":(%d+)%-"))
-      assert(os.execute("kill -9 " .. pid))
+      local owner = kill_mid_turn(target, "k", 40)
       local ws = wait_workers(wdir, 3)
       local codes, killed = {}, 0
       for _, w in ipairs(ws) do
@@ -404,8 +423,7 @@ describe("pbt worker on PostgreSQL", function()
   it("three worker processes, one killed with SIGKILL mid-step: every member at its budget, every event once",
     function()
       local wdir = spawn(3, server.url, "kill", "PBT_CLUSTER_STEPS=30")
-      local owner = wait_lease(server.url, "kill", 40)
-      assert(os.execute("kill -9 " .. assert(owner:match(":(%d+)%-"))))
+      local owner = kill_mid_turn(server.url, "kill", 40)
       local ws = wait_workers(wdir, 3)
       local codes = {}
       for _, w in ipairs(ws) do codes[#codes + 1] = w.code end
