@@ -80,6 +80,21 @@ static int load_fail(lua_State *L, const char *fname, const pbt_error *err) {
   return lpbt_raise(L, fname, err);
 }
 
+/* opts.limit: the most bytes a file may give once decompressed (a positive
+ * integer; absent: no limit). */
+static size_t opt_limit(lua_State *L, int idx) {
+  lua_Integer v = 0;
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (lpbt_rawfield(L, idx, "limit") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 1)
+    luaL_argerror(L, idx, "field 'limit' must be a positive integer (bytes)");
+  lua_pop(L, 1);
+  return (size_t)v;
+}
+
 /* ---- functions ------------------------------------------------------------------ */
 
 static int f_idx(lua_State *L) {
@@ -87,9 +102,10 @@ static int f_idx(lua_State *L) {
   pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   double scale = opt_number(L, 2, "scale", 1.0);
   double shift = opt_number(L, 2, "shift", 0.0);
+  size_t limit = opt_limit(L, 2);
   pbt_error err;
   pbt_tensor *t = lpbt_push_tensor(L);
-  if (pbt_idx_load(t, path, dt, scale, shift, &err) != PBT_OK)
+  if (pbt_idx_load_limit(t, path, dt, scale, shift, limit, &err) != PBT_OK)
     return load_fail(L, "idx", &err);
   lpbt_gc_hint(L, t);
   return 1;
@@ -104,6 +120,7 @@ static int f_csv(lua_State *L) {
   o.dtype = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   o.header = opt_boolean(L, 2, "header", 0);
   o.delimiter = opt_delimiter(L, 2);
+  o.limit = opt_limit(L, 2);
   names = lpbt_push_buf(L);
   t = lpbt_push_tensor(L);
   if (pbt_csv_load(t, path, &o, names, &err) != PBT_OK)

@@ -17,6 +17,7 @@
  * that contains itself is an error.
  */
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "lpbt.h"
@@ -330,12 +331,45 @@ static void load_value(loader *D, int tag, int key, int depth) {
     dec_check(D, pbt_dec_table(&D->r, depth + 1, &n, &err), &err);
     luaL_checkstack(L, 8, "load: tables nested too deeply");
     lua_newtable(L);
-    for (i = 0; i < n; i++) {
-      dec_check(D, pbt_dec_tag(&D->r, 1, &t, &err), &err);
-      load_value(D, t, 1, depth + 1);
-      dec_check(D, pbt_dec_tag(&D->r, 0, &t, &err), &err);
-      load_value(D, t, 0, depth + 1);
-      lua_rawset(L, -3);
+    {
+      /* keys come as save writes them: sorted (integers, floats, strings),
+       * each once; a float key is never a whole number that fits an
+       * integer (Lua would make it that integer key).  Anything else could
+       * lose a value in silence, so it is refused. */
+      key_entry prev, cur;
+      memset(&prev, 0, sizeof prev);
+      memset(&cur, 0, sizeof cur);
+      for (i = 0; i < n; i++) {
+        size_t at = D->r.pos;
+        int c;
+        dec_check(D, pbt_dec_tag(&D->r, 1, &t, &err), &err);
+        load_value(D, t, 1, depth + 1);
+        if (lua_isinteger(L, -1)) {
+          cur.kind = 0;
+          cur.i = lua_tointeger(L, -1);
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+          cur.kind = 1;
+          cur.x = lua_tonumber(L, -1);
+          if (cur.x == floor(cur.x) && cur.x >= -9223372036854775808.0 &&
+              cur.x < 9223372036854775808.0) {
+            pbt_fail(&err, PBT_ERR_FORMAT,
+                     "table key at byte %zu is the float %.17g, equal to an integer key", at, cur.x);
+            dec_check(D, PBT_ERR_FORMAT, &err);
+          }
+        } else {
+          cur.kind = 2;
+          cur.s = lua_tolstring(L, -1, &cur.n); /* kept alive by the table */
+        }
+        if (i > 0 && (c = key_cmp(&prev, &cur)) >= 0) {
+          pbt_fail(&err, PBT_ERR_FORMAT, "table key at byte %zu is %s the key before it", at,
+                   c == 0 ? "the same as" : "out of order after");
+          dec_check(D, PBT_ERR_FORMAT, &err);
+        }
+        prev = cur;
+        dec_check(D, pbt_dec_tag(&D->r, 0, &t, &err), &err);
+        load_value(D, t, 0, depth + 1);
+        lua_rawset(L, -3);
+      }
     }
     break;
   }

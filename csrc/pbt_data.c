@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -26,7 +27,13 @@ typedef struct inflater {
   int open;     /* inflateInit2 succeeded */
   int ended;    /* the last member ended and no byte came after it */
   const char *name;
+  size_t limit; /* the most bytes it may give (0: no limit) */
 } inflater;
+
+static pbt_status too_large(pbt_error *err, const char *name, size_t limit) {
+  return pbt_fail(err, PBT_ERR_FORMAT, "%s: more than %zu bytes once decompressed (the limit given)",
+                  name, limit);
+}
 
 static pbt_status gzip_fail(pbt_error *err, const char *name,
                             const char *why) {
@@ -78,6 +85,7 @@ static pbt_status inflater_feed(inflater *f, const unsigned char *p, size_t n,
     f->zs.avail_out = given;
     rc = inflate(&f->zs, Z_NO_FLUSH);
     out->len += given - f->zs.avail_out;
+    if (f->limit && out->len > f->limit) return too_large(err, f->name, f->limit);
     p += in - f->zs.avail_in;
     n -= in - f->zs.avail_in;
     switch (rc) {
@@ -118,6 +126,7 @@ static pbt_status inflater_finish(inflater *f, pbt_buf *out, pbt_error *err) {
     f->zs.avail_out = (uInt)room;
     rc = inflate(&f->zs, Z_FINISH);
     out->len += room - f->zs.avail_out;
+    if (f->limit && out->len > f->limit) return too_large(err, f->name, f->limit);
     if (rc == Z_STREAM_END) {
       f->ended = 1;
     } else if (rc == Z_MEM_ERROR) {
@@ -144,6 +153,11 @@ pbt_status pbt_gunzip(const void *p, size_t n, pbt_buf *out, const char *name,
 
 pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out,
                                pbt_error *err) {
+  return pbt_read_maybe_gzip_limit(path, out, 0, err);
+}
+
+pbt_status pbt_read_maybe_gzip_limit(const char *path, pbt_buf *out, size_t limit,
+                                     pbt_error *err) {
   unsigned char *chunk;
   inflater f;
   int gz = -1; /* unknown until the first bytes are read */
@@ -167,10 +181,12 @@ pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out,
     if (gz < 0) {
       gz = pbt_is_gzip(chunk, got);
       if (gz) st = inflater_init(&f, path, err);
+      f.limit = limit;
       if (st) break;
     }
     st = gz ? inflater_feed(&f, chunk, got, out, err)
             : pbt_buf_append(out, chunk, got, err);
+    if (!st && limit && out->len > limit) st = too_large(err, path, limit);
     if (st) break;
   }
   if (!st && gz == 1) st = inflater_finish(&f, out, err);
@@ -315,10 +331,15 @@ pbt_status pbt_idx_decode(pbt_tensor *dst, const void *data, size_t n,
 
 pbt_status pbt_idx_load(pbt_tensor *dst, const char *path, pbt_dtype dtype,
                         double scale, double shift, pbt_error *err) {
+  return pbt_idx_load_limit(dst, path, dtype, scale, shift, 0, err);
+}
+
+pbt_status pbt_idx_load_limit(pbt_tensor *dst, const char *path, pbt_dtype dtype, double scale,
+                              double shift, size_t limit, pbt_error *err) {
   pbt_buf b;
   pbt_status st;
   pbt_buf_init(&b);
-  st = pbt_read_maybe_gzip(path, &b, err);
+  st = pbt_read_maybe_gzip_limit(path, &b, limit, err);
   if (!st)
     st = pbt_idx_decode(dst, b.data, b.len, dtype, scale, shift, path, err);
   pbt_buf_free(&b);
@@ -357,6 +378,14 @@ static int parse_number(const char *p, size_t a, size_t b, double *v,
   ok = end == s + len;
   if (s != small) free(s);
   return ok;
+}
+
+/* Whether the text in [a, b) spells an infinity ("inf", "Infinity"...). */
+static int has_inf(const char *p, size_t a, size_t b) {
+  size_t i;
+  for (i = a; i + 3 <= b; i++)
+    if ((p[i] | 0x20) == 'i' && (p[i + 1] | 0x20) == 'n' && (p[i + 2] | 0x20) == 'f') return 1;
+  return 0;
 }
 
 static pbt_status not_a_number(pbt_error *err, const char *name, long line,
@@ -453,6 +482,16 @@ pbt_status pbt_csv_decode(pbt_tensor *dst, const char *p, size_t n,
                    : not_a_number(err, name, line, f, p, fa, fb);
         break;
       }
+      /* a number too large for the dtype would become inf in silence (an
+       * "inf" written as such stays inf) */
+      if ((isinf(v) && !has_inf(p, fa, fb)) ||
+          (opts->dtype == PBT_FLOAT32 && isfinite(v) && isinf((float)v))) {
+        int shown = fb - fa > 40 ? 40 : (int)(fb - fa);
+        st = pbt_fail(err, PBT_ERR_FORMAT, "%s: line %ld, field %zu: '%.*s%s' overflows %s", name,
+                      line, f, shown, p + fa, fb - fa > 40 ? "..." : "",
+                      opts->dtype == PBT_FLOAT32 && isfinite(v) ? "float32" : "float64");
+        break;
+      }
       memcpy(vals.data + vals.len, &v, sizeof v);
       vals.len += sizeof v;
     }
@@ -483,7 +522,7 @@ pbt_status pbt_csv_load(pbt_tensor *dst, const char *path,
   pbt_buf b;
   pbt_status st;
   pbt_buf_init(&b);
-  st = pbt_read_maybe_gzip(path, &b, err);
+  st = pbt_read_maybe_gzip_limit(path, &b, opts->limit, err);
   if (!st)
     st = pbt_csv_decode(dst, (const char *)b.data, b.len, opts, names_out,
                         path, err);

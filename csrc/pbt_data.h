@@ -52,6 +52,11 @@ pbt_status pbt_gunzip(const void *p, size_t n, pbt_buf *out, const char *name,
  * is read and inflated in chunks, so nothing is guessed about its size.
  */
 pbt_status pbt_read_maybe_gzip(const char *path, pbt_buf *out, pbt_error *err);
+/* The same, refusing (PBT_ERR_FORMAT, "<path>: more than <limit> bytes once
+ * decompressed (the limit given)") a file that gives more than limit bytes,
+ * checked as it inflates (0: no limit). */
+pbt_status pbt_read_maybe_gzip_limit(const char *path, pbt_buf *out, size_t limit,
+                                     pbt_error *err);
 
 /*
  * Decodes the IDX file of n bytes at p into dst (released or
@@ -67,6 +72,9 @@ pbt_status pbt_idx_decode(pbt_tensor *dst, const void *p, size_t n,
 /* pbt_read_maybe_gzip + pbt_idx_decode, named after path. */
 pbt_status pbt_idx_load(pbt_tensor *dst, const char *path, pbt_dtype dtype,
                         double scale, double shift, pbt_error *err);
+/* pbt_idx_load with pbt_read_maybe_gzip_limit's limit. */
+pbt_status pbt_idx_load_limit(pbt_tensor *dst, const char *path, pbt_dtype dtype, double scale,
+                              double shift, size_t limit, pbt_error *err);
 
 /*
  * Numeric CSV.  Lines end with "\n" or "\r\n"; fields are separated by
@@ -86,6 +94,7 @@ typedef struct pbt_csv_opts {
   char delimiter;
   int header;
   pbt_dtype dtype;
+  size_t limit; /* pbt_csv_load: the most bytes the file may give (0: no limit) */
 } pbt_csv_opts;
 
 pbt_status pbt_csv_decode(pbt_tensor *dst, const char *p, size_t n,

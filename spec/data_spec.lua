@@ -805,3 +805,43 @@ describe("pbt.data", function()
     end)
   end)
 end)
+
+describe("pbt.data on hostile or mistaken files", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+  teardown(function() os.execute("rm -rf " .. sh_quote(dir)) end)
+
+  it("names the line and field of a CSV number the dtype cannot hold", function()
+    local p = dir .. "/big.csv"
+    writefile(p, "a,b\n1,2\n3,1e39\n")
+    assert.has_error(function() data.csv(p, { header = true }) end,
+      ("csv: %s: line 3, field 2: '1e39' overflows float32"):format(p))
+    assert.are.equal(1e39, data.csv(p, { header = true, dtype = "float64" }):get(2, 2))
+    writefile(p, "1e400\n")
+    assert.has_error(function() data.csv(p, { dtype = "float64" }) end,
+      ("csv: %s: line 1, field 1: '1e400' overflows float64"):format(p))
+    writefile(p, "inf,-Infinity\n") -- written as infinities: kept
+    local t = data.csv(p)
+    assert.are.same({ math.huge, -math.huge }, { t:get(1, 1), t:get(1, 2) })
+  end)
+
+  it("stops reading at the limit on the decompressed size", function()
+    local p = dir .. "/zeros.csv"
+    writefile(p, string.rep("0,0,0,0\n", 5000)) -- 40000 bytes
+    gzip(p)
+    local gz = p .. ".gz"
+    assert.are.equal(5000, data.csv(gz):size(1))
+    assert.are.equal(5000, data.csv(gz, { limit = 40000 }):size(1))
+    assert.has_error(function() data.csv(gz, { limit = 39999 }) end,
+      ("csv: %s: more than 39999 bytes once decompressed (the limit given)"):format(gz))
+    assert.has_error(function() data.csv(p, { limit = 100 }) end,
+      ("csv: %s: more than 100 bytes once decompressed (the limit given)"):format(p))
+    assert.has_error(function() data.csv(p, { limit = 0 }) end,
+      "bad argument #2 to 'csv' (field 'limit' must be a positive integer (bytes))")
+    assert.has_error(function() data.idx(gz, { limit = 10 }) end,
+      ("idx: %s: more than 10 bytes once decompressed (the limit given)"):format(gz))
+    assert.has_error(function() data.idx(gz, { limt = 10 }) end,
+      "idx: unknown option 'limt' (did you mean 'limit'?)")
+  end)
+end)

@@ -259,13 +259,32 @@ describe("pbt.save / pbt.load", function()
     it("reads a file assembled by hand", function()
       local p = path("hand.pbt")
       local body = string.pack("<B I8", 6, 2)
+        .. string.pack("<B d B s8", 4, 2.5, 5, "a float key")
         .. string.pack("<B s8 B B B I8", 5, "w", 7, 0, 1, 2) .. packed("f", { 0.5, -2 })
-        .. string.pack("<B d B s8", 4, 2.0, 5, "float key 2.0 is the integer 2")
       writefile(p, file_of(body))
       local v = pbt.load(p)
       assert.are.same({ 0.5, -2 }, v.w:totable())
       assert.are.equal("float32", v.w:dtype())
-      assert.are.equal("float key 2.0 is the integer 2", v[2])
+      assert.are.equal("a float key", v[2.5])
+    end)
+
+    it("refuses keys that could lose a value: repeated, out of order, a float equal to an integer", function()
+      local p = path("keys.pbt")
+      -- each body: a table of two entries; the second key starts at byte 20 (the header) + 9 + 9 + 9
+      local cases = {
+        { string.pack("<B I8 B i8 B i8 B i8 B i8", 6, 2, 3, 1, 3, 10, 3, 1, 3, 20),
+          "table key at byte 47 is the same as the key before it" },
+        { string.pack("<B I8 B s8 B i8 B s8 B i8", 6, 2, 5, "b", 3, 1, 5, "a", 3, 2),
+          "table key at byte 48 is out of order after the key before it" },
+        { string.pack("<B I8 B s8 B i8 B i8 B i8", 6, 2, 5, "a", 3, 1, 3, 7, 3, 2),
+          "table key at byte 48 is out of order after the key before it" },
+        { string.pack("<B I8 B i8 B i8 B d B i8", 6, 2, 3, 1, 3, 10, 4, 2.0, 3, 20),
+          "table key at byte 47 is the float 2, equal to an integer key" },
+      }
+      for _, c in ipairs(cases) do
+        writefile(p, file_of(c[1]))
+        assert.has_error(function() pbt.load(p) end, ("load: %s: %s"):format(p, c[2]))
+      end
     end)
   end)
 

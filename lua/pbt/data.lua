@@ -17,6 +17,7 @@
 local core = require("pbt.core")
 local C = core.data
 
+local options = require("pbt.options")
 local M = {}
 
 local function is_a(v, name)
@@ -60,20 +61,29 @@ end
 --- data.idx(path [, opts]) reads an IDX file (the MNIST format), gzipped or
 -- not, into a new tensor of the file's shape holding the raw values.
 -- opts: dtype ("float32" or "float64"), scale (1), shift (0): each element
--- becomes value * scale + shift, computed in C while converting.
-M.idx = C.idx
+-- becomes value * scale + shift, computed in C while converting; limit: the
+-- most bytes the file may give once decompressed (a gzip bomb stops there).
+function M.idx(...)
+  local _, opts = ...
+  options.check("idx", opts, { "dtype", "scale", "shift", "limit" }, 3)
+  local ok, t, msg = pcall(C.idx, ...)
+  if not ok then error((tostring(t):gsub("^bad argument (#%d+) to '%?'", "bad argument %1 to 'idx'")), 2) end
+  return t, msg
+end
 
 --- data.csv(path [, opts]) reads a numeric CSV file (gzipped or not) into a
 -- [rows, cols] tensor.  opts: dtype ("float32"), header (false: with true the
 -- first line holds column names, returned as a second value, a table of
 -- strings), delimiter (","), columns (a list of column numbers, 1-based, or
--- of names from the header: only those are kept, in that order).  Fields
+-- of names from the header: only those are kept, in that order), limit (the
+-- most bytes the file may give once decompressed).  Fields
 -- are numbers as strtod reads them, spaces around them allowed; blank lines
 -- at the end are ignored.
 function M.csv(path, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(2, "csv", "table expected, got " .. type(opts))
   end
+  options.check("csv", opts, { "dtype", "header", "delimiter", "columns", "limit" }, 3)
   -- called through pcall, the C reader's errors carry no position (nor, for
   -- a bad argument, the function's name): they are raised again at the
   -- caller's line, as when C functions are called
