@@ -229,3 +229,48 @@ describe("a member's state", function()
     worker.parts({ w = T.zeros(1), loss = function() return data:sum() end })
   end)
 end)
+
+describe("hyperparameters applied", function()
+  local function opt_experiment(extra)
+    local desc = {
+      population = 2, seed = 3, space = { lr = pbt.loguniform(0.01, 0.1) },
+      init = function(h, g)
+        local model = nn.Linear(2, 1, { generator = g })
+        return { model = model, opt = pbt.optim.SGD(model:parameters(), { lr = 0.5 }) }
+      end,
+      step = function(s)
+        s.opt:zero_grad()
+        local loss = s.model(T.ones(4, 2)):pow(2):mean()
+        loss:backward()
+        s.opt:step()
+      end,
+      eval = function(s) return s.model.weight:sum():item() end,
+      budget = { steps = 3 },
+    }
+    for k, v in pairs(extra or {}) do desc[k] = v end
+    return pbt.experiment(desc)
+  end
+
+  it("stops a run whose optimizer trains with another lr than the member's h.lr", function()
+    local ok, err = pcall(function() opt_experiment():run{ workers = 1, progress = false } end)
+    assert.is_false(ok)
+    assert.matches("^experiment: member 1: the state's optimizer 'opt' trained with lr = 0.5 while the " ..
+      "member's hyperparameter lr = 0%.0%d+: set it from h in the experiment's apply%(state, h%), which " ..
+      "runs before a member trains with new hyperparameters, or in step %(check_applied = false turns " ..
+      "this check off%)$", err)
+  end)
+
+  it("is content when apply sets it, and can be turned off", function()
+    local seen = {}
+    local function apply(s, h)
+      s.opt.lr = h.lr
+      seen[#seen + 1] = h.lr
+    end
+    opt_experiment({ apply = apply }):run{ workers = 1, progress = false } -- with exploits: no error
+    -- one step each (no decision): each member's recorded lr is what apply gave its optimizer
+    seen = {}
+    local r = opt_experiment({ apply = apply, budget = { steps = 1 } }):run{ workers = 1, progress = false }
+    assert.are.same({ r.schedules[1][1].h.lr, r.schedules[2][1].h.lr }, seen)
+    opt_experiment({ check_applied = false }):run{ workers = 1, progress = false }
+  end)
+end)

@@ -50,7 +50,7 @@ local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 3) end
 -- nearest: `mod = "min"` must not maximise a loss in silence)
 local FIELDS = { "population", "size", "seed", "space", "init", "step", "eval", "ready", "exploit",
   "explore", "mode", "sync", "budget", "window", "copy_hparams", "explore_always", "initial", "name",
-  "apply", "metric" }
+  "apply", "metric", "check_applied" }
 
 --- Validates a description and returns an experiment.
 function M.experiment(desc)
@@ -114,6 +114,7 @@ function M.experiment(desc)
   end
   e.name = desc.name or "experiment"
   e.apply = desc.apply
+  e.check_applied = desc.check_applied ~= false
   if e.apply ~= nil and type(e.apply) ~= "function" then
     fail("apply must be a function(state, h), got %s", type(e.apply))
   end

@@ -60,7 +60,7 @@ function M.parts(state, excluded)
     error("experiment: init must return a table (the member's state)", 0)
   end
   excluded = excluded or {}
-  local parts = { tensors = {}, values = {} }
+  local parts = { tensors = {}, values = {}, optimizers = {} }
   local seen, named = {}, {}
   local function name_once(name)
     if named[name] then
@@ -98,6 +98,7 @@ function M.parts(state, excluded)
         -- a pbt.optim optimizer: its hyperparameter fields and its state
         -- (not its params: those are the model's)
         seen[v] = true
+        parts.optimizers[#parts.optimizers + 1] = { name = name, opt = v }
         v:materialize()
         for _, f in ipairs(v.fields) do visit(v, f.name, name .. ".", depth + 1) end
         walk(v.state, name .. ".state.", depth + 1)
@@ -232,6 +233,17 @@ function Worker:state_for(i, h)
     self.tensors = {}
     for k, p in ipairs(self.parts.tensors) do self.tensors[k] = p.tensor end
     self.state = state
+    -- optimizer fields named like a hyperparameter: checked after each step
+    -- against the member's h (an lr that differs from h.lr in silence is
+    -- a run that records what it did not do)
+    self.checks = {}
+    if self.e.check_applied ~= false then
+      for _, o in ipairs(self.parts.optimizers) do
+        for _, f in ipairs(o.opt.fields) do
+          if self.e.space[f.name] then self.checks[#self.checks + 1] = { name = o.name, opt = o.opt, field = f.name } end
+        end
+      end
+    end
   end
   local version = pop:version(i)
   if self.member ~= i or self.version ~= version then
@@ -312,6 +324,16 @@ function Worker:train(task)
     if not okstep then
       if is_interrupt(err) then error(err, 0) end
       return fail(message(err))
+    end
+    for _, c in ipairs(self.checks) do
+      local v, hv = c.opt[c.field], h[c.field]
+      if type(v) == "number" and type(hv) == "number" and v ~= hv then
+        out.rule = true
+        return fail(("the state's optimizer '%s' trained with %s = %.17g while the member's " ..
+          "hyperparameter %s = %.17g: set it from h in the experiment's apply(state, h), which runs " ..
+          "before a member trains with new hyperparameters, or in step (check_applied = false turns " ..
+          "this check off)"):format(c.name, c.field, v, c.field, hv))
+      end
     end
     steps, work, since = steps + 1, work + 1, since + 1
     self:refresh()
