@@ -84,6 +84,39 @@ describe("the pbt command", function()
     -- and through pbt.replay, the same final score
     local score = pbt.replay(file, schedules[2])
     assert.matches(("final score %.6g"):format(score), out, 1, true)
+    -- next to the run's own score for that member, with what the comparison means: for each
+    -- member, the exploits into its slot (counted here from events.jsonl) decide the sentence
+    local last, exploits = {}, {}
+    for line in io.lines(dir .. "/r/events.jsonl") do
+      local ev = json.decode(line)
+      if ev.kind == "report" then last[ev.member] = ev.score end
+      if ev.kind == "exploit" then exploits[ev.member] = (exploits[ev.member] or 0) + 1 end
+    end
+    local checked = { exploited = false, own = false }
+    for m = 1, #schedules do
+      local o = sh(("lua5.4 lua/pbt/cli.lua replay %s %s/r --member %d"):format(file, dir, m))
+      local n = exploits[m] or 0
+      assert.matches(("the run's final score of member %d: %.6g; "):format(m, last[m]), o, 1, true)
+      if n > 0 then
+        checked.exploited = true
+        assert.matches(("its weights came through %d exploit"):format(n), o, 1, true)
+        assert.matches("so the two are not expected to match", o, 1, true)
+      else
+        checked.own = true
+        -- no exploit: the replay is the member's own training again, the same score
+        assert.matches("no exploit in its lineage, so the two should match (they do)", o, 1, true)
+      end
+    end
+    assert.is_true(checked.exploited)
+    -- a run without exploits: every member's replay is its own training again
+    local plain = dir .. "/plain.lua"
+    assert(pbt.core.write_file(plain, (EXPERIMENT:gsub("pbt%.exploit%.tournament{}", "function() return nil end"))))
+    local _, code3 = sh(("lua5.4 lua/pbt/cli.lua run %s --out %s/p --quiet"):format(plain, dir))
+    assert.are.equal(0, code3)
+    for m = 1, 3 do
+      local o = sh(("lua5.4 lua/pbt/cli.lua replay %s %s/p --member %d"):format(plain, dir, m))
+      assert.matches("no exploit in its lineage, so the two should match (they do)", o, 1, true)
+    end
   end)
 
   it("explains its usage and fails on a bad command line", function()

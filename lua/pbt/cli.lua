@@ -164,8 +164,33 @@ function M.main(args)
     local schedule = schedules[member]
     if not schedule then error(("pbt: the run has no member %d"):format(member), 0) end
     local score = pbt.replay(pos[2], schedule)
+    -- the run's own final score of that member, and whether its weights
+    -- came through exploits (then replaying the schedule from the root's
+    -- initial weights is not expected to give the same score)
+    local own, exploits = nil, 0
+    local ev_file = io.open(pos[3] .. "/events.jsonl")
+    if ev_file then
+      for line in ev_file:lines() do
+        local kind, m = line:match('"kind":"(%a+)","member":(%d+)')
+        if tonumber(m) == member then
+          if kind == "report" then own = pbt.json.decode(line).score
+          elseif kind == "exploit" then exploits = exploits + 1 end
+        end
+      end
+      ev_file:close()
+    end
     print(("replayed member %d's schedule (%d steps): final score %.6g"):format(member,
       schedule.steps, score))
+    if own then
+      if exploits > 0 then
+        print(("the run's final score of member %d: %.6g; its weights came through %d exploit%s, so " ..
+          "the two are not expected to match (the replay follows the schedule from member %d's " ..
+          "initial weights)"):format(member, own, exploits, exploits == 1 and "" or "s", schedule.root or member))
+      else
+        print(("the run's final score of member %d: %.6g; no exploit in its lineage, so the two should " ..
+          "match%s"):format(member, own, own == score and " (they do)" or (" (they differ by %.3g)"):format(score - own)))
+      end
+    end
     return 0
   end
   io.stderr:write(usage, "\n")
