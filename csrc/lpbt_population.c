@@ -493,7 +493,7 @@ static pbt_state_number *check_number_list(lua_State *L, int arg, int64_t *n) {
   return v;
 }
 
-/* pop:publish(i, tensors, numbers, score, step [, generator]): copies the
+/* pop:publish(i, tensors, numbers, score, step [, generator [, data]]): copies the
  * live tensors and numbers into member i's entries (each kind in order of
  * registration) and records the score they earned at that step. */
 static int p_publish(lua_State *L) {
@@ -502,17 +502,18 @@ static int p_publish(lua_State *L) {
   pbt_generator *g = lua_isnoneornil(L, 7) ? NULL : lpbt_check_generator(L, 7);
   double score = luaL_checknumber(L, 5);
   int64_t step = lpbt_check_size(L, 6);
+  const char *data = luaL_optstring(L, 8, NULL);
   uint64_t words[PBT_GENERATOR_STATE_WORDS];
   pbt_tensor **ts;
   pbt_state_number *nums;
   pbt_error err;
-  lua_settop(L, 7); /* the lists' scratch space goes above the arguments */
+  lua_settop(L, 8); /* the lists' scratch space goes above the arguments */
   ts = check_tensor_list(L, 3, &nt);
   nums = check_number_list(L, 4, &nn);
   if (g) pbt_generator_state(g, words);
   LPBT_CHECK(L, "publish",
-             pbt_population_publish(p, i, (const pbt_tensor *const *)ts, nt, nums, nn,
-                                    g ? words : NULL, score, step, &err),
+             pbt_population_publish_data(p, i, (const pbt_tensor *const *)ts, nt, nums, nn,
+                                         g ? words : NULL, score, step, data, &err),
              &err);
   return 0;
 }

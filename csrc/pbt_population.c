@@ -647,7 +647,7 @@ pbt_status pbt_population_state_bytes(pbt_population *p, int64_t i,
 /* Records a score for m (locked, with an event reserved and room in its
  * curve): history, last score, step count, curve point, report event. */
 static void record_score(pbt_population *p, member *m, double score, int64_t step,
-                         int staged) {
+                         int staged, char *data) {
   if (m->hcount < p->window) {
     m->hist[(m->hfirst + m->hcount) % p->window] = score;
     m->hcount++;
@@ -661,7 +661,7 @@ static void record_score(pbt_population *p, member *m, double score, int64_t ste
   m->curve_step[m->ncurve] = m->steps;
   m->curve_score[m->ncurve] = score;
   m->ncurve++;
-  commit_event(p, PBT_EVENT_REPORT, m, -1, NULL, NULL, staged);
+  commit_event(p, PBT_EVENT_REPORT, m, -1, NULL, data, staged);
 }
 
 /* Room for one more curve point of m (locked). */
@@ -682,7 +682,7 @@ pbt_status pbt_population_report(pbt_population *p, int64_t i, double score,
     unlock_member(m);
     return PBT_ERR_NOMEM;
   }
-  record_score(p, m, score, step, staged);
+  record_score(p, m, score, step, staged, NULL);
   unlock_member(m);
   return PBT_OK;
 }
@@ -790,16 +790,35 @@ pbt_status pbt_population_publish(pbt_population *p, int64_t i,
                                   const pbt_state_number *numbers, int64_t nnumbers,
                                   const uint64_t *gen, double score, int64_t step,
                                   pbt_error *err) {
-  member *m = lock_member(p, i, err);
+  return pbt_population_publish_data(p, i, tensors, ntensors, numbers, nnumbers, gen, score, step,
+                                     NULL, err);
+}
+
+pbt_status pbt_population_publish_data(pbt_population *p, int64_t i,
+                                       const pbt_tensor *const *tensors, int64_t ntensors,
+                                       const pbt_state_number *numbers, int64_t nnumbers,
+                                       const uint64_t *gen, double score, int64_t step,
+                                       const char *data, pbt_error *err) {
+  member *m;
   pbt_status s;
   int64_t k, t = 0, n = 0;
   int staged;
-  if (!m) return PBT_ERR_ARG;
+  char *copy = NULL;
+  if (data) { /* copied before any lock: nothing fails once the copy begins */
+    copy = strdup(data);
+    if (!copy) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  }
+  m = lock_member(p, i, err);
+  if (!m) {
+    free(copy);
+    return PBT_ERR_ARG;
+  }
   s = check_live(m, tensors, ntensors, nnumbers, err);
   if (!s) s = curve_room(m, err);
   if (!s) s = reserve_event(p, m, &staged, err);
   if (s) {
     unlock_member(m);
+    free(copy);
     return s;
   }
   for (k = 0; k < m->nstate; k++) {
@@ -818,7 +837,7 @@ pbt_status pbt_population_publish(pbt_population *p, int64_t i,
   }
   m->work++;
   m->version++;
-  record_score(p, m, score, step, staged);
+  record_score(p, m, score, step, staged, copy);
   unlock_member(m);
   return PBT_OK;
 }

@@ -295,6 +295,14 @@ pbt_status pbt_population_publish(pbt_population *p, int64_t i,
                                   const pbt_state_number *numbers, int64_t nnumbers,
                                   const uint64_t *gen, double score, int64_t step,
                                   pbt_error *err);
+/* The same, with data (a string, copied; NULL for none) attached to the
+ * report event it logs: what the runner records with a score (the metrics
+ * an evaluation gave, the hyperparameters a turn started with). */
+pbt_status pbt_population_publish_data(pbt_population *p, int64_t i,
+                                       const pbt_tensor *const *tensors, int64_t ntensors,
+                                       const pbt_state_number *numbers, int64_t nnumbers,
+                                       const uint64_t *gen, double score, int64_t step,
+                                       const char *data, pbt_error *err);
 /* The other way: copies member i's published entries into tensors[] and
  * numbers[] (same matching and checks), the saved generator state into gen
  * (when gen is not NULL; *has_gen tells whether there was one) and the

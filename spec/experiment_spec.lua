@@ -251,7 +251,30 @@ describe("pbt.experiment", function()
     for line in read(dir .. "/events.jsonl"):gmatch("[^\n]+") do lines[#lines + 1] = json.decode(line) end
     assert.are.equal(#r.events, #lines)
     assert.are.equal(r.events[#r.events].kind, lines[#lines].kind)
-    assert.are.equal("member,step,score", read(dir .. "/scores.csv"):match("^[^\n]+"))
+    assert.are.equal("member,step,score,lr", read(dir .. "/scores.csv"):match("^[^\n]+"))
+    -- each row's lr is the member's hyperparameter at that report: constant from one of its
+    -- explore events to the next, and the explore's new lr after it (followed here through
+    -- r.events, not through the reports' own data)
+    local rows = {}
+    for line in read(dir .. "/scores.csv"):gmatch("[^\n]+") do
+      local m, step, score, lr = line:match("^(%d+),(%d+),([^,]+),([^,]+)$")
+      if m then rows[#rows + 1] = { tonumber(m), tonumber(step), tonumber(score), tonumber(lr) } end
+    end
+    local expected, k, explored = {}, 0, 0
+    for _, ev in ipairs(r.events) do
+      if ev.kind == "explore" then
+        expected[ev.member] = ev.new.lr
+        explored = explored + 1
+      elseif ev.kind == "report" then
+        k = k + 1
+        local row = rows[k]
+        assert.are.same({ ev.member, ev.step, ev.score }, { row[1], row[2], row[3] })
+        if expected[ev.member] == nil then expected[ev.member] = row[4] end -- its first h
+        assert.are.equal(expected[ev.member], row[4])
+      end
+    end
+    assert.are.equal(k, #rows)
+    assert.is_true(explored > 0)
     local best = pbt.load(dir .. "/best.pbt")
     assert.are.equal(r.best.member, best.member)
     assert.are.equal(r.best.score, best.score)

@@ -274,3 +274,66 @@ describe("hyperparameters applied", function()
     opt_experiment({ check_applied = false }):run{ workers = 1, progress = false }
   end)
 end)
+
+describe("metrics", function()
+  local function metric_experiment(extra)
+    local desc = {
+      population = 2, seed = 4, space = { lr = pbt.uniform(0.1, 1) }, metric = "acc",
+      init = function() return { t = 0 } end,
+      step = function(s, h) s.t = s.t + h.lr end,
+      eval = function(s) return { acc = s.t, loss = 1 / (1 + s.t) } end,
+      ready = pbt.ready.every(2), budget = { steps = 4 },
+    }
+    for k, v in pairs(extra or {}) do desc[k] = v end
+    return pbt.experiment(desc)
+  end
+
+  it("takes the experiment's metric as the score and logs every metric, in events and scores.csv", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local r = metric_experiment():run{ workers = 1, progress = false, out = dir }
+    local reports = 0
+    for _, ev in ipairs(r.events) do
+      if ev.kind == "report" then
+        reports = reports + 1
+        assert.are.equal(ev.score, ev.metrics.acc)
+        assert.are.equal(1 / (1 + ev.score), ev.metrics.loss) -- the same evaluation's other metric
+      end
+    end
+    assert.are.equal(8, reports)
+    local f = assert(io.open(dir .. "/scores.csv"))
+    local header = f:read("l")
+    local rows = 0
+    for line in f:lines() do
+      local score, acc, loss = line:match("^%d+,%d+,([^,]+),([^,]+),([^,]+),[^,]+$")
+      assert.are.equal(tonumber(score), tonumber(acc))
+      assert.are.equal(1 / (1 + tonumber(acc)), tonumber(loss))
+      rows = rows + 1
+    end
+    f:close()
+    assert.are.equal("member,step,score,acc,loss,lr", header)
+    assert.are.equal(8, rows)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("names what is wrong with a table eval returns", function()
+    local cases = {
+      { { metric = false }, function() return { acc = 1 } end,
+        'eval returned a table of metrics: name the one that is the score with the experiment\'s metric = "<name>"' },
+      { {}, function() return { accuracy = 1, loss = 2 } end,
+        "eval's metrics have no 'acc' (the experiment's metric; it gave accuracy, loss)" },
+      { {}, function() return { acc = 1, loss = "low" } end, "eval's metric 'loss' is string, not a number" },
+      { {}, function() return { acc = T.ones(1) } end, "eval's metric 'acc' is a pbt.Tensor, not a number (use :item())" },
+      { {}, function() return { acc = 0 / 0 } end, "eval's metric 'acc' is NaN" },
+    }
+    for _, c in ipairs(cases) do
+      local extra = { eval = c[2] }
+      if c[1].metric == false then extra.metric = nil end
+      local e = metric_experiment(extra)
+      if c[1].metric == false then e.metric = nil end
+      -- every member fails so: the run ends, naming the first one's reason
+      assert.has_error(function() e:run{ workers = 1, progress = false } end,
+        "experiment: every member has failed (member 1: " .. c[3] .. ")")
+    end
+  end)
+end)

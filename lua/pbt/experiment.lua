@@ -114,6 +114,10 @@ function M.experiment(desc)
   end
   e.name = desc.name or "experiment"
   e.apply = desc.apply
+  e.metric = desc.metric
+  if e.metric ~= nil and (type(e.metric) ~= "string" or e.metric == "") then
+    fail("metric must be the name of the metric eval returns as the score (a string), got %s", tostring(e.metric))
+  end
   e.check_applied = desc.check_applied ~= false
   if e.apply ~= nil and type(e.apply) ~= "function" then
     fail("apply must be a function(state, h), got %s", type(e.apply))

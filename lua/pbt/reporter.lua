@@ -5,7 +5,9 @@
 --                  detail, time, and an explore's `old` and `new`
 --                  hyperparameters); `time` (wall clock) is the only field
 --                  that differs between two runs of the same seed
---   scores.csv     member,step,score for every report, appended
+--   scores.csv     member,step,score, the metrics eval gave (when it gave a
+--                  table) and the member's hyperparameters at that report,
+--                  for every report, appended
 --   schedule.json  every member's schedule (written at the end)
 --   best.pbt       the best member's state tensors, h and score (at the end)
 --   scores.svg, hparam_<name>.svg, lineage.svg (at the end)
@@ -90,13 +92,69 @@ local function append(path, text)
   if not ok then fail(werr) end
 end
 
--- the lines of events.jsonl and scores.csv for these events
-local function lines_of(events)
+-- a CSV field: numbers exactly, strings quoted when they must be
+local function csv_field(v)
+  if v == nil then return "" end
+  if math.type(v) == "integer" then return tostring(v) end
+  if type(v) == "number" then return fmt("%.17g", v) end
+  local str = tostring(v)
+  if str:find('[,"\r\n]') then return '"' .. str:gsub('"', '""') .. '"' end
+  return str
+end
+
+-- The data of a report event: {h =, metrics =} (the hyperparameters a
+-- turn started with, the metrics of the evaluation), decoded.
+local function report_data(ev)
+  if not ev.data then return nil end
+  local ok, t = pcall(json.decode, ev.data)
+  return ok and type(t) == "table" and t or nil
+end
+
+-- The metric names the reports of events carry that names lacks; returns
+-- whether there were any.
+local function new_metrics(events, set)
+  local found = false
+  for _, ev in ipairs(events) do
+    local d = ev.kind == "report" and report_data(ev)
+    if d and d.metrics then
+      for k in pairs(d.metrics) do
+        if not set[k] then set[k], found = true, true end
+      end
+    end
+  end
+  return found
+end
+
+-- The header of scores.csv: member,step,score, the metrics (sorted), the
+-- hyperparameters (a name a metric has too gets "h.").
+function Reporter:csv_header()
+  local names = {}
+  for k in pairs(self.metric_set) do names[#names + 1] = k end
+  table.sort(names)
+  self.metric_names = names
+  local cols = { "member", "step", "score" }
+  for _, k in ipairs(names) do cols[#cols + 1] = csv_field(k) end
+  for _, k in ipairs(self.e.names) do cols[#cols + 1] = csv_field(self.metric_set[k] and ("h." .. k) or k) end
+  return table.concat(cols, ",") .. "\n"
+end
+
+-- the lines of events.jsonl and scores.csv for these events (the
+-- hyperparameters each member had at each report are followed through the
+-- reports that carry them)
+function Reporter:lines_of(events)
   local lines, scores = {}, {}
+  local cur_h, metric_names, hnames = self.cur_h, self.metric_names, self.e.names
   for k, ev in ipairs(events) do
     lines[k] = M.event_line(ev)
     if ev.kind == "report" then
-      scores[#scores + 1] = ("%d,%d,%.17g\n"):format(ev.member, ev.step, ev.score)
+      local d = report_data(ev)
+      if d and d.h then cur_h[ev.member] = d.h end
+      local row = { ev.member, ev.step, fmt("%.17g", ev.score) }
+      local m = d and d.metrics or {}
+      for _, name in ipairs(metric_names) do row[#row + 1] = csv_field(m[name]) end
+      local h = cur_h[ev.member] or {}
+      for _, name in ipairs(hnames) do row[#row + 1] = csv_field(h[name]) end
+      scores[#scores + 1] = table.concat(row, ",") .. "\n"
     end
   end
   return lines, scores
@@ -105,22 +163,28 @@ end
 --- Writes events.jsonl and scores.csv anew (atomically) from the whole log.
 function Reporter:rewrite()
   local events = self.pop:events(1, true)
-  local lines, scores = lines_of(events)
+  self.cur_h, self.metric_set = {}, {}
+  new_metrics(events, self.metric_set)
+  local header = self:csv_header()
+  local lines, scores = self:lines_of(events)
   local ok, err = core.write_file(self.out .. "/events.jsonl",
     #lines > 0 and table.concat(lines, "\n") .. "\n" or "")
   if not ok then fail(err) end
-  ok, err = core.write_file(self.out .. "/scores.csv", "member,step,score\n" .. table.concat(scores))
+  ok, err = core.write_file(self.out .. "/scores.csv", header .. table.concat(scores))
   if not ok then fail(err) end
   self.next_event = #events > 0 and events[#events].seq + 1 or 1
 end
 
 --- Appends the events logged since the last flush to events.jsonl and
--- their reports to scores.csv.
+-- their reports to scores.csv (all of it again when a metric appears that
+-- scores.csv has no column for).
 function Reporter:flush()
   if not self.out then return end
   local events = self.pop:events(self.next_event, true)
   if #events == 0 then return end
-  local lines, scores = lines_of(events)
+  if not self.metric_set then return self:rewrite() end
+  if new_metrics(events, self.metric_set) then return self:rewrite() end
+  local lines, scores = self:lines_of(events)
   self.next_event = events[#events].seq + 1
   append(self.out .. "/events.jsonl", table.concat(lines, "\n") .. "\n")
   if #scores > 0 then append(self.out .. "/scores.csv", table.concat(scores)) end

@@ -24,6 +24,7 @@
 local core = require("pbt.core")
 local autograd = require("pbt.autograd")
 local shared = require("pbt.shared")
+local json = require("pbt.json")
 
 local Generator = core.Generator
 local is_tensor = autograd.is_tensor
@@ -257,6 +258,33 @@ function Worker:state_for(i, h)
   return self.state
 end
 
+--- The metrics eval returned (a table name -> number), checked: the
+-- experiment names the score among them (metric = "name").  Returns the
+-- metrics as the text '"metrics":{...}' (names sorted), or nil and why not.
+function M.metrics(e, t)
+  if not e.metric then
+    return nil, "eval returned a table of metrics: name the one that is the score with the experiment's " ..
+      "metric = \"<name>\""
+  end
+  local names = {}
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then return nil, ("eval's metrics have a key %s that is not a name"):format(tostring(k)) end
+    if type(v) ~= "number" then
+      return nil, ("eval's metric '%s' is %s, not a number%s"):format(k, is_tensor(v) and "a pbt.Tensor" or type(v),
+        is_tensor(v) and " (use :item())" or "")
+    end
+    names[#names + 1] = k
+  end
+  local v = t[e.metric]
+  if type(v) ~= "number" then
+    return nil, ("eval's metrics have no '%s' (the experiment's metric; it gave %s)"):format(e.metric,
+      #names > 0 and table.concat(names, ", ") or "none")
+  end
+  if v ~= v then return nil, ("eval's metric '%s' is NaN"):format(e.metric) end
+  table.sort(names)
+  return '"metrics":' .. json.object_encoder(names)(t)
+end
+
 local READY, BUDGET, FAILED, LOST = 1, 2, 3, 4
 M.READY, M.BUDGET, M.FAILED, M.LOST = READY, BUDGET, FAILED, LOST
 
@@ -293,6 +321,8 @@ function Worker:train(task)
   end
   local steps, work = pop:counts(i)
   local since = task.since
+  local first = true -- the turn's first report carries h
+  if not self.h_json then self.h_json = json.object_encoder(e.names) end
   local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
   local m = self.ready_arg -- what the ready rule reads, one table per worker
   if not m then
@@ -308,10 +338,15 @@ function Worker:train(task)
       return out
     end
     local okstep, err = pcall(e.step, state, h, g)
-    local score
+    local score, metrics
     if okstep then
       okstep, score = pcall(e.eval, state, h)
       if not okstep then err = score
+      elseif type(score) == "table" and not is_tensor(score) then
+        -- a table of metrics: the experiment's metric is the score
+        metrics, err = M.metrics(e, score)
+        okstep = metrics ~= nil
+        score = metrics and score[e.metric]
       elseif type(score) ~= "number" then
         okstep = false
         err = is_tensor(score) and "eval returned a pbt.Tensor, not a number (use :item())"
@@ -338,8 +373,16 @@ function Worker:train(task)
     steps, work, since = steps + 1, work + 1, since + 1
     self:refresh()
     tensors, values = self.tensors, self.parts.values
+    -- the report's data: the hyperparameters a turn starts with (its first
+    -- report), the metrics of every evaluation that gave them
+    local data
+    if first or metrics then
+      data = "{" .. (first and ('"h":' .. self.h_json(h)) or "") .. ((first and metrics) and "," or "")
+        .. (metrics or "") .. "}"
+      first = false
+    end
     local okp, perr = pcall(read_values, values, numbers)
-    if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g) end
+    if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g, data) end
     if not okp then
       if is_interrupt(perr) then error(perr, 0) end
       return fail("publishing the state: " .. message(perr))
