@@ -38,9 +38,11 @@ BIND_OBJ = $(BIND_SRC:csrc/%.c=$(BUILD)/obj/%.o)
 
 MODULE = $(BUILD)/pbt/core.so
 LIBPBT = $(BUILD)/libpbt.a
+LIBPBT_LUA = $(BUILD)/libpbt_lua.a
+HOST   = $(BUILD)/host
 CTEST  = $(BUILD)/test_core
 
-.PHONY: all deps run test test-c test-lua check valgrind rock-check bench bench-mlp install clean
+.PHONY: all deps run test test-lua check valgrind rock-check rock bench bench-mlp install clean
 
 all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
 
@@ -55,6 +57,15 @@ $(MODULE): $(CORE_OBJ) $(BIND_OBJ)
 $(LIBPBT): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
+
+# the core and its Lua binding in one archive: a host program links pbt
+# statically and preloads luaopen_pbt_core (examples/host.c)
+$(LIBPBT_LUA): $(CORE_OBJ) $(BIND_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(HOST): examples/host.c $(LIBPBT_LUA)
+	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(LUA_INCDIR) -o $@ $< $(LIBPBT_LUA) -llua5.4 $(LIBS)
 
 PUBLIC_HEADERS = $(filter-out %_impl.h,$(filter csrc/pbt%.h,$(HEADERS)))
 $(BUILD)/include/pbt.h: $(PUBLIC_HEADERS)
@@ -95,7 +106,7 @@ echo "$$passed passed, $$failed failed" | tee $(BUILD)/counts; \
 endef
 
 test: deps
-	$(MAKE) --no-print-directory all $(CTEST) $(CTEST_POP)
+	$(MAKE) --no-print-directory all $(CTEST) $(CTEST_POP) $(HOST)
 	$(CTEST)
 	$(CTEST_POP)
 	$(MAKE) --no-print-directory test-lua
@@ -106,7 +117,7 @@ test-lua:
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 check: deps
 	$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" \
-	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core build/asan/test_population
+	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core build/asan/test_population build/asan/host
 	build/asan/test_core
 	build/asan/test_population
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
@@ -115,7 +126,7 @@ check: deps
 
 valgrind: deps
 	@command -v valgrind >/dev/null || sh .ci/deps valgrind
-	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core build/debug/test_population
+	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core build/debug/test_population build/debug/host
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_population
 	PBT_VALGRIND=1 $(MAKE) --no-print-directory BUILD=build/debug \

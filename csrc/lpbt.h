@@ -121,6 +121,8 @@ int lpbt_opt_dim(lua_State *L, int arg, int ndim, int def);
 /* A path at arg: a string (a number is refused, not turned into a file
  * name), not empty, without a zero byte. */
 const char *lpbt_check_path(lua_State *L, int arg);
+/* The module's entry point (lpbt_core.c). */
+int luaopen_pbt_core(lua_State *L);
 /* An integer at arg (raises for non-integers, naming the argument). */
 int64_t lpbt_check_integer(lua_State *L, int arg);
 /* A size >= 0 at arg. */

@@ -317,6 +317,12 @@ static int bootstrap(lua_State *L) {
   lua_pushstring(L, w->pool->cpath);
   lua_setfield(L, -2, "cpath");
   lua_pop(L, 1);
+  /* pbt.core is this very code: a worker's state takes it from here, so a
+   * host that links pbt statically (no core.so on any path) runs workers */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_pbt_core);
+  lua_setfield(L, -2, "pbt.core");
+  lua_pop(L, 1);
   lua_pushlightuserdata(L, w);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
   install_shared(L, w->pool->shared);
