@@ -40,18 +40,21 @@
  * (LPBT_UV_OP), and either its arguments (up to LPBT_NODE_ARGS of them,
  * from LPBT_UV_ARG on, nargs giving how many) or its node table
  * (LPBT_UV_GRAD_FN, made at once for other ops, else on first use). */
+#define LPBT_NODE_ARGS 4 /* arguments an op's result keeps in user values */
 typedef struct lpbt_tensor {
   pbt_tensor t;
   int requires_grad;
   int nargs;             /* arguments kept in user values */
   uint64_t mark;         /* the last graph walk that met it (core.graph) */
+  /* the versions (pbt_tensor_version) of the result [0] and of the tensor
+   * arguments [1..nargs] when the op was recorded (user-value nodes) */
+  uint64_t saved[1 + LPBT_NODE_ARGS];
 } lpbt_tensor;
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
 #define LPBT_UV_GRAD 1
 #define LPBT_UV_GRAD_FN 2
 #define LPBT_UV_OP 3
 #define LPBT_UV_ARG 4
-#define LPBT_NODE_ARGS 4
 #define LPBT_NUV (LPBT_UV_ARG + LPBT_NODE_ARGS - 1)
 /* Pushes the node of the tensor at idx (nil for a leaf). */
 void lpbt_push_node(lua_State *L, int idx);

@@ -321,7 +321,7 @@ static void push_node_meta(lua_State *L) {
 /* Pushes a node table for an op (its nargs arguments from stack slot args,
  * its nres results from slot res). */
 static void push_new_node(lua_State *L, const char *op, int args, int nargs, int res,
-                          int nres) {
+                          int nres, const uint64_t *versions) {
   int node, i;
   luaL_checkstack(L, 4, "autograd");
   push_node_meta(L);
@@ -347,6 +347,16 @@ static void push_new_node(lua_State *L, const char *op, int args, int nargs, int
     }
     lua_setfield(L, node, "outs");
   }
+  /* the versions of the result ([0]) and of the tensor arguments when the
+   * op was recorded (given, or now) */
+  lua_createtable(L, nargs, 1);
+  for (i = 0; i <= nargs; i++) {
+    const pbt_tensor *a = lpbt_test_tensor(L, i == 0 ? res : args + i - 1);
+    if (!a) continue;
+    lua_pushinteger(L, (lua_Integer)(versions ? versions[i] : pbt_tensor_version(a)));
+    lua_rawseti(L, -2, i);
+  }
+  lua_setfield(L, node, "versions");
   lua_pushvalue(L, node - 1);
   lua_setmetatable(L, node);
   lua_remove(L, node - 1);
@@ -371,12 +381,15 @@ static void record_at(lua_State *L, const char *op, int args, int nargs, int res
   }
   if (nres == 1 && nargs <= LPBT_NODE_ARGS) {
     for (i = 0; i < nargs; i++) {
+      const pbt_tensor *a = lpbt_test_tensor(L, args + i);
       lua_pushvalue(L, args + i);
       lua_setiuservalue(L, res, LPBT_UV_ARG + i);
+      u->saved[i + 1] = a ? pbt_tensor_version(a) : 0;
     }
+    u->saved[0] = pbt_tensor_version(&u->t);
     u->nargs = nargs;
   } else {
-    push_new_node(L, op, args, nargs, res, nres);
+    push_new_node(L, op, args, nargs, res, nres, NULL);
     lua_setiuservalue(L, res, LPBT_UV_GRAD_FN);
   }
   lua_pushstring(L, op);
@@ -401,7 +414,7 @@ void lpbt_push_node(lua_State *L, int idx) {
   luaL_checkstack(L, u->nargs + 6, "autograd");
   first = lua_gettop(L) + 1;
   for (i = 0; i < u->nargs; i++) lua_getiuservalue(L, idx, LPBT_UV_ARG + i);
-  push_new_node(L, lua_tostring(L, first - 1), first, u->nargs, idx, 1);
+  push_new_node(L, lua_tostring(L, first - 1), first, u->nargs, idx, 1, u->saved);
   lua_replace(L, first - 2);
   lua_settop(L, first - 2);
   lua_pushvalue(L, -1);
@@ -419,6 +432,7 @@ void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
   if (LPBT_REQUIRES_GRAD(t) && lpbt_grad_enabled(L))
     luaL_error(L, "%s: a tensor that requires grad cannot be modified in place "
                   "(inside pbt.no_grad, or on t:detach(), it can)", fname);
+  pbt_tensor_bump_version(t); /* autograd sees the change (check_versions) */
 }
 
 /* core.autograd(node_metatable) installs the node metatable and turns
@@ -448,6 +462,50 @@ static int m_set_grad_enabled(lua_State *L) {
 static int m_is_grad_enabled(lua_State *L) {
   lua_pushboolean(L, lpbt_grad_enabled(L));
   return 1;
+}
+
+/* core.check_versions(node): raises when a tensor the node was recorded with
+ * (its result, or an argument) was changed in place since: backward would
+ * compute its gradient from values the forward pass did not use. */
+static int m_check_versions(lua_State *L) {
+  lua_Integer n, i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "versions") != LUA_TTABLE) return 0;
+  lua_getfield(L, 1, "n");
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  for (i = 0; i <= n; i++) {
+    const pbt_tensor *t;
+    lua_Integer saved;
+    if (lua_rawgeti(L, 2, i) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      continue;
+    }
+    saved = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (i == 0) lua_getfield(L, 1, "out");
+    else lua_rawgeti(L, 1, i);
+    t = lpbt_test_tensor(L, -1);
+    if (t && t->storage && (lua_Integer)pbt_tensor_version(t) != saved) {
+      lua_getfield(L, 1, "op");
+      /* (lua_pushfstring + lua_error: no place in pbt's code before it) */
+      if (i == 0) {
+        lua_pushfstring(L, "backward: the result of '%s' was changed in place after it was computed "
+                             "(its version is %d, %d when recorded): its gradient would be wrong; "
+                             "change a copy (t:clone()) instead",
+                        lua_tostring(L, -1), (int)pbt_tensor_version(t), (int)saved);
+        return lua_error(L);
+      }
+      lua_pushfstring(L, "backward: argument %d of '%s' was changed in place after '%s' used it "
+                           "(its version is %d, %d when recorded): its gradient would be wrong; change "
+                           "it after backward, or change a copy (t:clone())",
+                      (int)i, lua_tostring(L, -1), lua_tostring(L, -1), (int)pbt_tensor_version(t),
+                      (int)saved);
+      return lua_error(L);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 /* core.record(op, nres, results..., args...): the node of an op written in
@@ -766,6 +824,7 @@ static const luaL_Reg core_module[] = {
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
     {"record", m_record},
+    {"check_versions", m_check_versions},
     {"no_grad_enter", m_no_grad_enter},
     {"no_grad_exit", m_no_grad_exit},
     {"graph", m_graph},

@@ -30,6 +30,7 @@ static int m_sgd_step(lua_State *L) {
   o.weight_decay = luaL_checknumber(L, 8);
   o.nesterov = lua_toboolean(L, 9);
   LPBT_CHECK(L, "sgd_step", pbt_sgd_step(p, g, buf, init, &o, &err), &err);
+  pbt_tensor_bump_version(p);
   return 0;
 }
 
@@ -48,6 +49,7 @@ static int m_adam_step(lua_State *L) {
   o.weight_decay = luaL_checknumber(L, 10);
   o.decoupled = lua_toboolean(L, 11);
   LPBT_CHECK(L, "adam_step", pbt_adam_step(p, g, m, v, step, &o, &err), &err);
+  pbt_tensor_bump_version(p);
   return 0;
 }
 
@@ -67,6 +69,7 @@ static int m_rmsprop_step(lua_State *L) {
   o.centered = lua_toboolean(L, 11);
   LPBT_CHECK(L, "rmsprop_step",
              pbt_rmsprop_step(p, g, sq, ga, buf, &o, &err), &err);
+  pbt_tensor_bump_version(p);
   return 0;
 }
 

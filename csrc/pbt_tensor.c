@@ -18,6 +18,7 @@ struct pbt_storage {
   pbt_allocator *alloc; /* NULL: plain malloc; else holds a reference */
   size_t capacity;      /* bytes the block can hold (>= nbytes) */
   int bin;              /* size class, when alloc is set */
+  uint64_t version;     /* in-place changes so far (pbt_tensor_bump_version) */
   /* while the block sits in its allocator's cache: its bin's list and the
    * list of all cached blocks, most recently freed first */
   pbt_storage *bin_prev, *bin_next, *age_prev, *age_next;
@@ -86,6 +87,7 @@ static pbt_storage *block_new(size_t capacity) {
   s->data = (void *)p;
   s->alloc = NULL;
   s->bin = -1;
+  s->version = 0;
   s->bin_prev = s->bin_next = s->age_prev = s->age_next = NULL;
 #ifdef PBT_ALLOC_POISON
   memset(s->data, 0xff, capacity); /* NaNs: shows reads of unset elements */
@@ -1038,4 +1040,12 @@ pbt_status pbt_eye(pbt_tensor *dst, int64_t n, int64_t m, pbt_dtype dtype,
     pbt_tensor_set(dst, idx, 1);
   }
   return PBT_OK;
+}
+
+uint64_t pbt_tensor_version(const pbt_tensor *t) {
+  return t->storage ? __atomic_load_n(&t->storage->version, __ATOMIC_RELAXED) : 0;
+}
+
+void pbt_tensor_bump_version(const pbt_tensor *t) {
+  if (t->storage) __atomic_add_fetch(&t->storage->version, 1, __ATOMIC_RELAXED);
 }

@@ -261,6 +261,13 @@ int pbt_iter_init(pbt_iter *it, int nop, int ndim, const int64_t *shape,
                   const int64_t *const *strides);
 int pbt_iter_next(pbt_iter *it);
 
+/* The version of t's storage: a count of the in-place changes made to it
+ * (shared by every view of the storage).  The Lua binding bumps it for
+ * every in-place op and optimizer step, and autograd checks that the
+ * tensors an op was recorded with are at the version they had then. */
+uint64_t pbt_tensor_version(const pbt_tensor *t);
+void pbt_tensor_bump_version(const pbt_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif

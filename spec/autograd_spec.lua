@@ -1035,3 +1035,74 @@ describe("pbt autograd", function()
     end)
   end)
 end)
+
+describe("autograd's version counter", function()
+  local nn = pbt.nn
+  local function raises(fn, pattern)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    assert.matches(pattern, tostring(err))
+  end
+
+  it("makes backward raise after an in-place change of a tensor an op used", function()
+    local w = T({ 1, 2, 3 }, { dtype = "float64" }):requires_grad_()
+    local x = T({ 4, 5, 6 }, { dtype = "float64" })
+    -- the weight changed under no_grad (as an optimizer step would), before backward
+    local y = (w * x):sum()
+    pbt.no_grad(function() w:mul_(2) end)
+    raises(function() y:backward() end, "backward: argument 1 of 'mul' was changed in place after 'mul' " ..
+      "used it %(its version is %d+, %d+ when recorded%): its gradient would be wrong")
+    assert.is_nil(w.grad)
+    -- the data changed, through a view of it
+    w.grad = nil
+    y = (w * x):sum()
+    x:narrow(1, 2, 1):fill_(0)
+    raises(function() y:backward() end, "argument 2 of 'mul' was changed in place")
+    -- a result the rule reads (exp's gradient is its result)
+    local v = T({ 0.5, 1 }, { dtype = "float64" }):requires_grad_()
+    local z = v:exp()
+    local zz = (z * 1):sum()
+    pbt.no_grad(function() z:add_(1) end)
+    raises(function() zz:backward() end, "argument 1 of 'mul' was changed in place") -- the first node back
+    z = v:exp()
+    pbt.no_grad(function() z:add_(1) end)
+    raises(function() z:backward(T.ones(2, { dtype = "float64" })) end,
+      "backward: the result of 'exp' was changed in place after it was computed")
+  end)
+
+  it("is checked for ops recorded with a node table too (several arguments), and lets scratch space be", function()
+    local g = pbt.Generator(3)
+    local conv = nn.Conv2d(1, 2, 3, { generator = g })
+    local x = T.randn(1, 1, 6, 6, { generator = g })
+    local y = conv(x):sum()
+    -- the same module again before backward: its workspace is rewritten, which is fine
+    local y2 = conv(x):sum()
+    y:backward()
+    y2:backward()
+    local expect = conv.weight.grad:clone()
+    assert.is_true(expect:abs():sum():item() > 0)
+    conv:zero_grad()
+    local y3 = conv(x):sum()
+    local opt = pbt.optim.SGD(conv:parameters(), { lr = 0.1 })
+    conv.weight.grad = T.ones(2, 1, 3, 3)
+    opt:step() -- the weight changes before y3's backward
+    raises(function() y3:backward() end, "backward: argument 2 of 'conv2d' was changed in place")
+  end)
+
+  it("leaves the usual loop alone: forward, backward, step, again", function()
+    local g = pbt.Generator(5)
+    local model = nn.Linear(3, 1, { generator = g })
+    local opt = pbt.optim.SGD(model:parameters(), { lr = 0.1, momentum = 0.9 })
+    local x, t = T.randn(8, 3, { generator = g }), T.randn(8, 1, { generator = g })
+    local first, last
+    for k = 1, 20 do
+      opt:zero_grad()
+      local loss = nn.mse_loss(model(x), t)
+      loss:backward()
+      opt:step()
+      if k == 1 then first = loss:item() end
+      last = loss:item()
+    end
+    assert.is_true(last < first)
+  end)
+end)

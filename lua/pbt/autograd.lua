@@ -63,6 +63,7 @@ end
 local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 
 local core_same_shape, needs_grad = core.same_shape, core.needs_grad
+local check_versions = core.check_versions
 
 --- Sums g down to the shape of a (a tensor, or a shape table), undoing
 -- numpy broadcasting.
@@ -426,6 +427,7 @@ function M.backward(t, grad)
       if g then
         local rule = rules[node.op]
         if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
+        check_versions(node)
         local n, g1, g2, g3, gs = node.n, nil, nil, nil, nil
         if n <= 3 then g1, g2, g3 = rule(node, g)
         else
