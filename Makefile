@@ -42,7 +42,7 @@ LIBPBT_LUA = $(BUILD)/libpbt_lua.a
 HOST   = $(BUILD)/host
 CTEST  = $(BUILD)/test_core
 
-.PHONY: all deps run test test-lua check valgrind rock-check rock bench bench-mlp install clean
+.PHONY: all deps test-deps run test test-lua check valgrind rock-check rock bench bench-mlp install clean
 
 all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
 
@@ -83,6 +83,10 @@ $(CTEST_POP): spec/test_population.c $(LIBPBT) $(BUILD)/include/pbt.h
 deps:
 	@sh .ci/deps dataset-fashion-mnist
 
+# the suite also opens a run's index.html in headless Chromium
+test-deps:
+	@sh .ci/deps dataset-fashion-mnist chromium
+
 run: deps
 	$(MAKE) --no-print-directory all
 	$(LUA) examples/fashion_pbt.lua runs/fashion_pbt
@@ -105,7 +109,7 @@ echo "$$passed passed, $$failed failed" | tee $(BUILD)/counts; \
 [ "$$status" = 0 ] && [ "$$failed" = 0 ]
 endef
 
-test: deps
+test: test-deps
 	$(MAKE) --no-print-directory all $(CTEST) $(CTEST_POP) $(HOST)
 	$(CTEST)
 	$(CTEST_POP)
@@ -115,7 +119,7 @@ test-lua:
 	@set +e; $(BUSTED_RUN)
 
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-check: deps
+check: test-deps
 	$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g $(SAN)" \
 	  LIBS="$(LIBS) $(SAN)" all build/asan/test_core build/asan/test_population build/asan/host
 	build/asan/test_core
@@ -124,7 +128,7 @@ check: deps
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory BUILD=build/asan test-lua
 
-valgrind: deps
+valgrind: test-deps
 	@command -v valgrind >/dev/null || sh .ci/deps valgrind
 	$(MAKE) --no-print-directory BUILD=build/debug OPT="-O1 -g" all build/debug/test_core build/debug/test_population build/debug/host
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 build/debug/test_core

@@ -11,6 +11,8 @@
 --   schedule.json  every member's schedule (written at the end)
 --   best.pbt       the best member's state tensors, h and score (at the end)
 --   scores.svg, hparam_<name>.svg, lineage.svg (at the end)
+--   index.html     one page: the pictures, the members, the best member's
+--                  schedule (at the end; no network needed)
 local core = require("pbt.core")
 local json = require("pbt.json")
 local svg = require("pbt.svg")
@@ -245,66 +247,203 @@ function M.schedule_table(s)
   return { root = s.root, seed = s.seed, steps = s.steps, entries = entries }
 end
 
--- ---- pictures ---------------------------------------------------------------------------
+-- ---- pictures and the report page -------------------------------------------------------
+
+-- What the pictures draw, followed through the event log: each member's
+-- runs of scores and of each hyperparameter (a run ends where the member
+-- copied another: the next starts from the donor's point), and the lineage
+-- (which member's first weights each member slot holds, step by step).
+local function trace(e, result)
+  local n = #result.schedules
+  local names, space = e.names, e.space
+  local score_runs, hruns = {}, {}
+  local cur, hcur, cur_h = {}, {}, {}
+  for _, name in ipairs(names) do hruns[name], hcur[name] = {}, {} end
+  local root, bar_from, last_step = {}, {}, {}
+  for m = 1, n do root[m], bar_from[m], last_step[m] = m, 0, 0 end
+  local bars, edges, exploits_into = {}, {}, {}
+  local function value(name, h)
+    local v = h and h[name]
+    local d = space[name]
+    if v ~= nil and d:categorical() then
+      for k, x in ipairs(d.values) do if x == v then return k end end
+      return nil
+    end
+    return type(v) == "number" and v or nil
+  end
+  for _, ev in ipairs(result.events) do
+    local m = ev.member
+    if ev.kind == "report" then
+      if not cur[m] then
+        cur[m] = { member = m, points = {} }
+        score_runs[#score_runs + 1] = cur[m]
+      end
+      local pts = cur[m].points
+      pts[#pts + 1] = { ev.step, ev.score }
+      if ev.h then cur_h[m] = ev.h end
+      for _, name in ipairs(names) do
+        local v = value(name, cur_h[m])
+        if v ~= nil then
+          local run = hcur[name][m]
+          if not run then
+            run = { member = m, points = {} }
+            hcur[name][m] = run
+            hruns[name][#hruns[name] + 1] = run
+          end
+          local hp = run.points
+          local prev = hp[#hp]
+          if prev and prev[2] ~= v then hp[#hp + 1] = { prev[1], v } end -- a step, not a slope
+          hp[#hp + 1] = { ev.step, v }
+        end
+      end
+      last_step[m] = math.max(last_step[m], ev.step)
+    elseif ev.kind == "exploit" and ev.other then
+      local d = ev.other
+      cur[m] = { member = m, points = {}, from = { ev.step, ev.score, d } }
+      score_runs[#score_runs + 1] = cur[m]
+      for _, name in ipairs(names) do
+        local dv = value(name, cur_h[d])
+        local run = { member = m, points = {}, from = dv ~= nil and { ev.step, dv, d } or nil }
+        hcur[name][m] = run
+        hruns[name][#hruns[name] + 1] = run
+      end
+      bars[#bars + 1] = { member = m, root = root[m], from = bar_from[m], to = ev.step }
+      root[m], bar_from[m] = root[d], ev.step
+      edges[#edges + 1] = { member = m, donor = d, step = ev.step, root = root[d] }
+      exploits_into[m] = (exploits_into[m] or 0) + 1
+      last_step[m] = math.max(last_step[m], ev.step)
+    end
+  end
+  local smax = 1
+  for m = 1, n do
+    bars[#bars + 1] = { member = m, root = root[m], from = bar_from[m], to = last_step[m] }
+    smax = math.max(smax, last_step[m])
+  end
+  return { score_runs = score_runs, hruns = hruns, bars = bars, edges = edges, steps = smax,
+    exploits_into = exploits_into, root = root }
+end
+
+local function html_escape(v) return svg.escape(v) end
+
+local function html_value(v)
+  if math.type(v) == "float" then return ("%.4g"):format(v) end
+  return html_escape(tostring(v))
+end
+
+-- DIR/index.html: the pictures, a table of the members and the best
+-- member's schedule on one page, nothing fetched from the network.
+local function index_html(e, result, t, pictures)
+  local out = {}
+  local function w(s) out[#out + 1] = s end
+  local names = e.names
+  w('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">')
+  w(("<title>pbt run: %s</title>"):format(html_escape(e.name)))
+  w([[<style>
+body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th { background: #f4f4f4; } td.l, th.l { text-align: left; }
+.sw { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: middle; }
+tr.best { background: #fff7d6; }
+img { display: block; margin: 10px 0; border: 1px solid #eee; max-width: 100%; }
+</style>]])
+  w("</head>\n<body>")
+  w(("<h1>%s</h1>"):format(html_escape(e.name)))
+  local b = result.best
+  w(("<p>%d members, %s, %s mode, seed %s; %d events.%s</p>"):format(#result.schedules,
+    e.sync and "synchronous" or "asynchronous", html_escape(e.mode), html_escape(tostring(result.seed or e.seed)),
+    #result.events, b and (" Best: member %d, score %s."):format(b.member, html_value(b.score)) or " No member has a score."))
+  w("<h2>Members</h2>\n<table>\n<tr><th class=\"l\">member</th><th>final score</th><th>steps</th>" ..
+    "<th>exploits into it</th><th>first weights of</th>")
+  for _, name in ipairs(names) do w(("<th>%s</th>"):format(html_escape(name))) end
+  w("</tr>")
+  for m, sched in ipairs(result.schedules) do
+    local curve = result.scores[m] or {}
+    local last = curve[#curve]
+    local h = sched[#sched] and sched[#sched].h or {}
+    w(("<tr%s><td class=\"l\"><span class=\"sw\" style=\"background:%s\"></span>%d</td><td>%s</td>" ..
+      "<td>%d</td><td>%d</td><td>%d</td>"):format(b and b.member == m and ' class="best"' or "", svg.color(m), m,
+      last and html_value(last[2]) or "-", sched.steps or 0, t.exploits_into[m] or 0, t.root[m] or m))
+    local row = {}
+    for _, name in ipairs(names) do row[#row + 1] = ("<td>%s</td>"):format(h[name] ~= nil and html_value(h[name]) or "-") end
+    out[#out] = out[#out] .. table.concat(row) .. "</tr>"
+  end
+  w("</table>")
+  if b and b.schedule then
+    w(("<h2>The best member's schedule (member %d, from member %d's first weights)</h2>"):format(b.member,
+      b.schedule.root or b.member))
+    w("<table>\n<tr><th>from step</th>")
+    for _, name in ipairs(names) do w(("<th>%s</th>"):format(html_escape(name))) end
+    w("</tr>")
+    for _, entry in ipairs(b.schedule) do
+      local row = { ("<tr><td>%d</td>"):format(entry.step) }
+      for _, name in ipairs(names) do row[#row + 1] = ("<td>%s</td>"):format(html_value(entry.h[name])) end
+      w(table.concat(row) .. "</tr>")
+    end
+    w("</table>")
+  end
+  w("<h2>Pictures</h2>")
+  for _, p in ipairs(pictures) do
+    w(('<img src="%s" alt="%s" width="760" height="440">'):format(html_escape(p[1]), html_escape(p[2])))
+  end
+  -- a picture that did not load says so (in the console too: a check of
+  -- the page sees it), and the page marks itself loaded
+  w([[<script>
+window.addEventListener("load", function () {
+  document.querySelectorAll("img").forEach(function (img) {
+    if (!img.complete || img.naturalWidth === 0) {
+      console.error("pbt report: picture missing: " + img.getAttribute("src"));
+      var note = document.createElement("p");
+      note.textContent = "missing picture: " + img.getAttribute("src");
+      img.replaceWith(note);
+    }
+  });
+  document.body.setAttribute("data-loaded", "yes");
+});
+</script>]])
+  w("</body>\n</html>\n")
+  return table.concat(out, "\n")
+end
 
 function M.write_pictures(out, e, result)
-  local series = {}
-  local exploits = {}
-  for _, ev in ipairs(result.events) do
-    if ev.kind == "exploit" then
-      exploits[ev.member] = exploits[ev.member] or {}
-      exploits[ev.member][#exploits[ev.member] + 1] = ev.step
-    end
-  end
-  for i, curve in ipairs(result.scores) do
-    local pts, marks, at = {}, {}, {}
-    for _, s in ipairs(curve) do
-      pts[#pts + 1] = { s[1], s[2] }
-      at[s[1]] = s[2]
-    end
-    for _, st in ipairs(exploits[i] or {}) do
-      if at[st] then marks[#marks + 1] = { st, at[st] } end
-    end
-    series[i] = { name = "member " .. i, points = pts, marks = marks }
-  end
+  local t = trace(e, result)
+  local n = #result.schedules
   local function write(name, text)
     local ok, err = core.write_file(out .. "/" .. name, text)
     if not ok then fail(err) end
   end
-  write("scores.svg", svg.lines{ title = e.name .. ": score per member (circles: exploits)",
-    xlabel = "step", ylabel = "score", series = series })
+  local pictures = {}
+  -- scores that are all positive and span more than two decades (a loss
+  -- falling to zero) read best on a log axis
+  local lo, hi = math.huge, -math.huge
+  for _, run in ipairs(t.score_runs) do
+    for _, p in ipairs(run.points) do
+      local v = p[2]
+      if v == v and v ~= math.huge and v ~= -math.huge then lo, hi = math.min(lo, v), math.max(hi, v) end
+    end
+  end
+  local log_scores = lo > 0 and hi / lo > 100
+  write("scores.svg", svg.curves{ title = e.name .. ": score per member", xlabel = "step",
+    ylabel = "score" .. (e.mode == "min" and " (lower is better)" or "") .. (log_scores and ", log scale" or ""),
+    runs = t.score_runs, members = n, log_y = log_scores })
+  pictures[1] = { "scores.svg", "score per member; a dashed line with a circle: an exploit, from the donor's point" }
   for _, name in ipairs(e.names) do
     local d = e.space[name]
-    local hs = {}
-    for i, sched in ipairs(result.schedules) do
-      local pts = {}
-      for k, entry in ipairs(sched) do
-        local v = entry.h[name]
-        if d:categorical() then
-          for idx, x in ipairs(d.values) do if x == v then v = idx end end
-        end
-        if type(v) == "number" then
-          pts[#pts + 1] = { entry.step, v }
-          local next_step = sched[k + 1] and sched[k + 1].step or sched.steps
-          pts[#pts + 1] = { next_step, v }
-        end
-      end
-      hs[i] = { name = "member " .. i, points = pts }
+    local cats
+    if d:categorical() then
+      cats = {}
+      for k, v in ipairs(d.values) do cats[k] = tostring(v) end
     end
-    write("hparam_" .. name:gsub("[^%w_%-]", "_") .. ".svg", svg.lines{
-      title = e.name .. ": schedule of " .. name .. (d:categorical() and " (choice index)" or ""),
-      xlabel = "step", ylabel = name, series = hs, log_y = d.kind == "loguniform" })
+    local file = "hparam_" .. name:gsub("[^%w_%-]", "_") .. ".svg"
+    write(file, svg.curves{ title = e.name .. ": " .. name .. " per member", xlabel = "step", ylabel = name,
+      runs = t.hruns[name], members = n, categories = cats, log_y = d.kind == "loguniform" })
+    pictures[#pictures + 1] = { file, name .. " per member over the steps" }
   end
-  local nodes = {}
-  for _, ev in ipairs(result.events) do
-    if ev.kind == "exploit" then
-      nodes[#nodes + 1] = { member = ev.member, donor = ev.other, step = ev.step,
-        label = ("step %d: member %d copied member %d"):format(ev.step, ev.member, ev.other) }
-    end
-  end
-  for i = 1, #result.schedules do nodes[#nodes + 1] = { member = i, step = 0, label = "member " .. i } end
-  write("lineage.svg", svg.lineage{ title = e.name .. ": lineage", nodes = nodes,
-    members = #result.schedules })
+  write("lineage.svg", svg.lineage{ title = e.name .. ": lineage", members = n, steps = t.steps,
+    bars = t.bars, edges = t.edges })
+  pictures[#pictures + 1] = { "lineage.svg", "lineage: whose first weights each member holds, and the exploits" }
+  write("index.html", index_html(e, result, t, pictures))
 end
 
 return M
