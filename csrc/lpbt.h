@@ -124,6 +124,10 @@ int lpbt_opt_dim(lua_State *L, int arg, int ndim, int def);
 /* A path at arg: a string (a number is refused, not turned into a file
  * name), not empty, without a zero byte. */
 const char *lpbt_check_path(lua_State *L, int arg);
+/* Raises "bad argument #idx (unknown option 'x' (did you mean 'y'?))" for a
+ * key of the options table at idx (nil: none) that is not in known (a
+ * NULL-terminated list). */
+void lpbt_check_options(lua_State *L, int idx, const char *const *known);
 /* The module's entry point (lpbt_core.c). */
 int luaopen_pbt_core(lua_State *L);
 /* An integer at arg (raises for non-integers, naming the argument). */

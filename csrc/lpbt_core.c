@@ -712,6 +712,61 @@ int lpbt_check_shape(lua_State *L, int first, int64_t *shape, int allow_infer,
   return n;
 }
 
+/* Edit distance of a and b, a transposition counting one (names are
+ * short: the rows live on the stack). */
+static size_t name_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), i, j;
+  size_t rows[3][33], *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+  if (la > 32 || lb > 32) return (size_t)-1;
+  for (j = 0; j <= lb; j++) prev[j] = j;
+  for (i = 1; i <= la; i++) {
+    size_t *t;
+    cur[0] = i;
+    for (j = 1; j <= lb; j++) {
+      size_t cost = (a[i - 1] | 0x20) == (b[j - 1] | 0x20) ? 0 : 1;
+      size_t d = prev[j] + 1;
+      if (cur[j - 1] + 1 < d) d = cur[j - 1] + 1;
+      if (prev[j - 1] + cost < d) d = prev[j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < d)
+        d = prev2[j - 2] + 1;
+      cur[j] = d;
+    }
+    t = prev2, prev2 = prev, prev = cur, cur = t;
+  }
+  return prev[lb];
+}
+
+void lpbt_check_options(lua_State *L, int idx, const char *const *known) {
+  if (lua_isnoneornil(L, idx)) return;
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *const *k;
+    lua_pop(L, 1);
+    for (k = known; *k; k++)
+      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), *k) == 0) break;
+    if (!*k) {
+      const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      const char *near = NULL;
+      size_t best = (size_t)-1, limit;
+      if (name) {
+        limit = strlen(name) / 3;
+        if (limit < 1) limit = 1;
+        if (limit > 3) limit = 3;
+        for (k = known; *k; k++) {
+          size_t d = name_distance(name, *k);
+          if (d < best) best = d, near = *k;
+        }
+        if (best > limit) near = NULL;
+      }
+      if (near)
+        luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s' (did you mean '%s'?)", name, near));
+      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
+    }
+  }
+}
+
 pbt_dtype lpbt_opt_dtype(lua_State *L, int idx, pbt_dtype def) {
   pbt_dtype dt = def;
   if (lua_isnoneornil(L, idx)) return def;

@@ -144,6 +144,10 @@ static pbt_tensor *random_tensor(lua_State *L, int first, const char *fname,
                                            luaL_typename(L, next)));
   if (!lua_isnone(L, next + 1))
     luaL_argerror(L, next + 1, "unexpected argument after the options table");
+  {
+    static const char *const known[] = {"dtype", "generator", NULL};
+    lpbt_check_options(L, next, known);
+  }
   dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
   *g = lpbt_opt_generator(L, next);
   t = lpbt_push_tensor(L);

@@ -100,22 +100,7 @@ static double *read_scores(lua_State *L, int arg, size_t *n) {
 
 /* ---- options tables ------------------------------------------------------ */
 
-/* Raises for a key of the options table at idx that is not in `known`. */
-static void check_option_names(lua_State *L, int idx, const char *const *known) {
-  if (lua_isnoneornil(L, idx)) return;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *const *k;
-    lua_pop(L, 1);
-    for (k = known; *k; k++)
-      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), *k) == 0)
-        break;
-    if (!*k)
-      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'",
-                                            luaL_tolstring(L, -1, NULL)));
-  }
-}
+#define check_option_names lpbt_check_options
 
 /* Field `name` of the options table at idx as a number, or def. */
 static double opt_number(lua_State *L, int idx, const char *name, double def) {

@@ -5,6 +5,14 @@
 
 #include "lpbt.h"
 
+/* The dtype of a constructor's options table, which may hold nothing else
+ * (a misspelt dtype is an error, not float32 in silence). */
+static pbt_dtype opt_dtype_only(lua_State *L, int idx, pbt_dtype def) {
+  static const char *const known[] = {"dtype", NULL};
+  lpbt_check_options(L, idx, known);
+  return lpbt_opt_dtype(L, idx, def);
+}
+
 /* ---- life cycle and metamethods ------------------------------------------ */
 
 static int t_gc(lua_State *L) {
@@ -124,7 +132,7 @@ static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
                                            luaL_typename(L, next)));
   if (!lua_isnone(L, next + 1))
     luaL_argerror(L, next + 1, "unexpected argument after the options table");
-  dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
+  dt = opt_dtype_only(L, next, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
   lpbt_gc_hint(L, t);
@@ -164,7 +172,7 @@ static int f_full(lua_State *L) {
     next = 2;
   }
   v = luaL_checknumber(L, next);
-  dt = lpbt_opt_dtype(L, next + 1, PBT_FLOAT32);
+  dt = opt_dtype_only(L, next + 1, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "full", pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
   lpbt_gc_hint(L, t);
@@ -174,7 +182,7 @@ static int f_full(lua_State *L) {
 
 static int like(lua_State *L, const char *fname, double v) {
   const pbt_tensor *src = lpbt_check_tensor(L, 1);
-  pbt_dtype dt = lpbt_opt_dtype(L, 2, src->dtype);
+  pbt_dtype dt = opt_dtype_only(L, 2, src->dtype);
   pbt_error err;
   pbt_tensor *t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, src->ndim, src->shape, &err), &err);
@@ -206,7 +214,7 @@ static int f_arange(lua_State *L) {
     }
   }
   if (step == 0) luaL_argerror(L, 3, "step must not be zero");
-  dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
+  dt = opt_dtype_only(L, opts, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "arange", pbt_arange(t, start, stop, step, dt, &err), &err);
   lpbt_gc_hint(L, t);
@@ -216,7 +224,7 @@ static int f_arange(lua_State *L) {
 static int f_linspace(lua_State *L) {
   double start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2);
   int64_t n = lpbt_check_size(L, 3);
-  pbt_dtype dt = lpbt_opt_dtype(L, 4, PBT_FLOAT32);
+  pbt_dtype dt = opt_dtype_only(L, 4, PBT_FLOAT32);
   pbt_error err;
   pbt_tensor *t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "linspace", pbt_linspace(t, start, stop, n, dt, &err), &err);
@@ -234,7 +242,7 @@ static int f_eye(lua_State *L) {
     m = lpbt_check_size(L, 2);
     opts = 3;
   }
-  dt = lpbt_opt_dtype(L, opts, PBT_FLOAT32);
+  dt = opt_dtype_only(L, opts, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, "eye", pbt_eye(t, n, m, dt, &err), &err);
   lpbt_gc_hint(L, t);
@@ -307,7 +315,7 @@ pbt_tensor *lpbt_tensor_from_table(lua_State *L, int arg, pbt_dtype dt,
 
 /* tensor(nested_table_or_number [, opts]) */
 int lpbt_tensor_new(lua_State *L) {
-  pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
+  pbt_dtype dt = opt_dtype_only(L, 2, PBT_FLOAT32);
   if (lua_type(L, 1) != LUA_TNUMBER && lua_type(L, 1) != LUA_TTABLE)
     return luaL_typeerror(L, 1, "table or number");
   lpbt_tensor_from_table(L, 1, dt, "tensor", "nested table");

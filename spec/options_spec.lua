@@ -337,3 +337,22 @@ describe("metrics", function()
     end
   end)
 end)
+
+describe("the core's options tables", function()
+  it("name a misspelt key with the nearest known one", function()
+    local cases = {
+      { function() T.zeros(2, { dtyp = "float64" }) end, "unknown option 'dtyp' (did you mean 'dtype'?)" },
+      { function() T.ones({ 2, 2 }, { dtyep = "float64" }) end, "unknown option 'dtyep' (did you mean 'dtype'?)" },
+      { function() T.randn(2, { generater = pbt.Generator(1) }) end,
+        "unknown option 'generater' (did you mean 'generator'?)" },
+      { function() T.tensor({ 1, 2 }, { type = "float64" }) end, "unknown option 'type' (did you mean 'dtype'?)" },
+      { function() T.linspace(0, 1, 5, { size = 3 }) end, "unknown option 'size'" },
+      { function() pbt.select.truncation({ 1, 2 }, { mod = "min" }) end, "unknown option 'mod' (did you mean 'mode'?)" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1])
+      assert.is_false(ok)
+      assert.matches("(" .. c[2]:gsub("%p", "%%%0") .. ")", tostring(err))
+    end
+  end)
+end)

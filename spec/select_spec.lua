@@ -212,7 +212,7 @@ describe("pbt.select", function()
         { { 1, 2 }, { fraction = "0.2" }, "bad argument #2 to 'truncation' (field 'fraction' must be a number, got string)" },
         { { 1, 2 }, { mode = "maximum" }, "bad argument #2 to 'truncation' (mode must be 'max' or 'min', got maximum)" },
         { { 1, 2 }, { generator = 1 }, "bad argument #2 to 'truncation' (field 'generator' is not a pbt.Generator)" },
-        { { 1, 2 }, { fractoin = 0.2 }, "bad argument #2 to 'truncation' (unknown option 'fractoin')" },
+        { { 1, 2 }, { fractoin = 0.2 }, "bad argument #2 to 'truncation' (unknown option 'fractoin' (did you mean 'fraction'?))" },
         { { 1, 2 }, 0.2, "bad argument #2 to 'truncation' (table expected, got number)" },
       }
       for _, c in ipairs(cases) do
