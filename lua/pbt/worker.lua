@@ -275,13 +275,13 @@ function M.metrics(e, t)
     end
     names[#names + 1] = k
   end
+  table.sort(names)
   local v = t[e.metric]
   if type(v) ~= "number" then
     return nil, ("eval's metrics have no '%s' (the experiment's metric; it gave %s)"):format(e.metric,
       #names > 0 and table.concat(names, ", ") or "none")
   end
   if v ~= v then return nil, ("eval's metric '%s' is NaN"):format(e.metric) end
-  table.sort(names)
   return '"metrics":' .. json.object_encoder(names)(t)
 end
 
