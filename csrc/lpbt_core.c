@@ -816,7 +816,7 @@ static int m_clock(lua_State *L) {
 /* core.write_file(path, string): written atomically (temporary file, fsync,
  * rename, fsync of the directory); true, or nil and a message. */
 static int m_write_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lpbt_check_path(L, 1);
   size_t n;
   const char *data = luaL_checklstring(L, 2, &n);
   pbt_error err;

@@ -89,8 +89,11 @@ static size_t opt_limit(lua_State *L, int idx) {
     lua_pop(L, 1);
     return 0;
   }
-  if (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 1)
-    luaL_argerror(L, idx, "field 'limit' must be a positive integer (bytes)");
+  {
+    int isint = 0;
+    v = lua_tointegerx(L, -1, &isint); /* 2^20 and 1e9 are fine */
+    if (!isint || v < 1) luaL_argerror(L, idx, "field 'limit' must be a positive integer (bytes)");
+  }
   lua_pop(L, 1);
   return (size_t)v;
 }

@@ -136,7 +136,12 @@ static int m_scatter_add_(lua_State *L) {
 /* one_hot(labels, n [, opts]) */
 static int f_one_hot(lua_State *L) {
   int64_t n = lpbt_check_size(L, 2);
-  pbt_dtype dt = lpbt_opt_dtype(L, 3, PBT_FLOAT32);
+  pbt_dtype dt;
+  {
+    static const char *const known[] = {"dtype", NULL};
+    lpbt_check_options(L, 3, known);
+  }
+  dt = lpbt_opt_dtype(L, 3, PBT_FLOAT32);
   const pbt_tensor *labels = check_index_arg(L, 1, "one_hot");
   pbt_error err;
   pbt_tensor *out = lpbt_push_tensor(L);

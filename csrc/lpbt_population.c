@@ -539,6 +539,7 @@ static int p_load(lua_State *L) {
              pbt_population_load(p, i, ts, nt, nums, nn, words, &has_gen, &version, &err),
              &err);
   if (g && has_gen) LPBT_CHECK(L, "load", pbt_generator_set_state(g, words, &err), &err);
+  for (k = 0; k < nt; k++) pbt_tensor_bump_version(ts[k]); /* written in place: autograd sees it */
   lua_createtable(L, (int)nn, 0);
   for (k = 0; k < nn; k++) {
     if (nums[k].is_int) lua_pushinteger(L, (lua_Integer)nums[k].i);

@@ -1089,6 +1089,32 @@ describe("autograd's version counter", function()
     raises(function() y3:backward() end, "backward: argument 2 of 'conv2d' was changed in place")
   end)
 
+  it("leaves alone ops whose gradient reads no values (add, sum, views) and a failed in-place op's neighbours", function()
+    local a = T({ 1, 2 }, { dtype = "float64" }):requires_grad_()
+    local b = T({ 3, 4 }, { dtype = "float64" })
+    local y = (a + b):sum()
+    b:add_(1)
+    y:backward()
+    assert.are.same({ 1, 1 }, a.grad:totable())
+    -- a view's input changed: its rule reads shapes only
+    a.grad = nil
+    local v = a:reshape(2, 1):sum()
+    pbt.no_grad(function() a:mul_(3) end)
+    v:backward()
+    assert.are.same({ 1, 1 }, a.grad:totable())
+  end)
+
+  it("sees a member's state loaded into live tensors (pop:load writes in place)", function()
+    local population = require("pbt.population")
+    local pop = population.new{ size = 1, hparams = {}, window = 2 }
+    local w = T({ 1, 2, 3 }, { dtype = "float64" })
+    pop:set_state(1, "w", T({ 5, 5, 5 }, { dtype = "float64" }))
+    local x = T({ 1, 1, 1 }, { dtype = "float64" }):requires_grad_()
+    local l = (x * w):sum()
+    pop:load(1, { w })
+    raises(function() l:backward() end, "argument 2 of 'mul' was changed in place")
+  end)
+
   it("leaves the usual loop alone: forward, backward, step, again", function()
     local g = pbt.Generator(5)
     local model = nn.Linear(3, 1, { generator = g })

@@ -228,50 +228,75 @@ describe("a member's state", function()
     local data = T.ones(4)
     worker.parts({ w = T.zeros(1), loss = function() return data:sum() end })
   end)
+
+  it("follows a function's upvalues through nested functions and tables, and accepts a held submodule", function()
+    local net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    local body = net[1]
+    worker.parts({ net = net, features = function(x) return body(x) end }) -- every parameter held
+    local hidden = nn.Linear(2, 2)
+    local function fwd(x) return hidden(x) end
+    assert.has_error(function() worker.parts({ w = T.zeros(1), f = function(x) return fwd(x) end }) end,
+      "experiment: the state's 'f' is a function that holds a model (its upvalue 'fwd.hidden') which the " ..
+      "state does not: exploit could not copy it. Put it in the state table (state.hidden = ...) and read it " ..
+      "from there")
+    local m = { enc = nn.Linear(2, 2) }
+    assert.has_error(function() worker.parts({ w = T.zeros(1), f = function(x) return m.enc(x) end }) end,
+      "experiment: the state's 'f' is a function that holds a model (in its upvalue 'm', key enc) which the " ..
+      "state does not: exploit could not copy it. Put it in the state table and read it from there")
+  end)
 end)
 
 describe("hyperparameters applied", function()
-  local function opt_experiment(extra)
+  -- init sets the optimizer's lr from h; step never sets it again (unless told)
+  local function opt_experiment(extra, step_extra)
     local desc = {
       population = 2, seed = 3, space = { lr = pbt.loguniform(0.01, 0.1) },
       init = function(h, g)
         local model = nn.Linear(2, 1, { generator = g })
-        return { model = model, opt = pbt.optim.SGD(model:parameters(), { lr = 0.5 }) }
+        return { model = model, opt = pbt.optim.SGD(model:parameters(), { lr = h.lr }),
+          fixed = pbt.optim.SGD(model:parameters(), { lr = 0.5 }), t = 0 }
       end,
-      step = function(s)
+      step = function(s, h)
+        s.t = s.t + 1
+        if step_extra then step_extra(s, h) end
         s.opt:zero_grad()
         local loss = s.model(T.ones(4, 2)):pow(2):mean()
         loss:backward()
         s.opt:step()
       end,
       eval = function(s) return s.model.weight:sum():item() end,
-      budget = { steps = 3 },
+      ready = pbt.ready.every(1),
+      exploit = pbt.exploit.truncation{ fraction = 0.5 },
+      explore = pbt.explore.perturb{ factors = { 0.5, 2 } },
+      budget = { steps = 4 },
     }
     for k, v in pairs(extra or {}) do desc[k] = v end
     return pbt.experiment(desc)
   end
 
-  it("stops a run whose optimizer trains with another lr than the member's h.lr", function()
+  it("stops a run whose optimizer keeps its old lr after h.lr changed", function()
     local ok, err = pcall(function() opt_experiment():run{ workers = 1, progress = false } end)
     assert.is_false(ok)
-    assert.matches("^experiment: member 1: the state's optimizer 'opt' trained with lr = 0.5 while the " ..
-      "member's hyperparameter lr = 0%.0%d+: set it from h in the experiment's apply%(state, h%), which " ..
-      "runs before a member trains with new hyperparameters, or in step %(check_applied = false turns " ..
-      "this check off%)$", err)
+    assert.matches("^experiment: member %d: the state's optimizer 'opt' trained with lr = 0%.0%d+, the " ..
+      "value it held before, while the member's hyperparameter lr = 0%.%d+: set it from h in the " ..
+      "experiment's apply%(state, h%), which runs before a member trains with new hyperparameters, or in " ..
+      "step %(check_applied = false turns this check off%)$", err)
   end)
 
-  it("is content when apply sets it, and can be turned off", function()
+  it("is content when apply or step sets it, with a decay in step, with an optimizer h does not tie", function()
     local seen = {}
     local function apply(s, h)
       s.opt.lr = h.lr
       seen[#seen + 1] = h.lr
     end
-    opt_experiment({ apply = apply }):run{ workers = 1, progress = false } -- with exploits: no error
+    opt_experiment({ apply = apply }):run{ workers = 1, progress = false }
+    opt_experiment({}, function(s, h) s.opt.lr = h.lr end):run{ workers = 1, progress = false }
+    opt_experiment({}, function(s, h) s.opt.lr = h.lr / (1 + s.t) end):run{ workers = 1, progress = false }
+    opt_experiment({ check_applied = false }):run{ workers = 1, progress = false }
     -- one step each (no decision): each member's recorded lr is what apply gave its optimizer
     seen = {}
     local r = opt_experiment({ apply = apply, budget = { steps = 1 } }):run{ workers = 1, progress = false }
     assert.are.same({ r.schedules[1][1].h.lr, r.schedules[2][1].h.lr }, seen)
-    opt_experiment({ check_applied = false }):run{ workers = 1, progress = false }
   end)
 end)
 

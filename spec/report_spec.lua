@@ -139,3 +139,18 @@ describe("a run's pictures and index.html", function()
     assert.matches("missing picture: lineage.svg", dom)
   end)
 end)
+
+describe("pbt.svg on hostile ranges", function()
+  it("draws axes for ranges at the ends of the doubles without hanging or failing", function()
+    local lo, hi, values, labels = svg.ticks(-1e308, 1e308)
+    assert.are.same({ -1e308, 1e308 }, { lo, hi })
+    assert.are.equal(#values, #labels)
+    _, _, values, labels = svg.ticks(0, 1e-120)
+    assert.is_true(#values >= 2 and #values <= 30)
+    for _, l in ipairs(labels) do assert.is_true(#l <= 10, l) end
+    _, _, values = svg.ticks(0 / 0, 1)
+    assert.is_true(#values >= 2)
+    local doc = svg.curves{ title = "t", runs = { { member = 1, points = { { 1, 1.5e308 }, { 2, -1.5e308 } } } }, members = 1 }
+    assert.matches("</svg>", doc)
+  end)
+end)

@@ -146,6 +146,7 @@ function M.fashion_mnist(dir, opts)
   if opts ~= nil and type(opts) ~= "table" then
     argerror(2, "fashion_mnist", "table expected, got " .. type(opts))
   end
+  options.check("fashion_mnist", opts, { "dtype", "flatten" }, 3)
   dir = dir or M.FASHION_MNIST_DIR
   opts = opts or {}
   local dtype = opts.dtype or "float32"
@@ -211,6 +212,7 @@ function M.batches(x, y, opts)
   if type(opts) ~= "table" then
     argerror(3, "batches", "options table expected, got " .. type(opts))
   end
+  options.check("batches", opts, { "batch_size", "shuffle", "drop_last", "generator" }, 3)
   local bs = math.tointeger(opts.batch_size)
   if not bs or bs < 1 then
     argerror(3, "batches", "field 'batch_size' must be a positive integer")

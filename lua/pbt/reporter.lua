@@ -135,8 +135,11 @@ function Reporter:csv_header()
   table.sort(names)
   self.metric_names = names
   local cols = { "member", "step", "score" }
-  for _, k in ipairs(names) do cols[#cols + 1] = csv_field(k) end
-  for _, k in ipairs(self.e.names) do cols[#cols + 1] = csv_field(self.metric_set[k] and ("h." .. k) or k) end
+  local fixed = { member = true, step = true, score = true }
+  for _, k in ipairs(names) do cols[#cols + 1] = csv_field(fixed[k] and ("metric." .. k) or k) end
+  for _, k in ipairs(self.e.names) do
+    cols[#cols + 1] = csv_field((self.metric_set[k] or fixed[k]) and ("h." .. k) or k)
+  end
   return table.concat(cols, ",") .. "\n"
 end
 
@@ -326,7 +329,8 @@ end
 local function html_escape(v) return svg.escape(v) end
 
 local function html_value(v)
-  if math.type(v) == "float" then return ("%.4g"):format(v) end
+  if v == nil then return "-" end
+  if math.type(v) == "float" then return ("%.6g"):format(v) end
   return html_escape(tostring(v))
 end
 

@@ -51,23 +51,29 @@ end
 -- (steps).  About n ticks.
 function M.ticks(lo, hi, n, integer)
   n = n or 6
+  if not finite(lo) or not finite(hi) then lo, hi = 0, 1 end
   if not (hi > lo) then
     local pad = lo == 0 and 1 or math.abs(lo) * 0.1
     lo, hi = lo - pad, hi + pad
   end
+  -- a range too wide for doubles: its two ends only
+  if not finite(hi - lo) then return lo, hi, { lo, hi }, { ("%g"):format(lo), ("%g"):format(hi) } end
   local step = nice(nice(hi - lo, false) / (n - 1), true)
+  if not (step > 0) or not finite(step) then return lo, hi, { lo, hi }, { ("%g"):format(lo), ("%g"):format(hi) } end
   if integer then step = math.max(1, math.floor(step + 0.5)) end
   local first, last = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
   local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
+  local small = decimals > 4 -- then %g labels
   local values, labels = {}, {}
   local k = 0
-  while true do
+  while k <= 4 * n do
     local v = first + k * step
     if v > last + step * 1e-9 then break end
     values[#values + 1] = v
     local a = math.abs(v)
+    if math.abs(v) < step * 1e-9 then v, a = 0, 0 end
     if integer then labels[#labels + 1] = ("%d"):format(math.floor(v + 0.5))
-    elseif a ~= 0 and (a >= 1e5 or a < 1e-4) then labels[#labels + 1] = ("%g"):format(v)
+    elseif small or (a ~= 0 and (a >= 1e5 or a < 1e-4)) then labels[#labels + 1] = ("%.3g"):format(v)
     else labels[#labels + 1] = ("%." .. decimals .. "f"):format(v) end
     if labels[#labels] == "-0" or labels[#labels]:match("^%-0%.0*$") then labels[#labels] = labels[#labels]:sub(2) end
     k = k + 1

@@ -117,26 +117,64 @@ function M.parts(state, excluded)
   -- what a function of the state holds must be in the state too
   local held = {}
   for _, p in ipairs(parts.tensors) do held[p.tensor] = true end
-  local function trained_thing(v)
-    if is_tensor(v) then return v.requires_grad == true and not held[v] and not shared.from_shared[v] end
-    if type(v) == "table" and not seen[v] then
-      return type(v.named_parameters) == "function" or (type(v.materialize) == "function" and
-        type(v.params) == "table")
+  -- a model or an optimizer is held when every parameter of it is
+  local function all_held(list)
+    for _, p in ipairs(list) do
+      local t = p[2] or p
+      if is_tensor(t) and not held[t] and not shared.from_shared[t] then return false end
+    end
+    return true
+  end
+  local function unheld(v)
+    if is_tensor(v) then
+      return v.requires_grad == true and not held[v] and not shared.from_shared[v] and "a tensor that requires grad"
+    end
+    if type(v) ~= "table" then return false end
+    if type(v.named_parameters) == "function" then
+      local ok, ps = pcall(v.named_parameters, v)
+      return ok and type(ps) == "table" and not all_held(ps) and "a model"
+    end
+    if type(v.materialize) == "function" and type(v.params) == "table" then
+      return not all_held(v.params) and "an optimizer"
     end
     return false
   end
-  for _, c in ipairs(closures) do
+  -- what a function reaches through its upvalues: tensors, models,
+  -- optimizers, inside plain tables and other functions (not the modules
+  -- pbt or the standard library are: package.loaded's tables are skipped)
+  local loaded = {}
+  for _, m in pairs(package.loaded) do if type(m) == "table" then loaded[m] = true end end
+  local visited = {}
+  local function reach(fn, fname, path, depth)
+    if visited[fn] or depth > 4 then return end
+    visited[fn] = true
     for u = 1, 255 do
-      local uname, uv = debug.getupvalue(c.fn, u)
+      local uname, uv = debug.getupvalue(fn, u)
       if not uname then break end
-      if trained_thing(uv) then
+      local here = path and (path .. "." .. uname) or uname
+      local what = unheld(uv)
+      if what then
         error(("experiment: the state's '%s' is a function that holds %s (its upvalue '%s') which the " ..
           "state does not: exploit could not copy it. Put it in the state table (state.%s = ...) and " ..
-          "read it from there"):format(c.name, is_tensor(uv) and "a tensor that requires grad" or
-          (type(uv.named_parameters) == "function" and "a model" or "an optimizer"), uname, uname), 0)
+          "read it from there"):format(fname, what, here, uname), 0)
+      end
+      if type(uv) == "function" then reach(uv, fname, here, depth + 1)
+      elseif type(uv) == "table" and not loaded[uv] and not visited[uv] and uname ~= "_ENV"
+          and type(uv.named_parameters) ~= "function" then
+        visited[uv] = true
+        for k, x in pairs(uv) do
+          local w = unheld(x)
+          if w then
+            error(("experiment: the state's '%s' is a function that holds %s (in its upvalue '%s', key %s) " ..
+              "which the state does not: exploit could not copy it. Put it in the state table and read it " ..
+              "from there"):format(fname, w, here, tostring(k)), 0)
+          end
+          if type(x) == "function" then reach(x, fname, here .. "." .. tostring(k), depth + 1) end
+        end
       end
     end
   end
+  for _, c in ipairs(closures) do reach(c.fn, c.name, nil, 0) end
   return parts
 end
 
@@ -237,11 +275,16 @@ function Worker:state_for(i, h)
     -- optimizer fields named like a hyperparameter: checked after each step
     -- against the member's h (an lr that differs from h.lr in silence is
     -- a run that records what it did not do)
+    -- (only the fields init set from h: an optimizer kept at a fixed lr
+    -- beside h.lr is not tied to it)
     self.checks = {}
     if self.e.check_applied ~= false then
       for _, o in ipairs(self.parts.optimizers) do
         for _, f in ipairs(o.opt.fields) do
-          if self.e.space[f.name] then self.checks[#self.checks + 1] = { name = o.name, opt = o.opt, field = f.name } end
+          local v = o.opt[f.name]
+          if self.e.space[f.name] and type(v) == "number" and v == h[f.name] then
+            self.checks[#self.checks + 1] = { name = o.name, opt = o.opt, field = f.name }
+          end
         end
       end
     end
@@ -261,6 +304,8 @@ end
 --- The metrics eval returned (a table name -> number), checked: the
 -- experiment names the score among them (metric = "name").  Returns the
 -- metrics as the text '"metrics":{...}' (names sorted), or nil and why not.
+local metric_encoders = setmetatable({}, { __mode = "v" })
+
 function M.metrics(e, t)
   if not e.metric then
     return nil, "eval returned a table of metrics: name the one that is the score with the experiment's " ..
@@ -282,7 +327,14 @@ function M.metrics(e, t)
       #names > 0 and table.concat(names, ", ") or "none")
   end
   if v ~= v then return nil, ("eval's metric '%s' is NaN"):format(e.metric) end
-  return '"metrics":' .. json.object_encoder(names)(t)
+  -- an encoder per set of names, made once
+  local sig = table.concat(names, "\0")
+  local enc = metric_encoders[sig]
+  if not enc then
+    enc = json.object_encoder(names)
+    metric_encoders[sig] = enc
+  end
+  return '"metrics":' .. enc(t)
 end
 
 local READY, BUDGET, FAILED, LOST = 1, 2, 3, 4
@@ -321,6 +373,8 @@ function Worker:train(task)
   end
   local steps, work = pop:counts(i)
   local since = task.since
+  local checks_due, before = #self.checks > 0, {}
+  for k, c in ipairs(self.checks) do before[k] = c.opt[c.field] end
   local first = true -- the turn's first report carries h
   if not self.h_json then self.h_json = json.object_encoder(e.names) end
   local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
@@ -360,14 +414,20 @@ function Worker:train(task)
       if is_interrupt(err) then error(err, 0) end
       return fail(message(err))
     end
-    for _, c in ipairs(self.checks) do
-      local v, hv = c.opt[c.field], h[c.field]
-      if type(v) == "number" and type(hv) == "number" and v ~= hv then
-        out.rule = true
-        return fail(("the state's optimizer '%s' trained with %s = %.17g while the member's " ..
-          "hyperparameter %s = %.17g: set it from h in the experiment's apply(state, h), which runs " ..
-          "before a member trains with new hyperparameters, or in step (check_applied = false turns " ..
-          "this check off)"):format(c.name, c.field, v, c.field, hv))
+    -- the turn's first step: an optimizer field tied to h that still holds
+    -- what it held before this turn, while h says otherwise, was never set
+    -- from h (a schedule that changes it in step is left alone)
+    if checks_due then
+      checks_due = false
+      for k, c in ipairs(self.checks) do
+        local v, hv = c.opt[c.field], h[c.field]
+        if type(v) == "number" and type(hv) == "number" and v == before[k] and v ~= hv then
+          out.rule = true
+          return fail(("the state's optimizer '%s' trained with %s = %.17g, the value it held before, while " ..
+            "the member's hyperparameter %s = %.17g: set it from h in the experiment's apply(state, h), " ..
+            "which runs before a member trains with new hyperparameters, or in step (check_applied = " ..
+            "false turns this check off)"):format(c.name, c.field, v, c.field, hv))
+        end
       end
     end
     steps, work, since = steps + 1, work + 1, since + 1
