@@ -47,6 +47,18 @@ function M.writefile(path, s)
   f:close()
 end
 
+--- The build the suite runs against: the directory of pbt/core.so on the
+-- cpath (build, build/asan, build/debug), or nil.
+function M.build_dir()
+  for dir in package.cpath:gmatch("([^;]*)/%?%.so") do
+    local f = io.open(dir .. "/pbt/core.so", "rb")
+    if f then
+      f:close()
+      return dir
+    end
+  end
+end
+
 --- A fresh path in the temporary directory, nothing there yet.
 function M.tmpname()
   local d = os.tmpname()

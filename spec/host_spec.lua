@@ -3,16 +3,7 @@
 -- `make test` (and by make check / make valgrind for their builds).
 local pbt = require("pbt")
 
--- the build this suite runs against: the directory of pbt/core.so on the cpath
-local function build_dir()
-  for dir in package.cpath:gmatch("([^;]*)/%?%.so") do
-    local f = io.open(dir .. "/pbt/core.so", "rb")
-    if f then
-      f:close()
-      return dir
-    end
-  end
-end
+local build_dir = require("spec.helper").build_dir
 
 local function run(cmd)
   -- the host loads no core.so: it must not find one through LUA_CPATH either

@@ -36,16 +36,7 @@ local function blocks(lang)
   return list
 end
 
--- The build this suite runs against: the directory of pbt/core.so on the cpath.
-local function build_dir()
-  for dir in package.cpath:gmatch("([^;]*)/%?%.so") do
-    local f = io.open(dir .. "/pbt/core.so", "rb")
-    if f then
-      f:close()
-      return dir
-    end
-  end
-end
+local build_dir = require("spec.helper").build_dir
 
 describe("the README", function()
   local list = blocks("lua")

@@ -5,7 +5,7 @@
 --   pbt run FILE [--out DIR] [--seed S] [--workers N] [--resume | --overwrite] [--force] [--quiet]
 --       runs the experiment FILE returns (pbt.experiment{...}) on N worker
 --       threads (default: the cores this process may use); writes the run
---       directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt,
+--       directory DIR (events.jsonl, scores.csv, schedule.json, best.pbt, index.html,
 --       scores.svg, hparam_*.svg, lineage.svg) and prints the best member.
 --       Ctrl-C stops the run, writes its files and exits with status 130.
 --       The run's store is DIR/run.db: --resume continues a run from its last
