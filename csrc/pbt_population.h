@@ -297,7 +297,7 @@ pbt_status pbt_population_publish(pbt_population *p, int64_t i,
                                   pbt_error *err);
 /* The same, with data (a string, copied; NULL for none) attached to the
  * report event it logs: what the runner records with a score (the metrics
- * an evaluation gave, the hyperparameters a turn started with). */
+ * an evaluation gave, the hyperparameters a slot starts with). */
 pbt_status pbt_population_publish_data(pbt_population *p, int64_t i,
                                        const pbt_tensor *const *tensors, int64_t ntensors,
                                        const pbt_state_number *numbers, int64_t nnumbers,

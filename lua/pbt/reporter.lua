@@ -1,6 +1,8 @@
 --- pbt.reporter: what a run shows and writes, read from the population
 -- store: the progress line, and the run directory --
 --   events.jsonl   one JSON object per event, appended as the run goes
+--                  (a slot's first report carries its first h, `h`; an
+--                  explore its `old` and `new` h; a report its `metrics`)
 --                  (seq, kind, member, other, step, score, generation,
 --                  detail, time, and an explore's `old` and `new`
 --                  hyperparameters); `time` (wall clock) is the only field
@@ -151,7 +153,11 @@ function Reporter:lines_of(events)
   local cur_h, metric_names, hnames = self.cur_h, self.metric_names, self.e.names
   for k, ev in ipairs(events) do
     lines[k] = M.event_line(ev)
-    if ev.kind == "report" then
+    if ev.kind == "explore" and ev.data then
+      -- a decision's new hyperparameters: the member's from its next report on
+      local new = ev.data:match('^{"new":(%b{}),"old":')
+      if new then cur_h[ev.member] = json.decode_object(new) end
+    elseif ev.kind == "report" then
       local d = report_data(ev)
       if d and d.h then cur_h[ev.member] = d.h end
       local row = { ev.member, ev.step, fmt("%.17g", ev.score) }
@@ -300,6 +306,8 @@ local function trace(e, result)
         end
       end
       last_step[m] = math.max(last_step[m], ev.step)
+    elseif ev.kind == "explore" and ev.new then
+      cur_h[m] = ev.new
     elseif ev.kind == "exploit" and ev.other then
       local d = ev.other
       cur[m] = { member = m, points = {}, from = { ev.step, ev.score, d } }

@@ -341,27 +341,6 @@ local READY, BUDGET, FAILED, LOST = 1, 2, 3, 4
 M.READY, M.BUDGET, M.FAILED, M.LOST = READY, BUDGET, FAILED, LOST
 
 
--- h as JSON text, kept per member while its values stay the same (most
--- turns: formatting floats exactly is the dear part)
-function Worker:h_text(i, h, as_data)
-  local cache = self.h_cache
-  if not cache then cache = {}; self.h_cache = cache end
-  local c = cache[i]
-  local names = self.e.names
-  if c then
-    local same = true
-    for k = 1, #names do
-      if c[k] ~= h[names[k]] then same = false; break end
-    end
-    if same then return as_data and c.data or c.text end
-  end
-  c = { text = self.h_json(h) }
-  c.data = '{"h":' .. c.text .. "}"
-  for k = 1, #names do c[k] = h[names[k]] end
-  cache[i] = c
-  return as_data and c.data or c.text
-end
-
 --- Trains member i: task = {member =, limit = work at which the slot
 -- stops, since = steps since its last decision, deadline = clock time or
 -- -1}.  After each step the worker's after_step(i), when set, says whether
@@ -399,7 +378,9 @@ function Worker:train(task)
     if not before then before = {}; self.before = before end
     for k, c in ipairs(self.checks) do before[k] = c.opt[c.field] end
   end
-  local first = true -- the turn's first report carries h
+  -- the slot's first report carries its first h (later ones change
+  -- through decisions, whose explore events carry them)
+  local first = work == 0
   if not self.h_json then self.h_json = json.object_encoder(e.names) end
   local g, tensors, values, numbers = self.g, self.tensors, self.parts.values, self.numbers
   local m = self.ready_arg -- what the ready rule reads, one table per worker
@@ -457,14 +438,11 @@ function Worker:train(task)
     steps, work, since = steps + 1, work + 1, since + 1
     self:refresh()
     tensors, values = self.tensors, self.parts.values
-    -- the report's data: the hyperparameters a turn starts with (its first
+    -- the report's data: the hyperparameters the slot starts with (its first
     -- report), the metrics of every evaluation that gave them
     local data
-    if first and not metrics then
-      data = self:h_text(i, h, true)
-      first = false
-    elseif first or metrics then
-      data = "{" .. (first and ('"h":' .. self:h_text(i, h)) or "") .. ((first and metrics) and "," or "")
+    if first or metrics then
+      data = "{" .. (first and ('"h":' .. self.h_json(h)) or "") .. ((first and metrics) and "," or "")
         .. (metrics or "") .. "}"
       first = false
     end
