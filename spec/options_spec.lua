@@ -174,7 +174,12 @@ describe("pbt.ready.plateau", function()
     assert.is_false(d(m_of({ 1, 2, 2.6, 2.3 })))
   end)
 
-  it("refuses a patience the score window cannot hold", function()
+  it("refuses a patience the score window cannot hold, at the experiment", function()
+    local ok, err = pcall(function() pbt.experiment(experiment({ ready = pbt.ready.plateau{ patience = 10 } })) end)
+    assert.is_false(ok)
+    assert.matches("options_spec%.lua:%d+: experiment: ready.plateau's patience %(10%) needs a score window " ..
+      "longer than it %(window = 10%): set window = 11 or more", err)
+    pbt.experiment(experiment({ ready = pbt.ready.plateau{ patience = 10 }, window = 11 }))
     local r = pbt.ready.plateau{ patience = 10 }
     assert.has_error(function() r(m_of({ 1, 2 }, 10, "max", 10)) end,
       "ready.plateau: patience 10 needs a score window longer than 10 (the experiment's window is 10)")

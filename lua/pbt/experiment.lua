@@ -97,6 +97,11 @@ function M.experiment(desc)
   if math.type(e.window) ~= "integer" or e.window < 2 then
     fail("window must be an integer >= 2, got %s", tostring(e.window))
   end
+  local patience = ready_mod.patience[e.ready]
+  if patience and patience >= e.window then
+    fail("ready.plateau's patience (%d) needs a score window longer than it (window = %d): set window = %d " ..
+      "or more", patience, e.window, patience + 1)
+  end
   -- a t-test that asks for more scores than the store keeps would test
   -- fewer than it says
   if e.exploit.name == "ttest" and e.exploit.window > e.window then

@@ -17,6 +17,10 @@ local options = require("pbt.options")
 
 local M = {}
 
+-- the patience of each plateau rule (the experiment checks it against its
+-- score window when the rule is given)
+M.patience = setmetatable({}, { __mode = "k" })
+
 local function check_count(fname, n)
   if math.type(n) ~= "integer" or n < 0 or (fname == "ready.every" and n == 0) then
     error(("%s: expects a %s integer, got %s"):format(fname,
@@ -46,7 +50,7 @@ function M.plateau(opts)
   if type(min_delta) ~= "number" or not (min_delta >= 0) then
     error(("ready.plateau: min_delta must be a number >= 0, got %s"):format(tostring(min_delta)), 2)
   end
-  return function(m)
+  local rule = function(m)
     if patience >= m.window then
       error(("ready.plateau: patience %d needs a score window longer than %d (the experiment's window is %d)")
         :format(patience, patience, m.window), 0)
@@ -61,6 +65,8 @@ function M.plateau(opts)
     for k = n - patience + 1, n do recent = math.max(recent, sign * h[k]) end
     return recent <= before + min_delta
   end
+  M.patience[rule] = patience
+  return rule
 end
 
 local function rules(fname, ...)
