@@ -99,6 +99,9 @@ void lpbt_record(lua_State *L, const char *op, int nargs, int nres);
  * is an error, and so is modifying a tensor that requires grad while grad
  * mode is on, as in PyTorch. */
 void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname);
+/* After an in-place op succeeded: autograd sees the change (the storage's
+ * version, checked by backward); a failed op changes nothing. */
+#define LPBT_CHANGED(t) pbt_tensor_bump_version(t)
 int lpbt_grad_enabled(lua_State *L);
 
 /* Pushes an empty pbt_buf in a to-be-closed userdata ("pbt.Buffer"): its

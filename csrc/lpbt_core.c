@@ -432,7 +432,6 @@ void lpbt_check_inplace(lua_State *L, const pbt_tensor *t, const char *fname) {
   if (LPBT_REQUIRES_GRAD(t) && lpbt_grad_enabled(L))
     luaL_error(L, "%s: a tensor that requires grad cannot be modified in place "
                   "(inside pbt.no_grad, or on t:detach(), it can)", fname);
-  pbt_tensor_bump_version(t); /* autograd sees the change (check_versions) */
 }
 
 /* core.autograd(node_metatable) installs the node metatable and turns

@@ -33,6 +33,7 @@ static int m_matmul(lua_State *L) {
     lpbt_check_inplace(L, out, "matmul");
     lua_settop(L, 3);
     LPBT_CHECK(L, "matmul", pbt_matmul(out, a, b, &err), &err);
+    LPBT_CHANGED(out);
   } else {
     lua_settop(L, 2);
     out = lpbt_push_tensor(L);
@@ -74,6 +75,7 @@ static int addmm(lua_State *L, const char *fname) {
   pbt_error err;
   lpbt_check_inplace(L, out, fname);
   LPBT_CHECK(L, fname, pbt_addmm(out, a, b, alpha, beta, &err), &err);
+  LPBT_CHANGED(out);
   lua_settop(L, 1);
   return 1;
 }
@@ -129,6 +131,7 @@ static int m_scatter_add_(lua_State *L) {
   pbt_error err;
   lpbt_check_inplace(L, t, "scatter_add_");
   LPBT_CHECK(L, "scatter_add_", pbt_scatter_add_(t, dim, idx, src, 1, &err), &err);
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }

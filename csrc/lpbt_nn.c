@@ -110,12 +110,9 @@ static pbt_tensor *opt_workspace(lua_State *L, int arg, const char *fname, int n
   pbt_tensor *ws = opt_tensor(L, arg);
   int k;
   if (!ws) return NULL;
-  {
-    /* the checks of lpbt_check_inplace without its version bump: the
-     * workspace is scratch space, no gradient depends on what it held */
-    pbt_error err;
-    if (pbt_check_writable(ws, &err) != PBT_OK) lpbt_raise(L, fname, &err);
-  }
+  /* (no LPBT_CHANGED after the op: the workspace is scratch space, no
+   * gradient depends on what it held) */
+  lpbt_check_inplace(L, ws, fname);
   for (k = 1; k <= nin; k++) {
     const pbt_tensor *t = lpbt_test_tensor(L, k);
     if (t && t->storage == ws->storage)

@@ -95,6 +95,7 @@ static int binary(lua_State *L, pbt_binop op, const char *name, int in_place) {
     s = pbt_scalar_binary(r, av, b, op, &err);
   LPBT_CHECK(L, name, s, &err);
   if (in_place) {
+    LPBT_CHANGED(a);
     lua_settop(L, 1);
     return 1;
   }
@@ -171,7 +172,10 @@ static int unary(lua_State *L, pbt_unop op, const char *name, int in_place) {
   lua_settop(L, 1); /* __unm passes the operand twice */
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_unary(r, a, op, &err), &err);
-  if (in_place) return 1;
+  if (in_place) {
+    LPBT_CHANGED(a);
+    return 1;
+  }
   lpbt_gc_hint(L, r);
   if (RG(a) && op != PBT_SIGN && op != PBT_FLOOR) lpbt_record(L, name, 1, 1);
   return 1;
@@ -217,6 +221,7 @@ static int clamp(lua_State *L, const char *name, int in_place) {
   r = in_place ? a : lpbt_push_tensor(L);
   LPBT_CHECK(L, name, pbt_clamp(r, a, lo, hi, &err), &err);
   if (in_place) {
+    LPBT_CHANGED(a);
     lua_settop(L, 1);
     return 1;
   }

@@ -195,6 +195,7 @@ static int m_uniform_(lua_State *L) {
   lpbt_check_inplace(L, t, "uniform_");
   double lo = luaL_optnumber(L, 2, 0), hi = luaL_optnumber(L, 3, 1);
   pbt_fill_uniform_(t, trailing_generator(L, 4), lo, hi);
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }
@@ -205,6 +206,7 @@ static int m_normal_(lua_State *L) {
   double mean = luaL_optnumber(L, 2, 0), std = luaL_optnumber(L, 3, 1);
   luaL_argcheck(L, std >= 0, 3, "standard deviation must be >= 0");
   pbt_fill_normal_(t, trailing_generator(L, 4), mean, std);
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }

@@ -627,6 +627,7 @@ static int m_copy_(lua_State *L) {
     return luaL_error(L, "copy_: the argument requires grad, the in-place result could not "
                          "carry it (use the out-of-place op, or pbt.no_grad)");
   LPBT_CHECK(L, "copy_", pbt_copy_(t, src, &err), &err);
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }
@@ -635,6 +636,7 @@ static int m_fill_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
   lpbt_check_inplace(L, t, "fill_");
   pbt_fill_(t, luaL_checknumber(L, 2));
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }
@@ -643,6 +645,7 @@ static int m_zero_(lua_State *L) {
   pbt_tensor *t = lpbt_check_tensor(L, 1);
   lpbt_check_inplace(L, t, "zero_");
   pbt_fill_(t, 0);
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }
@@ -676,6 +679,7 @@ static int m_set(lua_State *L) {
   check_indices(L, t, 2, idx);
   lpbt_check_inplace(L, t, "set");
   pbt_tensor_set(t, idx, luaL_checknumber(L, top));
+  LPBT_CHANGED(t);
   lua_settop(L, 1);
   return 1;
 }

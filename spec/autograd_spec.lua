@@ -1104,6 +1104,16 @@ describe("autograd's version counter", function()
     assert.are.same({ 1, 1 }, a.grad:totable())
   end)
 
+  it("counts only in-place ops that happened: a failed one changes no version", function()
+    local w = T({ 1, 2 }, { dtype = "float64" }):requires_grad_()
+    local y = (w * w):sum()
+    pbt.no_grad(function()
+      assert.is_false(pcall(w.add_, w, T.ones(3, { dtype = "float64" }))) -- shapes [2] and [3]
+    end)
+    y:backward()
+    assert.are.same({ 2, 4 }, w.grad:totable())
+  end)
+
   it("sees a member's state loaded into live tensors (pop:load writes in place)", function()
     local population = require("pbt.population")
     local pop = population.new{ size = 1, hparams = {}, window = 2 }
