@@ -44,7 +44,7 @@ CTEST  = $(BUILD)/test_core
 
 .PHONY: all deps test-deps run test test-lua check valgrind rock-check rock bench bench-mlp install clean
 
-all: $(MODULE) $(LIBPBT) $(BUILD)/include/pbt.h
+all: $(MODULE) $(LIBPBT) $(LIBPBT_LUA) $(BUILD)/include/pbt.h
 
 $(BUILD)/obj/%.o: csrc/%.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)

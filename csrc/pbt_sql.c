@@ -54,8 +54,17 @@ static pbt_status fail_stmt(pbt_sql_stmt *s, int rc, pbt_error *err) {
 
 /* ---- connections ---------------------------------------------------------- */
 
+/* The settings, waited for while another connection holds the database:
+ * turning it to WAL takes a lock that SQLite does not wait for with the
+ * busy handler (two processes opening a new database at once). */
 static int apply_setup(pbt_sql *c) {
-  int rc = sqlite3_exec(c->db, SETUP_SQL, NULL, NULL, NULL);
+  int rc, waited = 0;
+  for (;;) {
+    rc = sqlite3_exec(c->db, SETUP_SQL, NULL, NULL, NULL);
+    if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) || waited >= BUSY_TIMEOUT_MS) break;
+    sqlite3_sleep(10);
+    waited += 10;
+  }
   c->setup_pending = rc != SQLITE_OK;
   return rc;
 }

@@ -283,7 +283,7 @@ describe("hyperparameters applied", function()
     local ok, err = pcall(function() opt_experiment():run{ workers = 1, progress = false } end)
     assert.is_false(ok)
     assert.matches("^experiment: member %d: the state's optimizer 'opt' trained with lr = 0%.0%d+, the " ..
-      "value it held before, while the member's hyperparameter lr = 0%.%d+: set it from h in the " ..
+      "value before the last decision, while the member's hyperparameter lr = 0%.%d+: set it from h in the " ..
       "experiment's apply%(state, h%), which runs before a member trains with new hyperparameters, or in " ..
       "step %(check_applied = false turns this check off%)$", err)
   end)
@@ -297,6 +297,9 @@ describe("hyperparameters applied", function()
     opt_experiment({ apply = apply }):run{ workers = 1, progress = false }
     opt_experiment({}, function(s, h) s.opt.lr = h.lr end):run{ workers = 1, progress = false }
     opt_experiment({}, function(s, h) s.opt.lr = h.lr / (1 + s.t) end):run{ workers = 1, progress = false }
+    opt_experiment({}, function(s, h) s.opt.lr = h.lr * 0.5 end):run{ workers = 1, progress = false }
+    opt_experiment({ apply = apply }, function(s, h) s.opt.lr = h.lr * 0.5 end):run{ workers = 1,
+      progress = false }
     opt_experiment({ check_applied = false }):run{ workers = 1, progress = false }
     -- one step each (no decision): each member's recorded lr is what apply gave its optimizer
     seen = {}

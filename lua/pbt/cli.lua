@@ -142,13 +142,13 @@ function M.main(args)
     if not opts.out then error("pbt: report --store needs --out DIR (the directory to write)", 0) end
     local e = pos[2] and pbt.load_experiment(pos[2]) or nil
     local result = require("pbt.scheduler").report(opts.out, e, { store = opts.store, run = opts.run })
-    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt and pictures from the store (%d events)")
+    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt, index.html and pictures from the store (%d events)")
       :format(opts.out, #result.events))
     return 0
   elseif cmd == "report" and pos[2] then
     local e = pos[3] and pbt.load_experiment(pos[3]) or nil
     local result = require("pbt.scheduler").report(pos[2], e)
-    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt and pictures from run.db (%d events)")
+    print(("wrote %s/events.jsonl, scores.csv, schedule.json, best.pbt, index.html and pictures from run.db (%d events)")
       :format(pos[2], #result.events))
     return 0
   elseif cmd == "replay" and pos[2] and pos[3] then

@@ -118,6 +118,7 @@ end
 -- or role, a refused password, a path SQLite cannot open.
 local function hopeless(c, err)
   local msg = message(err)
+  if msg:find("database is locked", 1, true) or msg:find("database is busy", 1, true) then return false end
   if not c.where:match("^postgres") then return true end
   for _, p in ipairs({ "does not exist", "authentication failed", "password", "no pg_hba.conf entry",
       "permission denied", "invalid URI", "invalid connection option", "missing \"=\"" }) do

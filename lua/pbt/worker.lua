@@ -420,18 +420,24 @@ function Worker:train(task)
       return fail(message(err))
     end
     -- the turn's first step: an optimizer field tied to h that still holds
-    -- what it held before this turn, while h says otherwise, was never set
-    -- from h (a schedule that changes it in step is left alone)
+    -- exactly the value of the hyperparameters the weights trained with
+    -- before the last decision, while the decision changed it, was never
+    -- set from h (a schedule that derives it from h in step is left alone)
     if checks_due then
       checks_due = false
       for k, c in ipairs(self.checks) do
         local v, hv = c.opt[c.field], h[c.field]
         if type(v) == "number" and type(hv) == "number" and v == before[k] and v ~= hv then
-          out.rule = true
-          return fail(("the state's optimizer '%s' trained with %s = %.17g, the value it held before, while " ..
-            "the member's hyperparameter %s = %.17g: set it from h in the experiment's apply(state, h), " ..
-            "which runs before a member trains with new hyperparameters, or in step (check_applied = " ..
-            "false turns this check off)"):format(c.name, c.field, v, c.field, hv))
+          -- (read only now: the schedule's entry before the current one)
+          local sched = pop:schedule(i)
+          local prev = #sched >= 2 and M.from_store(e, sched[#sched - 1].h) or nil
+          if prev and prev[c.field] == v then
+            out.rule = true
+            return fail(("the state's optimizer '%s' trained with %s = %.17g, the value before the last " ..
+              "decision, while the member's hyperparameter %s = %.17g: set it from h in the experiment's " ..
+              "apply(state, h), which runs before a member trains with new hyperparameters, or in step " ..
+              "(check_applied = false turns this check off)"):format(c.name, c.field, v, c.field, hv))
+          end
         end
       end
     end
