@@ -205,6 +205,18 @@ describe("pbt worker on an SQLite store", function()
       os.execute("rm -rf " .. dir .. " " .. wdir)
     end)
 
+  it("lets workers open a new store at the same instant (SQLite's WAL setup waits its turn)", function()
+    for round = 1, 3 do
+      local dir = helper.tmpname()
+      assert(os.execute("mkdir -p " .. dir))
+      local wdir = spawn(3, "sqlite:" .. dir .. "/s.db", "race", "PBT_CLUSTER_STEPS=3")
+      local ws = wait_workers(wdir, 3)
+      for _, w in ipairs(ws) do assert.are.equal(0, w.code, ("round %d: %s"):format(round, w.err)) end
+      check_complete(dir .. "/s.db", "race", 6, 3)
+      os.execute("rm -rf " .. dir .. " " .. wdir)
+    end
+  end)
+
   it("Ctrl-C stops a worker with status 130 and gives its member back at once", function()
     local dir = helper.tmpname()
     assert(os.execute("mkdir -p " .. dir))
