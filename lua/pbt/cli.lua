@@ -65,7 +65,10 @@ local function parse(args)
       opts[a:sub(3)] = true
       i = i + 1
     elseif a == "--help" or a == "-h" then opts.help = true; i = i + 1
-    elseif a:sub(1, 2) == "--" then error("pbt: unknown option " .. a .. "\n" .. usage, 0)
+    elseif a:sub(1, 2) == "--" then
+      local near = require("pbt.options").nearest(a:sub(3), { "out", "seed", "member", "workers", "store", "run",
+        "lease", "retry", "quiet", "resume", "overwrite", "force", "help" })
+      error("pbt: unknown option " .. a .. (near and (" (did you mean --" .. near .. "?)") or "") .. "\n" .. usage, 0)
     else pos[#pos + 1] = a; i = i + 1 end
   end
   return pos, opts
