@@ -382,11 +382,21 @@ static void load_value(loader *D, int tag, int key, int depth) {
   }
 }
 
+/* Pushes the one value of the n bytes at p (header, CRC, body), raising
+ * for a corrupt or truncated buffer. */
+static void decode_all(loader *D, const void *p, size_t n) {
+  pbt_error err;
+  int tag = 0;
+  dec_check(D, pbt_dec_begin(&D->r, p, n, &err), &err);
+  dec_check(D, pbt_dec_tag(&D->r, 0, &tag, &err), &err);
+  load_value(D, tag, 0, 0);
+  dec_check(D, pbt_dec_end(&D->r, &err), &err);
+}
+
 static int m_load(lua_State *L) {
   loader D;
   pbt_error err;
   pbt_buf *b;
-  int tag = 0;
   D.L = L;
   D.fname = "load";
   D.path = lpbt_check_path(L, 1);
@@ -398,10 +408,7 @@ static int m_load(lua_State *L) {
     lua_pushstring(L, err.msg);
     return 2;
   }
-  dec_check(&D, pbt_dec_begin(&D.r, b->data, b->len, &err), &err);
-  dec_check(&D, pbt_dec_tag(&D.r, 0, &tag, &err), &err);
-  load_value(&D, tag, 0, 0);
-  dec_check(&D, pbt_dec_end(&D.r, &err), &err);
+  decode_all(&D, b->data, b->len);
   return 1;
 }
 
@@ -423,17 +430,12 @@ static int m_encode(lua_State *L) {
  * "decode: <what>: <problem>" (what: "bytes" unless given). */
 static int m_decode(lua_State *L) {
   loader D;
-  pbt_error err;
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  int tag = 0;
   D.L = L;
   D.fname = "decode";
   D.path = luaL_optstring(L, 2, "bytes");
-  dec_check(&D, pbt_dec_begin(&D.r, s, n, &err), &err);
-  dec_check(&D, pbt_dec_tag(&D.r, 0, &tag, &err), &err);
-  load_value(&D, tag, 0, 0);
-  dec_check(&D, pbt_dec_end(&D.r, &err), &err);
+  decode_all(&D, s, n);
   return 1;
 }
 

@@ -141,6 +141,10 @@ static pbt_status prepared_of(pbt_sql *db, const char *text, int nparams, pbt_pg
       return PBT_OK;
     }
   }
+  /* a caller that builds ever new statement texts: the first 256 are kept
+   * prepared (the server holds each one for the session), the rest run
+   * unprepared */
+  if (db->nprepared >= 256) return PBT_OK;
   if (db->nprepared == db->capprepared) {
     int cap = db->capprepared ? 2 * db->capprepared : 16;
     pbt_pg_prepared *grown = realloc(db->prepared, (size_t)cap * sizeof *grown);

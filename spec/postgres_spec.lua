@@ -55,6 +55,8 @@ describe("pbt.core.sql on PostgreSQL", function()
       assert.are.same({ k = -7, n = "12.345", t = "2026-12-05", b = 1 },
         db:exec("SELECT k, n, t, b FROM mixed")[1])
     end
+    -- past the 256 statements kept prepared, the others run unprepared, as right
+    for k = 1, 300 do assert.are.same({ { x = k, s = "s" .. k } }, db:exec(("SELECT %d AS x, 's%d' AS s"):format(k, k))) end
     -- (1e300 as float8 and a bytea of every byte value: see "keeps every type")
     assert.are.same({ { x = 1 } }, db:exec("SELECT 1 AS x"))
     db:close()

@@ -107,11 +107,17 @@ local function csv_field(v)
 end
 
 -- The data of a report event: {h =, metrics =} (the hyperparameters a
--- turn started with, the metrics of the evaluation), decoded.
+-- slot starts with, the metrics of the evaluation), decoded.
+-- (decoded once per event table: new_metrics and lines_of both read it)
 local function report_data(ev)
   if not ev.data then return nil end
-  local ok, t = pcall(json.decode, ev.data)
-  return ok and type(t) == "table" and t or nil
+  local d = ev.decoded
+  if d == nil then
+    local ok, t = pcall(json.decode, ev.data)
+    d = ok and type(t) == "table" and t or false
+    ev.decoded = d
+  end
+  return d or nil
 end
 
 -- The metric names the reports of events carry that names lacks; returns
