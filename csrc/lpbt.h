@@ -180,7 +180,7 @@ extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
  * (registered with the same two upvalues). */
 extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[],
     lpbt_stats_module[], lpbt_population_module[], lpbt_threads_module[];
-extern const luaL_Reg lpbt_sql_module[];
+extern const luaL_Reg lpbt_sql_module[], lpbt_gp_module[];
 
 /* A new pbt.Population userdata holding its own reference to p; call it
  * from a function registered with the two shared upvalues. */

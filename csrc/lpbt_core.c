@@ -959,7 +959,8 @@ int luaopen_pbt_core(lua_State *L) {
                 {"stats", lpbt_stats_module},
                 {"population", lpbt_population_module},
                 {"threads", lpbt_threads_module},
-                {"sql", lpbt_sql_module}};
+                {"sql", lpbt_sql_module},
+                {"gp", lpbt_gp_module}};
     for (i = 0; i < (int)(sizeof subs / sizeof subs[0]); i++) {
       lua_newtable(L);
       lua_pushvalue(L, -3); /* the two shared upvalues on top again */

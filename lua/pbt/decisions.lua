@@ -92,7 +92,7 @@ end
 
 --- The read-only view of the population the rules get.
 function M.view(e, pop)
-  local view = { size = pop:size() }
+  local view = { size = pop:size(), mode = e.mode }
   function view.score(_, i) return pop:score(i) end
   function view.scores(_) return pop:scores() end
   function view.history(_, i) return pop:history(i) end
@@ -103,6 +103,11 @@ function M.view(e, pop)
   end
   function view.hparams(_, i) return worker_mod.hparams(e, pop, i) end
   function view.member(_, i) return pop:member(i) end
+  function view.schedule(_, i)
+    local s = pop:schedule(i)
+    for _, entry in ipairs(s) do worker_mod.from_store(e, entry.h) end
+    return s
+  end
   function view.tournament(_, i, g, m) return pop:tournament(i, g, m) end
   function view.ttest(_, i, g, window, alpha, m) return pop:ttest(i, g, window, alpha, m) end
   return setmetatable(view, { __newindex = function() error("experiment: the population view is read-only", 2) end })

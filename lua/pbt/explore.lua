@@ -14,6 +14,11 @@
 --   pbt.explore.perturb_or_resample{factors = {1.2, 0.8}, probability = 0.25}
 --       Ray Tune's rule (and its defaults): resample with that probability,
 --       else perturb
+--   pbt.explore.pb2{data = 256, candidates = 256, min_data = 4,
+--                   resample_probability = 0.25, kappa = nil}
+--       PB2: the hyperparameters with the highest upper confidence bound of
+--       a time-varying Gaussian process fitted to the population's recent
+--       improvements (see lua/pbt/pb2.lua)
 local space_mod = require("pbt.space")
 
 local options = require("pbt.options")
@@ -91,5 +96,7 @@ function M.perturb_or_resample(opts)
     return new
   end
 end
+
+M.pb2 = require("pbt.pb2").rule
 
 return M
