@@ -174,6 +174,23 @@ describe("pbt worker on an SQLite store", function()
     end
   end)
 
+  it("with one worker and PB2 gives the run `pbt run` gives (PB2 reads the population from the store)", function()
+    for _, sync in ipairs({ true, false }) do
+      local dir = helper.tmpname()
+      assert(os.execute("mkdir -p " .. dir))
+      local args = { sync = sync, delay = 0, steps = 12, explore = "pb2" }
+      cluster.work(fixture(args), { store = "sqlite:" .. dir .. "/s.db", run = "pb2", quiet = true })
+      local ref = fixture(args):run{ workers = 1, progress = false }
+      local got = scheduler.report(dir .. "/out", nil, { store = "sqlite:" .. dir .. "/s.db", run = "pb2" })
+      assert.are.equal(helper.log_text(ref.events), helper.log_text(got.events))
+      assert.are.same(ref.schedules, got.schedules)
+      local explored = 0
+      for _, ev in ipairs(ref.events) do if ev.kind == "explore" then explored = explored + 1 end end
+      assert.is_true(explored > 0)
+      os.execute("rm -rf " .. dir)
+    end
+  end)
+
   it("three worker processes, one killed with SIGKILL mid-step: the run completes as one process runs it",
     function()
       local dir = helper.tmpname()
