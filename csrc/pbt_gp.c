@@ -49,7 +49,7 @@ static double kernel(const pbt_gp_theta *t, const double *a, const double *b, in
   double d2 = 0, dt = fabs(a[0] - b[0]);
   int64_t j;
   for (j = 1; j < dims; j++) d2 += (a[j] - b[j]) * (a[j] - b[j]);
-  return t->variance * exp(-d2 / t->lengthscale) * pow(1.0 - t->epsilon, 0.5 * dt);
+  return t->variance * exp(-d2 / t->lengthscale + 0.5 * dt * log1p(-t->epsilon));
 }
 
 static int theta_ok(const pbt_gp_theta *t) {
@@ -248,25 +248,51 @@ pbt_status pbt_gp_predict(const pbt_gp *gp, const double *xs, int64_t m, double 
 /* ---- fitting ------------------------------------------------------------------ */
 
 typedef struct fit_data {
-  const double *x, *y;
-  int64_t n, dims;
+  const double *y;
+  int64_t n;
+  double *d2, *dt;   /* pairwise squared feature distances and time distances (n * n) */
+  double *kf, *k;    /* the kernel without noise, then K / L / K^-1 (n * n) */
+  double *alpha;     /* n */
   int evaluations;
 } fit_data;
 
-/* f = -LML at u and its gradient g; +inf when K cannot be factorised. */
-static double objective(fit_data *d, const double u[4], double g[4], pbt_error *err) {
+/* f = -LML at u and its gradient g (of f); +inf when K cannot be
+ * factorised there.  Works in d's buffers: no allocation. */
+static double objective(fit_data *d, const double u[4], double g[4]) {
   pbt_gp_theta t;
-  pbt_gp *gp;
-  double f;
-  int c;
+  int64_t n = d->n, i, j;
+  int nn = (int)n, info = 0;
+  double lg, quad, logdet = 0, deps, f;
   d->evaluations++;
   pbt_gp_theta_from_u(u, &t);
-  gp = pbt_gp_new(d->x, d->n, d->dims, d->y, &t, err);
-  if (!gp) return err && err->status == PBT_ERR_NOMEM ? NAN : INFINITY;
-  f = -gp->lml;
-  if (pbt_gp_lml_grad(gp, g, err) != PBT_OK) f = err && err->status == PBT_ERR_NOMEM ? NAN : INFINITY;
-  for (c = 0; c < 4; c++) g[c] = -g[c];
-  pbt_gp_free(gp);
+  lg = log1p(-t.epsilon);
+  for (j = 0; j < n; j++)
+    for (i = j; i < n; i++) {
+      double kf = t.variance * exp(-d->d2[i + j * n] / t.lengthscale + 0.5 * d->dt[i + j * n] * lg);
+      d->kf[i + j * n] = kf;
+      d->k[i + j * n] = kf + (i == j ? t.noise : 0);
+    }
+  dpotrf_("L", &nn, d->k, &nn, &info, 1);
+  if (info != 0) return INFINITY;
+  memcpy(d->alpha, d->y, (size_t)n * sizeof(double));
+  cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nn, d->k, nn, d->alpha, 1);
+  quad = cblas_ddot(nn, d->alpha, 1, d->alpha, 1);
+  cblas_dtrsv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, nn, d->k, nn, d->alpha, 1);
+  for (i = 0; i < n; i++) logdet += log(d->k[i + i * n]);
+  f = 0.5 * quad + logdet + 0.5 * (double)n * LOG_2PI;
+  dpotri_("L", &nn, d->k, &nn, &info, 1); /* K^-1, lower triangle */
+  if (info != 0) return INFINITY;
+  deps = t.epsilon * (1.0 - 2.0 * t.epsilon);
+  g[0] = g[1] = g[2] = g[3] = 0;
+  for (j = 0; j < n; j++)
+    for (i = j; i < n; i++) {
+      double w = (d->alpha[i] * d->alpha[j] - d->k[i + j * n]) * (i == j ? 0.5 : 1.0);
+      double wk = w * d->kf[i + j * n];
+      g[0] -= wk;
+      g[1] -= wk * d->d2[i + j * n] / t.lengthscale;
+      g[2] -= wk * (-0.5 * d->dt[i + j * n] / (1.0 - t.epsilon)) * deps;
+      if (i == j) g[3] -= w * t.noise;
+    }
   return f;
 }
 
@@ -281,10 +307,10 @@ static int held(const double u[4], const double g[4], int c) {
 
 pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
                       pbt_gp_theta *theta, pbt_gp_fit_info *info, pbt_error *err) {
-  fit_data d;
-  double u[4], g[4], H[16], f, pg;
-  int it, c, r;
-  pbt_error e2;
+  fit_data d = {0};
+  double u[4], g[4], H[16], f, pg, pn;
+  int it, c, r, flat = 0;
+  pbt_status st = PBT_OK;
   pbt_gp *probe;
   if (!y) return pbt_fail(err, PBT_ERR_ARG, "fitting a GP needs its targets y");
   /* argument checks (and a first factorisation) by building the GP once */
@@ -295,17 +321,35 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
     return pbt_fail(err, PBT_ERR_ARG,
                     "a fit's start needs 0 < epsilon < 0.5 and noise > 0, got %g and %g",
                     theta->epsilon, theta->noise);
-  d.x = x;
   d.y = y;
   d.n = n;
-  d.dims = dims;
   d.evaluations = 0;
+  d.d2 = (double *)malloc((size_t)n * (size_t)n * sizeof(double));
+  d.dt = (double *)malloc((size_t)n * (size_t)n * sizeof(double));
+  d.kf = (double *)malloc((size_t)n * (size_t)n * sizeof(double));
+  d.k = (double *)malloc((size_t)n * (size_t)n * sizeof(double));
+  d.alpha = (double *)malloc((size_t)n * sizeof(double));
+  if (!d.d2 || !d.dt || !d.kf || !d.k || !d.alpha) {
+    st = pbt_fail(err, PBT_ERR_NOMEM, "not enough memory to fit a GP of %lld points", (long long)n);
+    goto done;
+  }
+  for (c = 0; c < n; c++) {
+    int64_t i, j;
+    for (i = c; i < n; i++) {
+      const double *a = x + i * dims, *b = x + c * dims;
+      double d2 = 0;
+      for (j = 1; j < dims; j++) d2 += (a[j] - b[j]) * (a[j] - b[j]);
+      d.d2[i + c * n] = d2;
+      d.dt[i + c * n] = fabs(a[0] - b[0]);
+    }
+  }
   pbt_gp_theta_to_u(theta, u);
   for (c = 0; c < 4; c++) u[c] = clampu(u[c]);
-  f = objective(&d, u, g, &e2);
-  if (isnan(f)) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory to fit a GP");
-  if (!isfinite(f))
-    return pbt_fail(err, PBT_ERR_ARG, "the GP's covariance is not positive definite at the start");
+  f = objective(&d, u, g);
+  if (!isfinite(f)) {
+    st = pbt_fail(err, PBT_ERR_ARG, "the GP's covariance is not positive definite at the start");
+    goto done;
+  }
   memset(H, 0, sizeof H);
   for (c = 0; c < 4; c++) H[c * 5] = 1;
   for (it = 0; it < 500; it++) {
@@ -313,7 +357,7 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
     int ok = 0, identity = 1;
     for (pg = 0, c = 0; c < 4; c++)
       if (!held(u, g, c) && fabs(g[c]) > pg) pg = fabs(g[c]);
-    if (pg < 1e-9) break;
+    if (pg < 1e-8) break;
     /* p = -H g on the free coordinates */
     for (r = 0; r < 4; r++) {
       p[r] = 0;
@@ -331,17 +375,16 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
       identity = 1;
     }
     /* a first step of at most 1 in u: exp(1) in a kernel parameter */
-    for (pg = 0, c = 0; c < 4; c++)
-      if (fabs(p[c]) > pg) pg = fabs(p[c]);
-    if (pg > 1) step = 1 / pg;
-    for (r = 0; r < 60; r++, step *= 0.5) {
+    for (pn = 0, c = 0; c < 4; c++)
+      if (fabs(p[c]) > pn) pn = fabs(p[c]);
+    if (pn > 1) step = 1 / pn;
+    for (r = 0; r < 12; r++, step *= 0.5) {
       double dec = 0;
       for (c = 0; c < 4; c++) {
         un[c] = clampu(u[c] + step * p[c]);
         dec += g[c] * (un[c] - u[c]);
       }
-      fn = objective(&d, un, gn, &e2);
-      if (isnan(fn)) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory to fit a GP");
+      fn = objective(&d, un, gn);
       if (fn <= f + 1e-4 * dec && dec < 0) {
         ok = 1;
         break;
@@ -349,7 +392,9 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
       if (dec >= 0) break; /* the projection left no descent */
     }
     if (!ok) {
-      if (identity) break; /* no progress along the gradient either: done */
+      /* no decrease a double can tell along the step: converged when the
+       * gradient is small, else once more along the gradient */
+      if (identity || pg < 1e-4) break;
       memset(H, 0, sizeof H);
       for (c = 0; c < 4; c++) H[c * 5] = 1;
       continue;
@@ -372,7 +417,10 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
     }
     memcpy(u, un, sizeof u);
     memcpy(g, gn, sizeof g);
+    /* three steps in a row that gain nothing a double can tell: done */
+    flat = f - fn <= 1e-14 * (fabs(f) > 1 ? fabs(f) : 1) ? flat + 1 : 0;
     f = fn;
+    if (flat >= 3) break;
   }
   pbt_gp_theta_from_u(u, theta);
   if (info) {
@@ -380,7 +428,13 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
     info->iterations = it;
     info->evaluations = d.evaluations;
   }
-  return PBT_OK;
+done:
+  free(d.d2);
+  free(d.dt);
+  free(d.kf);
+  free(d.k);
+  free(d.alpha);
+  return st;
 }
 
 /* ---- the acquisition ------------------------------------------------------------ */

@@ -15,6 +15,7 @@
 local json = require("pbt.json")
 local worker_mod = require("pbt.worker")
 local shared = require("pbt.shared")
+local explore_hooks = require("pbt.explore").hooks
 
 local is_interrupt = shared.is_interrupt
 
@@ -92,7 +93,7 @@ end
 
 --- The read-only view of the population the rules get.
 function M.view(e, pop)
-  local view = { size = pop:size(), mode = e.mode }
+  local view = { size = pop:size(), mode = e.mode, space = e.space }
   function view.score(_, i) return pop:score(i) end
   function view.scores(_) return pop:scores() end
   function view.history(_, i) return pop:history(i) end
@@ -158,6 +159,13 @@ function M.new(e, pop, G, opts)
     return donors
   end
 
+  -- the explore rule's look at the population before a batch of decisions
+  -- (pbt.explore.hooks: PB2 takes its data there, before exploits change it)
+  local hook = explore_hooks[e.explore]
+  local function prepare(i)
+    if hook then rule("explore", i, hook, view) end
+  end
+
   --- The decision for member i: copy donor dn (when given), then explore.
   -- Returns whether member i was copied from dn.
   function d.decide(i, dn)
@@ -203,6 +211,7 @@ function M.new(e, pop, G, opts)
   function d.replace(i)
     local dn = M.best_alive(pop, mode, i)
     if dn then
+      prepare(i)
       d.decide(i, dn)
       since[i] = 0 -- a decision, as after a ready one
     end
@@ -227,7 +236,10 @@ function M.new(e, pop, G, opts)
       dn = rule("exploit", i, e.exploit.one, view, i, G, mode)
     end
     dn = checked_donor(i, dn)
-    if dn or e.explore_always then d.decide(i, dn) end
+    if dn or e.explore_always then
+      prepare(i)
+      d.decide(i, dn)
+    end
     since[i] = 0
   end
 
@@ -256,6 +268,7 @@ function M.new(e, pop, G, opts)
         if ready[i] then donors[i] = rule("exploit", i, e.exploit.one, view, i, G, mode) end
       end
     end
+    if todo[1] then prepare(todo[1]) end
     -- a member copied into in this generation is no donor after that: its
     -- weights and hyperparameters are not the ones the rule saw
     local copied = {}

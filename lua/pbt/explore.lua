@@ -97,6 +97,16 @@ function M.perturb_or_resample(opts)
   end
 end
 
-M.pb2 = require("pbt.pb2").rule
+--- Rules that read the population before a decision changes it register
+-- hooks[rule] = function(view): the deciders call it before each batch of
+-- decisions (a synchronous generation, an asynchronous member's turn, the
+-- replacement of a failed member).  PB2 takes its data there.
+M.hooks = setmetatable({}, { __mode = "k" })
+
+function M.pb2(opts)
+  local rule, prepare = require("pbt.pb2").rule(opts)
+  M.hooks[rule] = prepare
+  return rule
+end
 
 return M

@@ -7,14 +7,17 @@
 -- whose kernel forgets old data (csrc/pbt_gp.h), and gives the member that
 -- exploited the hyperparameters with the highest upper confidence bound.
 --
--- The data, read from the population each time (so every worker, a resumed
--- run and one in a shared store see the same): for each member, the scores
+-- The data, read from the population before each batch of decisions (a
+-- synchronous generation, an asynchronous turn: pbt.explore.hooks), so
+-- every worker, a resumed run and one in a shared store see the same, and
+-- the members about to be overwritten still count: for each member, the scores
 -- its weights earned over the last `window` steps (view:history) and the
 -- hyperparameters they trained with (view:schedule); each step of it is a
 -- point (t = the step, r = the score before it, h) with target the change
 -- of the score in that step (its negative when mode = "min").  Members
 -- whose weights share a past give the same points once.  The `data` most
--- recent points are used.  Features are scaled to [0, 1]: t and r over the
+-- recent points are used (Ray Tune keeps every report; here the data is
+-- the population's last `window` steps, the experiment's score window).  Features are scaled to [0, 1]: t and r over the
 -- data, h over the space's bounds (log scale for loguniform); targets are
 -- standardised.  The kernel's parameters are fitted by maximum likelihood
 -- (from PB2's start: variance 1, lengthscale 1, epsilon 0.1, noise 1).
@@ -44,8 +47,9 @@ local M = {}
 
 local function fail(fmt, ...) error("explore.pb2: " .. fmt:format(...), 0) end
 
--- how each hyperparameter is treated: "gp" with to/from [0, 1], "keep"
--- (fixed), "choice" (kept or redrawn)
+--- How each hyperparameter of a space is treated: {names, gp_names (by
+-- the GP, in name order), conv = {name = {to = v -> [0, 1], from = x -> v}}};
+-- the others are kept (fixed) or kept / redrawn (unordered choices).
 local function plan_of(space)
   local names, gp_names, conv = space_mod.names(space), {}, {}
   for _, name in ipairs(names) do
@@ -86,6 +90,8 @@ local function plan_of(space)
   end
   return { names = names, gp_names = gp_names, conv = conv }
 end
+
+M.plan = plan_of
 
 -- the entry of a schedule in force at step s (the last with step <= s)
 local function h_at(schedule, s)
@@ -163,7 +169,19 @@ function M.rule(opts)
     return cache.theta
   end
 
-  return function(h, space, g, view, i)
+  -- the data taken by prepare(view) before a batch of decisions (valid
+  -- for that view until the next prepare)
+  local snapshot = {}
+  local function prepare(view)
+    snapshot.view, snapshot.points = nil, nil
+    local space = view.space
+    if not space then return end
+    local plan = plans[space]
+    if not plan then plan = plan_of(space); plans[space] = plan end
+    snapshot.view, snapshot.points = view, M.data(view, space, plan, view.mode or "max")
+  end
+
+  local rule = function(h, space, g, view, i)
     if type(view) ~= "table" or not view.schedule then
       fail("needs the population view (called as explore(h, space, generator, view, i))")
     end
@@ -179,7 +197,8 @@ function M.rule(opts)
     if #plan.gp_names == 0 then return new end
 
     local mode = view.mode or "max"
-    local points = M.data(view, space, plan, mode)
+    local points = snapshot.view == view and view.space == space and snapshot.points
+      or M.data(view, space, plan, mode)
     if #points > max_data then
       local recent = {}
       for k = #points - max_data + 1, #points do recent[#recent + 1] = points[k] end
@@ -242,6 +261,7 @@ function M.rule(opts)
     for q, name in ipairs(plan.gp_names) do new[name] = plan.conv[name].from(x[q]) end
     return new
   end
+  return rule, prepare
 end
 
 return M
