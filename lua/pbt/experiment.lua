@@ -104,6 +104,10 @@ function M.experiment(desc)
   end
   -- a t-test that asks for more scores than the store keeps would test
   -- fewer than it says
+  if e.exploit.name == "truncation" and e.exploit.smooth and e.exploit.smooth > e.window then
+    fail("exploit.truncation's smooth (%d) is longer than the experiment's score window (window = %d): set " ..
+      "window = %d or more", e.exploit.smooth, e.window, e.exploit.smooth)
+  end
   if e.exploit.name == "ttest" and e.exploit.window > e.window then
     fail("exploit.ttest's window (%d) is longer than the experiment's score window (window = %d): set " ..
       "window = %d or more, or a shorter t-test window", e.exploit.window, e.window, e.exploit.window)
