@@ -15,9 +15,19 @@
 --   lua5.4 lua/pbt/cli.lua run examples/fashion_pbt.lua --out DIR   (PBT only)
 --
 -- The file is also the experiment file: loaded with pbt.load_experiment(path,
--- {pbt = true|false, seed = s}) (or by `pbt run`, which means PBT with seed
--- 1) it returns the experiment, and every worker thread loads it so.  The
--- data set is loaded once per process with pbt.shared.
+-- {method = m, seed = s, steps = n, population = p}) (or by `pbt run`, which
+-- means PBT with seed 1) it returns the experiment, and every worker thread
+-- loads it so.  The data set is loaded once per process with pbt.shared.
+-- Its arguments, all optional:
+--   method      "pbt" (default: truncation 25% + perturb_or_resample),
+--               "ttest" (Welch's t-test exploit + perturb_or_resample),
+--               "pb2" (truncation 25% + pbt.explore.pb2), "random" (no
+--               exploit, no explore: random search); see METHODS below
+--   pbt         true|false, the older form: false means method "random"
+--   seed        the experiment's seed and the validation split's (1)
+--   steps       steps per member (PBT_STEPS or 16)
+--   population  members (8)
+-- bench/compare.lua runs every method over many seeds.
 --
 -- Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 if not package.loaded.pbt and not pcall(require, "pbt") then
@@ -34,6 +44,8 @@ local as_script = type(args) ~= "table" and arg and arg[0] and arg[0]:match("fas
 args = type(args) == "table" and args or {}
 local out_dir = as_script and arg[1] or "runs/fashion_pbt"
 local seed = as_script and tonumber(arg[2]) or args.seed or 1
+local steps = args.steps or tonumber(os.getenv("PBT_STEPS") or "16")
+local population = args.population or 8
 
 -- the data, once per process: a validation split of the training set
 -- scores the members; the test set is only used to report the winners
@@ -46,9 +58,33 @@ local x_train, y_train, x_val, y_val, test = d.x_train, d.y_train, d.x_val, d.y_
 
 local STEP_BATCHES = 100 -- minibatches per PBT step
 
-local function experiment(name, pbt_on)
+-- the methods: each gives the exploit and explore rules (called only for the
+-- method asked for, so a rule that does not exist yet fails only its method)
+local METHODS = {
+  pbt = function() return pbt.exploit.truncation{ fraction = 0.25 }, pbt.explore.perturb_or_resample{} end,
+  ttest = function() return pbt.exploit.ttest{}, pbt.explore.perturb_or_resample{} end,
+  pb2 = function()
+    assert(pbt.explore.pb2, "method 'pb2' needs pbt.explore.pb2, which this pbt does not have")
+    return pbt.exploit.truncation{ fraction = 0.25 }, pbt.explore.pb2{}
+  end,
+  random = function() return function() return nil end, function(h) return h end end,
+  -- the remedies for PBT's greed (README: "Does pbt find better models?")
+  smooth = function() return pbt.exploit.truncation{ fraction = 0.25, smooth = 4 }, pbt.explore.perturb_or_resample{} end,
+  floor = function() return pbt.exploit.truncation{ fraction = 0.25, min_lineages = 3 }, pbt.explore.perturb_or_resample{} end,
+}
+
+local function experiment(method)
+  local rules = METHODS[method]
+  if not rules then
+    local names = {}
+    for k in pairs(METHODS) do names[#names + 1] = k end
+    table.sort(names)
+    error(("fashion_pbt: unknown method '%s' (one of %s)"):format(tostring(method),
+      table.concat(names, ", ")), 0)
+  end
+  local exploit, explore = rules()
   return pbt.experiment{
-    name = name, population = 8, seed = seed, mode = "max", sync = true,
+    name = "fashion " .. method, population = population, seed = seed, mode = "max", sync = true,
     space = {
       lr = pbt.loguniform(1e-3, 0.5),
       momentum = pbt.uniform(0, 0.99),
@@ -78,15 +114,18 @@ local function experiment(name, pbt_on)
       return pbt.no_grad(function() return nn.accuracy(state.model(x_val), y_val) end)
     end,
     ready = pbt.ready.every(2),
-    exploit = pbt_on and pbt.exploit.truncation{ fraction = 0.25 } or function() return nil end,
-    explore = pbt_on and pbt.explore.perturb_or_resample{} or function(h) return h end,
-    budget = { steps = tonumber(os.getenv("PBT_STEPS") or "16") },
+    exploit = exploit,
+    explore = explore,
+    budget = { steps = steps },
   }
 end
 
 if not as_script then
-  local on = args.pbt ~= false
-  return experiment(on and "fashion PBT" or "fashion random search", on)
+  local method = args.method or (args.pbt == false and "random" or "pbt")
+  if args.pbt == false and method ~= "random" then
+    error(("fashion_pbt: pbt = false (random search) and method = '%s' disagree"):format(method), 0)
+  end
+  return experiment(method)
 end
 
 local function test_accuracy(state)
