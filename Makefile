@@ -88,6 +88,7 @@ test-deps:
 	@sh .ci/deps dataset-fashion-mnist chromium
 
 run: deps
+	@sh .ci/deps python3-torch python3-optuna
 	$(MAKE) --no-print-directory all
 	$(LUA) examples/fashion_pbt.lua runs/fashion_pbt
 
