@@ -98,6 +98,29 @@ describe("pbt.explore.pb2", function()
       assert.are.equal(x0, x2)
     end)
 
+    it("takes its data before the batch's exploits change the population (pbt.explore.hooks)", function()
+      local function fresh() return population(8, pbt.Generator(3)) end
+      local explore = pbt.explore.pb2{}
+      local before = explore({ lr = 0.5 }, space, pbt.Generator(1), fake_view(fresh()), 1)
+      -- the deciders call the hook; then member 1 copies member 2 (history,
+      -- steps, schedule): its own past is gone from the view
+      local members = fresh()
+      local view = fake_view(members)
+      view.space = space
+      pbt.explore.hooks[explore](view)
+      members[1] = { steps = members[2].steps, history = members[2].history, schedule = members[2].schedule }
+      local after = explore({ lr = 0.5 }, space, pbt.Generator(1), view, 1)
+      -- the same as a view that still holds member 1's past for the data
+      -- and gives member 1's new score and steps for its place
+      local hybrid = fake_view(fresh())
+      function hybrid.score(_, j) local h = members[j].history return h[#h] end
+      assert.are.same(explore({ lr = 0.5 }, space, pbt.Generator(1), hybrid, 1), after)
+      -- and without the hook the copied-over past is lost: another point
+      local lost = explore({ lr = 0.5 }, space, pbt.Generator(1), fake_view(members), 1)
+      assert.are_not.same(after, lost)
+      assert.is_truthy(before.lr)
+    end)
+
     it("redraws from the prior while there are fewer than min_data points", function()
       local members = { { steps = 2, history = { 1, 2 }, schedule = { { step = 0, h = { lr = 0.1 } } } } }
       local g1, g2 = pbt.Generator(5), pbt.Generator(5)
