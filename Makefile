@@ -17,6 +17,7 @@ SHELL := /bin/bash
 
 LUA        ?= lua5.4
 BUSTED     ?= $(LUA) /usr/bin/busted --ignore-lua
+comma := ,
 LUA_INCDIR ?= /usr/include/lua5.4
 CC         ?= cc
 CFLAGS     ?=
@@ -28,7 +29,10 @@ WARN    = -std=c11 -Wall -Wextra -pedantic -Wmissing-prototypes -Wstrict-prototy
 # pbt never reads errno after math calls; this lets gcc vectorize sqrt
 MATH    = -fno-math-errno
 ALL_CFLAGS = $(CFLAGS) $(OPT) $(MATH) $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -I/usr/include/postgresql -Icsrc
-LIBS    = -lopenblas -lz -lm -pthread -lsqlite3 -lpq
+# OPENBLAS_LIBDIR: where libopenblas is when the linker does not find it
+# (the rockspec passes LuaRocks' value)
+OPENBLAS_LIBDIR ?=
+LIBS    = $(if $(OPENBLAS_LIBDIR),-L$(OPENBLAS_LIBDIR) -Wl$(comma)-rpath$(comma)$(OPENBLAS_LIBDIR)) -lopenblas -lz -lm -pthread -lsqlite3 -lpq
 
 CORE_SRC = $(wildcard csrc/pbt_*.c)
 BIND_SRC = $(wildcard csrc/lpbt_*.c)

@@ -30,6 +30,7 @@ build = {
       CFLAGS = "$(CFLAGS)",
       LIBFLAG = "$(LIBFLAG)",
       LUA_INCDIR = "$(LUA_INCDIR)",
+      OPENBLAS_LIBDIR = "$(OPENBLAS_LIBDIR)",
    },
    install_target = "install",
    install_variables = {
