@@ -61,6 +61,7 @@ local function same_shape(a, b)
 end
 
 local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
+M.shape_str = shape_str -- "[3,4]" for a shape table (one home: optim and nn use it)
 
 local core_same_shape, needs_grad = core.same_shape, core.needs_grad
 local check_versions = core.check_versions

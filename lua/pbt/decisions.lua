@@ -23,11 +23,7 @@ local M = {}
 
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
-local function copy_h(h)
-  local c = {}
-  for k, v in pairs(h) do c[k] = v end
-  return c
-end
+local copy_h = require("pbt.space").copy
 M.copy_h = copy_h
 
 -- hyperparameter kinds for the C store: choices are stored as 1-based indices

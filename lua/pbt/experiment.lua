@@ -28,12 +28,7 @@ local options = require("pbt.options")
 
 local Generator = core.Generator
 
-local function copy_h(h)
-  local c = {}
-  for k, v in pairs(h) do c[k] = v end
-  return c
-end
-
+local copy_h = require("pbt.space").copy
 
 local M = {}
 

@@ -41,11 +41,7 @@ local function check_probability(fname, p)
   end
 end
 
-local function copy(h)
-  local c = {}
-  for k, v in pairs(h) do c[k] = v end
-  return c
-end
+local copy = space_mod.copy
 
 function M.perturb(opts)
   options.check("explore.perturb", opts, { "factors" }, 3)

@@ -33,7 +33,7 @@ local is_tensor = autograd.is_tensor
 
 local nn = {}
 
-local function fmt_shape(s) return "[" .. table.concat(s, ",") .. "]" end
+local fmt_shape = autograd.shape_str
 
 -- ---- gradient rules of the C kernels --------------------------------------------
 

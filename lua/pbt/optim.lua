@@ -15,7 +15,6 @@ local core = require("pbt.core")
 local C = core.optim
 local T = core.tensor
 
-local tensor_mt = getmetatable(T.zeros(1))
 local zeros_like = T.zeros_like
 local sgd_step, adam_step, rmsprop_step = C.sgd_step, C.adam_step, C.rmsprop_step
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
@@ -23,7 +22,7 @@ local math_type, fmt = math.type, string.format
 
 local M = {}
 
-local function is_tensor(x) return getmetatable(x) == tensor_mt end
+local is_tensor = require("pbt.autograd").is_tensor
 local released = core.is_released
 
 -- The .grad of params[i] (nil when it has none), after checking that
@@ -42,7 +41,8 @@ local function num(v)
   return fmt("%.14g", v)
 end
 
-local function shape_str(t) return "[" .. table.concat(t:shape(), ",") .. "]" end
+local shape_of = require("pbt.autograd").shape_str
+local function shape_str(t) return shape_of(t:shape()) end
 
 -- ---- hyperparameters ---------------------------------------------------------
 

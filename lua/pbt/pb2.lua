@@ -187,8 +187,7 @@ function M.rule(opts)
     end
     local plan = plans[space]
     if not plan then plan = plan_of(space); plans[space] = plan end
-    local new = {}
-    for k, v in pairs(h) do new[k] = v end
+    local new = space_mod.copy(h)
     -- unordered choices: kept, or redrawn
     for _, name in ipairs(plan.names) do
       local d = space[name]

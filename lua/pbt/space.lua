@@ -177,6 +177,14 @@ function M.names(space)
   return names
 end
 
+--- A shallow copy of a hyperparameter table (the one home of this copy:
+-- explore rules, decisions and replays use it).
+function M.copy(h)
+  local c = {}
+  for k, v in pairs(h) do c[k] = v end
+  return c
+end
+
 --- Draws a whole hyperparameter table from a space.
 function M.sample(space, g)
   local h = {}
