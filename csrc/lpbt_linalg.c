@@ -17,6 +17,7 @@
  * for size 5" / "<fn>: index 2.5 is not an integer".
  */
 #include "lpbt.h"
+#include "pbt_index.h"
 #include "pbt_linalg.h"
 
 #include <limits.h>

@@ -10,6 +10,7 @@
 #include "pbt_random.h"
 #include "pbt_ops.h"
 #include "pbt_linalg.h"
+#include "pbt_index.h"
 #include "pbt_io.h"
 #include "pbt_data.h"
 #include "pbt_optim.h"
@@ -17,5 +18,6 @@
 #include "pbt_population.h"
 #include "pbt_stats.h"
 #include "pbt_select.h"
+#include "pbt_gp.h"
 
 #endif

@@ -1,6 +1,6 @@
 /* pbt_index.c -- indexing kernels: index_select, gather, scatter_add_,
- * one_hot (see pbt_linalg.h). */
-#include "pbt_linalg.h"
+ * one_hot (see pbt_index.h). */
+#include "pbt_index.h"
 
 #include <math.h>
 #include <string.h>
