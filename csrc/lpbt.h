@@ -90,9 +90,11 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
  * Autograd.  A differentiable op, once its nres results are pushed on top of
  * its nargs arguments (stack slots 1..nargs), calls
  *     if (LPBT_REQUIRES_GRAD(a) || ...) lpbt_record(L, "op", nargs, nres);
- * which, when grad mode is on, hands (op, nres, results..., args...) to the
- * Lua recorder (lua/pbt/autograd.lua) that builds the graph.  Nothing else
- * is paid by tensors that do not require grad.
+ * which, when grad mode is on (and outside pbt.no_grad), records the op in
+ * C: its first result keeps the op's name and arguments in its user values,
+ * and the node table that lua/pbt/autograd.lua's backward rules read is
+ * made from them on first use (lpbt_core.c, "autograd").  Nothing else is
+ * paid by tensors that do not require grad.
  */
 void lpbt_record(lua_State *L, const char *op, int nargs, int nres);
 /* In-place ops call this on their target: writing into an expanded tensor
