@@ -100,9 +100,16 @@ static size_t opt_limit(lua_State *L, int idx) {
 
 /* ---- functions ------------------------------------------------------------------ */
 
+static const char *const idx_options[] = {"dtype", "scale", "shift", "limit", NULL};
+static const char *const csv_options[] = {"dtype", "header", "delimiter", "columns", "limit",
+                                          NULL};
+
+/* data.idx(path [, opts]) */
 static int f_idx(lua_State *L) {
   const char *path = lpbt_check_path(L, 1);
-  pbt_dtype dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
+  pbt_dtype dt;
+  lpbt_check_options(L, 2, idx_options);
+  dt = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   double scale = opt_number(L, 2, "scale", 1.0);
   double shift = opt_number(L, 2, "shift", 0.0);
   size_t limit = opt_limit(L, 2);
@@ -114,12 +121,83 @@ static int f_idx(lua_State *L) {
   return 1;
 }
 
+/* The column named name among the header's names (NUL-separated in
+ * names), 1-based, or 0. */
+static int64_t column_named(const pbt_buf *names, const char *name) {
+  size_t pos = 0;
+  int64_t k = 1;
+  while (pos < names->len) {
+    const char *s = (const char *)names->data + pos;
+    if (strcmp(s, name) == 0) return k;
+    pos += strlen(s) + 1;
+    k++;
+  }
+  return 0;
+}
+
+/* opts.columns of a loaded CSV t: a new tensor of the columns asked for
+ * (numbers or header names), pushed, and their numbers in cols (a pushed
+ * buffer, *n of them); NULL when opts has no columns. */
+static pbt_tensor *keep_columns(lua_State *L, const char *path, const pbt_tensor *t,
+                                const pbt_buf *names, int header, int64_t **cols,
+                                int64_t *n) {
+  int ctab;
+  int64_t k, r, rows = t->shape[0], ncols = t->shape[1], shape[2];
+  pbt_tensor *out;
+  pbt_error err;
+  if (lua_type(L, 2) != LUA_TTABLE) return NULL;
+  if (lpbt_rawfield(L, 2, "columns") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  ctab = lua_gettop(L);
+  if (!lua_istable(L, ctab)) luaL_argerror(L, 2, "field 'columns' must be a table");
+  *n = (int64_t)LPBT_LEN(L, ctab);
+  if (*n == 0) luaL_argerror(L, 2, "field 'columns' is empty");
+  *cols = (int64_t *)lua_newuserdatauv(L, (size_t)*n * sizeof **cols, 0);
+  for (k = 0; k < *n; k++) {
+    int type = lua_rawgeti(L, ctab, (lua_Integer)k + 1);
+    int64_t j = 0;
+    if (type == LUA_TSTRING) {
+      if (!header) luaL_error(L, "csv: column names need the option header = true");
+      j = column_named(names, lua_tostring(L, -1));
+      if (!j) luaL_error(L, "csv: %s: no column named '%s'", path, lua_tostring(L, -1));
+    } else if (!lua_isinteger(L, -1)) {
+      luaL_argerror(L, 2, lua_pushfstring(L, "columns[%d] must be a column number or name", (int)k + 1));
+    } else {
+      lua_Integer c = lua_tointeger(L, -1);
+      if (c < 1 || c > ncols)
+        luaL_error(L, "csv: %s: column %I out of range (%I columns)", path, c, (lua_Integer)ncols);
+      j = (int64_t)c;
+    }
+    (*cols)[k] = j;
+    lua_pop(L, 1);
+  }
+  out = lpbt_push_tensor(L);
+  shape[0] = rows;
+  shape[1] = *n;
+  LPBT_CHECK(L, "csv", pbt_tensor_empty(out, t->dtype, 2, shape, &err), &err);
+  for (r = 0; r < rows; r++)
+    for (k = 0; k < *n; k++) {
+      int64_t from = r * ncols + (*cols)[k] - 1, to = r * *n + k;
+      if (t->dtype == PBT_FLOAT64)
+        ((double *)pbt_tensor_data(out))[to] = ((const double *)pbt_tensor_data(t))[from];
+      else
+        ((float *)pbt_tensor_data(out))[to] = ((const float *)pbt_tensor_data(t))[from];
+    }
+  lpbt_gc_hint(L, out);
+  return out;
+}
+
+/* data.csv(path [, opts]) */
 static int f_csv(lua_State *L) {
   const char *path = lpbt_check_path(L, 1);
   pbt_csv_opts o;
   pbt_error err;
   pbt_buf *names;
-  pbt_tensor *t;
+  pbt_tensor *t, *kept;
+  int64_t *cols = NULL, ncols = 0;
+  lpbt_check_options(L, 2, csv_options);
   o.dtype = lpbt_opt_dtype(L, 2, PBT_FLOAT32);
   o.header = opt_boolean(L, 2, "header", 0);
   o.delimiter = opt_delimiter(L, 2);
@@ -129,6 +207,23 @@ static int f_csv(lua_State *L) {
   if (pbt_csv_load(t, path, &o, names, &err) != PBT_OK)
     return load_fail(L, "csv", &err);
   lpbt_gc_hint(L, t);
+  kept = keep_columns(L, path, t, names, o.header, &cols, &ncols);
+  if (kept) {
+    int64_t k;
+    if (!o.header) return 1;
+    lua_createtable(L, (int)ncols, 0); /* the names of the columns kept */
+    for (k = 0; k < ncols; k++) {
+      size_t pos = 0;
+      int64_t j = 1;
+      while (j < cols[k]) {
+        pos += strlen((const char *)names->data + pos) + 1;
+        j++;
+      }
+      lua_pushstring(L, (const char *)names->data + pos);
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    return 2;
+  }
   if (!o.header) return 1;
   lua_createtable(L, (int)t->shape[1], 0);
   {

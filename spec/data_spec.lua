@@ -842,7 +842,7 @@ describe("pbt.data on hostile or mistaken files", function()
     assert.has_error(function() data.idx(gz, { limit = 10 }) end,
       ("idx: %s: more than 10 bytes once decompressed (the limit given)"):format(gz))
     assert.has_error(function() data.idx(gz, { limt = 10 }) end,
-      "idx: unknown option 'limt' (did you mean 'limit'?)")
+      "bad argument #2 to 'idx' (unknown option 'limt' (did you mean 'limit'?))")
   end)
 end)
 

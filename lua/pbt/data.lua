@@ -63,59 +63,17 @@ end
 -- opts: dtype ("float32" or "float64"), scale (1), shift (0): each element
 -- becomes value * scale + shift, computed in C while converting; limit: the
 -- most bytes the file may give once decompressed (a gzip bomb stops there).
-function M.idx(...)
-  local _, opts = ...
-  options.check("idx", opts, { "dtype", "scale", "shift", "limit" }, 3)
-  local ok, t, msg = pcall(C.idx, ...)
-  if not ok then error((tostring(t):gsub("^bad argument (#%d+) to '%?'", "bad argument %1 to 'idx'")), 2) end
-  return t, msg
-end
+M.idx = C.idx -- checks its options and names itself in C
 
 --- data.csv(path [, opts]) reads a numeric CSV file (gzipped or not) into a
 -- [rows, cols] tensor.  opts: dtype ("float32"), header (false: with true the
 -- first line holds column names, returned as a second value, a table of
 -- strings), delimiter (","), columns (a list of column numbers, 1-based, or
--- of names from the header: only those are kept, in that order), limit (the
--- most bytes the file may give once decompressed).  Fields
--- are numbers as strtod reads them, spaces around them allowed; blank lines
--- at the end are ignored.
-function M.csv(path, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "csv", "table expected, got " .. type(opts))
-  end
-  options.check("csv", opts, { "dtype", "header", "delimiter", "columns", "limit" }, 3)
-  -- called through pcall, the C reader's errors carry no position (nor, for
-  -- a bad argument, the function's name): they are raised again at the
-  -- caller's line, as when C functions are called
-  local ok, t, names = pcall(C.csv, path, opts)
-  if not ok then error((tostring(t):gsub("^bad argument (#%d+) to '%?'", "bad argument %1 to 'csv'")), 2) end
-  if not t then return nil, names end
-  local columns = opts and opts.columns
-  if columns == nil then return t, names end
-  if type(columns) ~= "table" then
-    argerror(2, "csv", "field 'columns' must be a table")
-  end
-  local idx, kept = {}, names and {} or nil
-  local ncols = t:size(2)
-  for k, c in ipairs(columns) do
-    local j = c
-    if type(c) == "string" then
-      if not names then error("csv: column names need the option header = true", 2) end
-      for i, name in ipairs(names) do
-        if name == c then j = i break end
-      end
-      if type(j) ~= "number" then error(("csv: %s: no column named '%s'"):format(path, c), 2) end
-    elseif math.type(c) ~= "integer" then
-      argerror(2, "csv", ("columns[%d] must be a column number or name"):format(k))
-    elseif c < 1 or c > ncols then
-      error(("csv: %s: column %d out of range (%d columns)"):format(path, c, ncols), 2)
-    end
-    idx[k] = j
-    if kept then kept[k] = names[j] end
-  end
-  if #idx == 0 then argerror(2, "csv", "field 'columns' is empty") end
-  return t:index_select(2, idx), kept
-end
+-- of names from the header: only those are kept, in that order, and their
+-- names returned), limit (the most bytes the file may give once
+-- decompressed).  Fields are numbers as strtod reads them, spaces around
+-- them allowed; blank lines at the end are ignored.  In C, as data.idx.
+M.csv = C.csv
 
 --- data.randperm(n [, generator]) -> a float64 tensor holding a random
 -- permutation of 1..n, drawn in C with the Fisher-Yates shuffle
