@@ -405,10 +405,10 @@ local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local function split_check(task, seed)
   local d = dataset(task)
   local n = d.train.y:size(1)
-  local _, _, yv = data.split(d.train.y, nil, 0.1, pbt.Generator(seed))
+  local _, _, yv = data.split(d.train.y, nil, { fraction = 0.1, generator = pbt.Generator(seed) })
   local nval = yv:size(1)
   local hash = ((yv:astype("float64") - 1) * pbt.tensor.arange(1, nval + 1, { dtype = "float64" })):sum():item()
-  local perm = data.randperm(n, pbt.Generator(seed)) -- what data.split draws
+  local perm = data.randperm(n, { generator = pbt.Generator(seed) }) -- what data.split draws
   local vfirst = d.train.x:select(1, math.tointeger(perm:get(1))):astype("float64"):sum():item()
   local tfirst = d.train.x:select(1, math.tointeger(perm:get(nval + 1))):astype("float64"):sum():item()
   -- the same permutation as data.split's: its validation labels agree

@@ -49,7 +49,7 @@ local STEP_BATCHES = 50        -- minibatches per PBT step
 -- training set is not kept alive by views of it
 local d = pbt.shared("fashion-mnist-cnn/" .. seed, function()
   local train, test = data.fashion_mnist{ flatten = false } -- x [N,1,28,28]
-  local xt, yt, xv, yv = data.split(train.x, train.y, 0.1, pbt.Generator(seed))
+  local xt, yt, xv, yv = data.split(train.x, train.y, { fraction = 0.1, generator = pbt.Generator(seed) })
   return {
     x_train = xt:narrow(1, 1, TRAIN):clone(), y_train = yt:narrow(1, 1, TRAIN):clone(),
     x_val = xv:narrow(1, 1, VAL):clone(), y_val = yv:narrow(1, 1, VAL):clone(),
@@ -115,7 +115,7 @@ local function experiment(method)
       local opt, model = state.opt, state.model
       opt.lr, opt.momentum, opt.weight_decay = h.lr, h.momentum, h.weight_decay
       local n, bs = x_train:size(1), h.batch_size
-      local order = data.randperm(n, g)
+      local order = data.randperm(n, { generator = g })
       for b = 0, STEP_BATCHES - 1 do
         local idx = order:narrow(1, (b * bs) % (n - bs) + 1, bs)
         opt:zero_grad()

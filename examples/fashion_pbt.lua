@@ -51,7 +51,7 @@ local population = args.population or 8
 -- scores the members; the test set is only used to report the winners
 local d = pbt.shared("fashion-mnist/" .. seed, function()
   local train, test = data.fashion_mnist()
-  local xt, yt, xv, yv = data.split(train.x, train.y, 0.1, pbt.Generator(seed))
+  local xt, yt, xv, yv = data.split(train.x, train.y, { fraction = 0.1, generator = pbt.Generator(seed) })
   return { x_train = xt, y_train = yt, x_val = xv, y_val = yv, test = test }
 end)
 local x_train, y_train, x_val, y_val, test = d.x_train, d.y_train, d.x_val, d.y_val, d.test
@@ -100,7 +100,7 @@ local function experiment(method)
     step = function(state, h, g)
       local opt, model = state.opt, state.model
       opt.lr, opt.momentum, opt.weight_decay = h.lr, h.momentum, h.weight_decay
-      local order = data.randperm(x_train:size(1), g)
+      local order = data.randperm(x_train:size(1), { generator = g })
       for b = 0, STEP_BATCHES - 1 do
         local idx = order:narrow(1, (b * h.batch_size) % (x_train:size(1) - h.batch_size) + 1,
           h.batch_size)

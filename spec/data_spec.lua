@@ -455,7 +455,7 @@ describe("pbt.data", function()
       for _, n in ipairs({ 0, 1, 2, 10, 1000 }) do
         local g = pbt.Generator(42)
         local expected = lua_perm(n, g:clone())
-        local t = data.randperm(n, g)
+        local t = data.randperm(n, { generator = g })
         assert.are.equal("float64", t:dtype())
         assert.are.same(expected, flat(t))
       end
@@ -640,7 +640,7 @@ describe("pbt.data", function()
       for _, c in ipairs(cases) do
         local n, fraction, nval = c[1], c[2], c[3]
         local x, y = xy(n)
-        local xtr, ytr, xva, yva = data.split(x, y, fraction, pbt.Generator(11))
+        local xtr, ytr, xva, yva = data.split(x, y, { fraction = fraction, generator = pbt.Generator(11) })
         assert.are.same({ n - nval, 2 }, xtr:shape())
         assert.are.same({ nval, 2 }, xva:shape())
         assert.are.same({ n - nval }, ytr:shape())
@@ -662,7 +662,7 @@ describe("pbt.data", function()
 
     it("is the Fisher-Yates permutation of the generator: validation first", function()
       local x, y = xy(20)
-      local xtr, _, xva = data.split(x, y, 0.2, pbt.Generator(4))
+      local xtr, _, xva = data.split(x, y, { fraction = 0.2, generator = pbt.Generator(4) })
       local p = lua_perm(20, pbt.Generator(4))
       assert.are.same({ p[1], p[2], p[3], p[4] }, firsts(xva))
       assert.are.same({ table.unpack(p, 5, 20) }, firsts(xtr))
@@ -670,25 +670,34 @@ describe("pbt.data", function()
 
     it("is deterministic for a given generator, and y may be nil", function()
       local x = xy(30)
-      local a1, _, a2 = data.split(x, nil, 0.3, pbt.Generator(9))
-      local b1, yb, b2, yv = data.split(x, nil, 0.3, pbt.Generator(9))
+      local a1, _, a2 = data.split(x, nil, { fraction = 0.3, generator = pbt.Generator(9) })
+      local b1, yb, b2, yv = data.split(x, nil, { fraction = 0.3, generator = pbt.Generator(9) })
       assert.is_nil(yb)
       assert.is_nil(yv)
       assert.are.same(firsts(a1), firsts(b1))
       assert.are.same(firsts(a2), firsts(b2))
-      local c1 = data.split(x, nil, 0.3, pbt.Generator(10))
+      local c1 = data.split(x, nil, { fraction = 0.3, generator = pbt.Generator(10) })
       assert.are_not.same(firsts(a1), firsts(c1))
     end)
 
     it("checks its arguments", function()
       local x, y = xy(4)
-      assert_error_ends(function() data.split(x, y, 1.5) end,
-        "bad argument #3 to 'split' (fraction must be a number in [0, 1], got 1.5)")
-      assert_error_ends(function() data.split(x, y, 0 / 0) end,
-        "bad argument #3 to 'split' (fraction must be a number in [0, 1], got " .. tostring(0 / 0) .. ")")
-      assert_error_ends(function() data.split(x, y, 0.5, {}) end,
-        "bad argument #4 to 'split' (pbt.Generator expected, got table)")
-      assert_error_ends(function() data.split(x, T({ 1, 2 }), 0.5) end,
+      assert_error_ends(function() data.split(x, y, { fraction = 1.5 }) end,
+        "bad argument #3 to 'split' (field 'fraction' must be a number in [0, 1], got 1.5)")
+      assert_error_ends(function() data.split(x, y, { fraction = 0 / 0 }) end,
+        "bad argument #3 to 'split' (field 'fraction' must be a number in [0, 1], got " .. tostring(0 / 0) .. ")")
+      assert_error_ends(function() data.split(x, y, { fraction = 0.5, generator = {} }) end,
+        "bad argument #3 to 'split' (field 'generator' is not a pbt.Generator)")
+      assert_error_ends(function() data.split(x, y, { fracton = 0.5 }) end,
+        "split: unknown option 'fracton' (did you mean 'fraction'?)")
+      assert_error_ends(function() data.split(x, y) end,
+        "bad argument #3 to 'split' (options table {fraction =, generator =} expected, got nil)")
+      -- the options-table convention: the positional forms are named as such
+      assert_error_ends(function() data.split(x, y, 0.5, pbt.Generator(1)) end,
+        "split: the fraction and the generator go in an options table: data.split(x, y, {fraction = 0.1, generator = g})")
+      assert_error_ends(function() data.randperm(4, pbt.Generator(1)) end,
+        "randperm: the generator goes in an options table: data.randperm(n, {generator = g})")
+      assert_error_ends(function() data.split(x, T({ 1, 2 }), { fraction = 0.5 }) end,
         "split: x and y differ in size in dimension 1 (4 and 2)")
     end)
   end)

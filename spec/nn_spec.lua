@@ -315,8 +315,8 @@ describe("pbt.nn", function()
         local x = T.tensor(rows, { dtype = dt })
         local tol = dt == "float32" and 1e-5 or 1e-12
         assert.near((l[1] + l[2] + l[3]) / 3, nn.cross_entropy(x, labels):item(), tol)
-        assert.near(l[1] + l[2] + l[3], nn.cross_entropy(x, labels, "sum"):item(), tol)
-        assert_close(l, nn.cross_entropy(x, T.tensor(labels, { dtype = "float32" }), "none"), tol)
+        assert.near(l[1] + l[2] + l[3], nn.cross_entropy(x, labels, { reduction = "sum" }):item(), tol)
+        assert_close(l, nn.cross_entropy(x, T.tensor(labels, { dtype = "float32" }), { reduction = "none" }), tol)
         assert.equal(dt, nn.cross_entropy(x, labels):dtype())
       end
       -- non-contiguous logits
@@ -326,7 +326,7 @@ describe("pbt.nn", function()
 
     it("cross_entropy is stable for large logits", function()
       local x = T.tensor({ { 1000, 0, -1000 }, { 1000, 1000, 0 } })
-      local l = nn.cross_entropy(x, { 1, 2 }, "none")
+      local l = nn.cross_entropy(x, { 1, 2 }, { reduction = "none" })
       assert.near(0, l:get(1), 1e-6)
       assert.near(math.log(2), l:get(2), 1e-6)
     end)
@@ -343,14 +343,19 @@ describe("pbt.nn", function()
         "cross_entropy: labels of shape [1] do not fit logits of shape [2,3]")
       assert.has_error(function() nn.cross_entropy(T.zeros(3), { 1 }) end,
         "cross_entropy: expects 2-d logits [N,K], got shape [3]")
-      assert_error_ends(function() nn.cross_entropy(x, { 1, 2 }, "avg") end,
+      assert_error_ends(function() nn.cross_entropy(x, { 1, 2 }, { reduction = "avg" }) end,
         "cross_entropy: reduction must be 'mean', 'sum' or 'none', got 'avg'")
+      -- the options-table convention: a positional reduction is named as such
+      assert_error_ends(function() nn.cross_entropy(x, { 1, 2 }, "sum") end,
+        "cross_entropy: the reduction goes in an options table: {reduction = 'sum'}")
+      assert_error_ends(function() nn.mse_loss(x, 0, { reducton = "sum" }) end,
+        "mse_loss: unknown option 'reducton' (did you mean 'reduction'?)")
     end)
 
     it("nll_loss picks -logp at the labels", function()
       local lp = T.tensor({ { -0.1, -2.0, -3.0 }, { -1.5, -0.5, -2.5 } }, { dtype = "float64" })
       assert.near((0.1 + 0.5) / 2, nn.nll_loss(lp, { 1, 2 }):item(), 1e-12)
-      assert.near(3.0 + 1.5, nn.nll_loss(lp, T.tensor({ 3, 1 }), "sum"):item(), 1e-12)
+      assert.near(3.0 + 1.5, nn.nll_loss(lp, T.tensor({ 3, 1 }), { reduction = "sum" }):item(), 1e-12)
       -- log_softmax then nll_loss is cross_entropy
       local x = randn({ 4, 5 }, 3)
       assert.near(nn.cross_entropy(x, { 1, 5, 2, 2 }):item(),
@@ -361,8 +366,8 @@ describe("pbt.nn", function()
       local p = T.tensor({ 1, 2, 3 }, { dtype = "float64" })
       local t = T.tensor({ 1.5, 2, 1 }, { dtype = "float64" })
       assert.near((0.25 + 0 + 4) / 3, nn.mse_loss(p, t):item(), 1e-12)
-      assert.near(4.25, nn.mse_loss(p, t, "sum"):item(), 1e-12)
-      assert_close({ 0.25, 0, 4 }, nn.mse_loss(p, t, "none"))
+      assert.near(4.25, nn.mse_loss(p, t, { reduction = "sum" }):item(), 1e-12)
+      assert_close({ 0.25, 0, 4 }, nn.mse_loss(p, t, { reduction = "none" }))
       local xs, ts = { -3, -0.5, 0, 2, 40 }, { 0, 1, 0.5, 1, 0 }
       local want, sum = {}, 0
       for i, x in ipairs(xs) do
@@ -374,7 +379,7 @@ describe("pbt.nn", function()
       want[5] = 40 -- log(1 + e^40) ~ 40 to double precision
       for _, dt in ipairs(dtypes) do
         local x, tt = T.tensor(xs, { dtype = dt }), T.tensor(ts, { dtype = dt })
-        assert_close(want, nn.binary_cross_entropy_with_logits(x, tt, "none"), 1e-6)
+        assert_close(want, nn.binary_cross_entropy_with_logits(x, tt, { reduction = "none" }), 1e-6)
         assert.near((sum - (want[5] - 40)) / 5, nn.binary_cross_entropy_with_logits(x, tt):item(),
           1e-5)
       end
@@ -509,8 +514,8 @@ describe("pbt.nn", function()
       local x = leaf({ 4, 5 }, 1)
       local labels = T.tensor({ 2, 5, 1, 2 })
       for _, red in ipairs({ "mean", "sum", "none" }) do
-        check(function(x_) return nn.cross_entropy(x_, labels, red) end, { x })
-        check(function(x_) return nn.nll_loss(x_:log_softmax(2), labels, red) end, { x })
+        check(function(x_) return nn.cross_entropy(x_, labels, { reduction = red }) end, { x })
+        check(function(x_) return nn.nll_loss(x_:log_softmax(2), labels, { reduction = red }) end, { x })
       end
       check(function(x_) return nn.cross_entropy(x_:t(), { 1, 2, 3, 4, 1 }) end, { x })
     end)
@@ -518,8 +523,8 @@ describe("pbt.nn", function()
     it("binary_cross_entropy_with_logits, also through the targets; mse_loss", function()
       local x, t = leaf({ 3, 2 }, 1), randn({ 3, 2 }, 2):sigmoid():requires_grad_()
       for _, red in ipairs({ "mean", "sum", "none" }) do
-        check(function(x_, t_) return nn.binary_cross_entropy_with_logits(x_, t_, red) end, { x, t })
-        check(function(x_, t_) return nn.mse_loss(x_, t_, red) end, { x, t })
+        check(function(x_, t_) return nn.binary_cross_entropy_with_logits(x_, t_, { reduction = red }) end, { x, t })
+        check(function(x_, t_) return nn.mse_loss(x_, t_, { reduction = red }) end, { x, t })
       end
     end)
 
@@ -560,7 +565,7 @@ describe("pbt.nn", function()
       local cnn = nn.Sequential(nn.Conv2d(1, 2, 3, { padding = 1, generator = g, dtype = "float64" }),
         nn.GELU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3, { generator = g, dtype = "float64" }))
       local xi = randn({ 2, 1, 4, 4 }, 5)
-      check(function() return nn.cross_entropy(cnn(xi), { 1, 3 }, "sum") end, cnn:parameters())
+      check(function() return nn.cross_entropy(cnn(xi), { 1, 3 }, { reduction = "sum" }) end, cnn:parameters())
     end)
   end)
 

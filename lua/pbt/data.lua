@@ -4,8 +4,8 @@
 --   data.csv(path [, opts])          -> tensor [, names] | nil, message
 --   data.fashion_mnist([dir] [, opts]) -> train, test
 --   data.batches(x, y, opts)         -> iterator for `for xb, yb, i in ...`
---   data.split(x, y, fraction [, generator]) -> x_train, y_train, x_val, y_val
---   data.randperm(n [, generator])   -> float64 tensor, a permutation of 1..n
+--   data.split(x, y, {fraction =, generator =}) -> x_train, y_train, x_val, y_val
+--   data.randperm(n [, {generator =}])   -> float64 tensor, a permutation of 1..n
 --
 -- Reading and converting the files is C (csrc/pbt_data.c): IDX and CSV,
 -- gzipped or not (the gzip magic 1f 8b is detected).  As io.open does, idx
@@ -75,12 +75,25 @@ M.idx = C.idx -- checks its options and names itself in C
 -- them allowed; blank lines at the end are ignored.  In C, as data.idx.
 M.csv = C.csv
 
---- data.randperm(n [, generator]) -> a float64 tensor holding a random
--- permutation of 1..n, drawn in C with the Fisher-Yates shuffle
+-- the generator of an options table (the one convention: {generator = g});
+-- a generator given in place of the table is named as the old form
+local function opt_generator(opts, n, fname, known, example)
+  if is_a(opts, "pbt.Generator") then
+    error(("%s: the generator goes in an options table: %s"):format(fname, example), 3)
+  end
+  options.check(fname, opts, known, 4)
+  local g = opts and opts.generator
+  if g == nil then return core.default_generator() end
+  if not is_a(g, "pbt.Generator") then argerror(n, fname, "field 'generator' is not a pbt.Generator", 3) end
+  return g
+end
+
+--- data.randperm(n [, {generator = g}]) -> a float64 tensor holding a
+-- random permutation of 1..n, drawn in C with the Fisher-Yates shuffle
 --   for i = n, 2, -1 do local j = g:integer(1, i); p[i], p[j] = p[j], p[i] end
 -- from the identity (the same draws as this loop).
-function M.randperm(n, generator)
-  return C.randperm(n, check_generator(generator, 2, "randperm"))
+function M.randperm(n, opts)
+  return C.randperm(n, opt_generator(opts, 2, "randperm", { "generator" }, "data.randperm(n, {generator = g})"))
 end
 
 -- ---- Fashion-MNIST ---------------------------------------------------------
@@ -203,18 +216,28 @@ function M.batches(x, y, opts)
   end
 end
 
---- data.split(x, y, fraction [, generator]) -> x_train, y_train, x_val, y_val
--- A random split along dimension 1: round(n * fraction) rows (fraction in
--- [0, 1]) go to the validation set, the others to the training set, both in
--- the order of a permutation drawn from generator (default:
--- pbt.default_generator()), so a given generator state gives the same split.
--- y may be nil (y_train and y_val are then nil).  The results are copies.
-function M.split(x, y, fraction, generator)
+--- data.split(x, y, {fraction = f, generator = g}) -> x_train, y_train,
+-- x_val, y_val.  A random split along dimension 1: round(n * fraction) rows
+-- (fraction in [0, 1], required) go to the validation set, the others to
+-- the training set, both in the order of a permutation drawn from generator
+-- (default: pbt.default_generator()), so a given generator state gives the
+-- same split.  y may be nil (y_train and y_val are then nil).  The results
+-- are copies.
+function M.split(x, y, opts, extra)
   check_pair(x, y, "split")
-  if type(fraction) ~= "number" or not (fraction >= 0 and fraction <= 1) then
-    argerror(3, "split", "fraction must be a number in [0, 1], got " .. tostring(fraction))
+  if type(opts) == "number" or extra ~= nil then
+    error("split: the fraction and the generator go in an options table: " ..
+      "data.split(x, y, {fraction = 0.1, generator = g})", 2)
   end
-  local g = check_generator(generator, 4, "split")
+  if type(opts) ~= "table" then
+    argerror(3, "split", "options table {fraction =, generator =} expected, got " .. type(opts))
+  end
+  local g = opt_generator(opts, 3, "split", { "fraction", "generator" },
+    "data.split(x, y, {fraction = 0.1, generator = g})")
+  local fraction = opts.fraction
+  if type(fraction) ~= "number" or not (fraction >= 0 and fraction <= 1) then
+    argerror(3, "split", "field 'fraction' must be a number in [0, 1], got " .. tostring(fraction))
+  end
   local n = x:size(1)
   local nval = math.floor(n * fraction + 0.5)
   local perm = C.randperm(n, g)

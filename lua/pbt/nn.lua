@@ -133,12 +133,18 @@ function nn.linear(x, w, b)
   return y:reshape(shape)
 end
 
---- nn.conv2d(x, w [, b [, {stride=1, padding=0}]]): x [N,C,H,W] or [C,H,W].
-function nn.conv2d(x, w, b, opts, workspace)
+--- nn.conv2d(x, w [, b [, {stride=1, padding=0, workspace=nil}]]): x
+-- [N,C,H,W] or [C,H,W]; workspace: a float tensor the unfolded input may
+-- be kept in between calls (nn.Conv2d keeps one).
+function nn.conv2d(x, w, b, opts, extra)
   check_tensor("conv2d", "input", x)
   check_tensor("conv2d", "weight", w, 4)
-  options.check("conv2d", opts, { "stride", "padding" }, 3)
+  if extra ~= nil then
+    error("conv2d: the workspace goes in the options table: {workspace = t}", 2)
+  end
+  options.check("conv2d", opts, { "stride", "padding", "workspace" }, 3)
   opts = opts or {}
+  local workspace = opts.workspace
   local sh, sw = pair("conv2d", "stride", opts.stride or 1, 1)
   local ph, pw = pair("conv2d", "padding", opts.padding or 0, 0)
   if x:dim() == 3 then
@@ -202,52 +208,64 @@ end
 -- ---- losses --------------------------------------------------------------------------
 
 local reductions = { mean = true, sum = true, none = true }
-local function reduce(fname, l, reduction)
-  reduction = reduction or "mean"
-  if reduction == "mean" then return l:mean() end
-  if reduction == "sum" then return l:sum() end
-  if reduction == "none" then return l end
-  error(("%s: reduction must be 'mean', 'sum' or 'none', got '%s'"):format(fname,
-    tostring(reduction)), 3)
+
+-- opts.reduction of a loss ("mean" by default), checked; errors at the
+-- caller of the loss
+local function reduction_of(fname, opts)
+  if type(opts) == "string" then
+    error(("%s: the reduction goes in an options table: {reduction = '%s'}"):format(fname, opts), 3)
+  end
+  options.check(fname, opts, { "reduction" }, 4)
+  local r = opts and opts.reduction or "mean"
+  if not reductions[r] then
+    error(("%s: reduction must be 'mean', 'sum' or 'none', got '%s'"):format(fname, tostring(r)), 3)
+  end
+  return r
 end
 
---- nn.mse_loss(pred, target [, reduction="mean"])
-function nn.mse_loss(pred, target, reduction)
+local function reduce(l, reduction)
+  if reduction == "mean" then return l:mean() end
+  if reduction == "sum" then return l:sum() end
+  return l
+end
+
+--- nn.mse_loss(pred, target [, {reduction = "mean"}])
+function nn.mse_loss(pred, target, opts)
+  local reduction = reduction_of("mse_loss", opts)
   check_tensor("mse_loss", "input", pred)
   if not is_tensor(target) and type(target) ~= "number" then
     error(("mse_loss: target must be a pbt.Tensor or a number, got %s"):format(type(target)), 2)
   end
   local d = pred - target
-  return reduce("mse_loss", d * d, reduction)
+  return reduce(d * d, reduction)
 end
 
---- nn.cross_entropy(logits [N,K], labels [, reduction="mean"]): fused
+--- nn.cross_entropy(logits [N,K], labels [, {reduction = "mean"}]): fused
 -- log-softmax and negative log-likelihood; labels 1..K as a tensor of any
 -- float dtype or a Lua table.
-function nn.cross_entropy(logits, labels, reduction)
-  if reduction ~= nil and not reductions[reduction] then reduce("cross_entropy", nil, reduction) end
+function nn.cross_entropy(logits, labels, opts)
+  local reduction = reduction_of("cross_entropy", opts)
   check_tensor("cross_entropy", "logits", logits)
-  return C.cross_entropy(logits, as_labels("cross_entropy", labels), reduction or "mean")
+  return C.cross_entropy(logits, as_labels("cross_entropy", labels), reduction)
 end
 
---- nn.nll_loss(logp [N,K], labels [, reduction="mean"]): -logp[i, label_i].
-function nn.nll_loss(logp, labels, reduction)
+--- nn.nll_loss(logp [N,K], labels [, {reduction = "mean"}]): -logp[i, label_i].
+function nn.nll_loss(logp, labels, opts)
+  local reduction = reduction_of("nll_loss", opts)
   check_tensor("nll_loss", "input", logp, 2)
   labels = as_labels("nll_loss", labels)
   local n = logp:size(1)
   local picked = logp:gather(2, labels:reshape(n, 1)):reshape(n)
-  return reduce("nll_loss", -picked, reduction)
+  return reduce(-picked, reduction)
 end
 
---- nn.binary_cross_entropy_with_logits(logits, targets [, reduction="mean"]):
+--- nn.binary_cross_entropy_with_logits(logits, targets [, {reduction = "mean"}]):
 -- max(x, 0) - x*t + log(1 + exp(-|x|)), fused and stable.
-function nn.binary_cross_entropy_with_logits(logits, targets, reduction)
-  if reduction ~= nil and not reductions[reduction] then
-    reduce("binary_cross_entropy_with_logits", nil, reduction)
-  end
+function nn.binary_cross_entropy_with_logits(logits, targets, opts)
+  local reduction = reduction_of("binary_cross_entropy_with_logits", opts)
   check_tensor("binary_cross_entropy_with_logits", "logits", logits)
   check_tensor("binary_cross_entropy_with_logits", "targets", targets)
-  return C.bce_with_logits(logits, targets, reduction or "mean")
+  return C.bce_with_logits(logits, targets, reduction)
 end
 
 --- nn.accuracy(logits [N,K], labels): the fraction (a Lua number) of rows
