@@ -319,6 +319,9 @@ static int m_ucb_max(lua_State *L) {
   }
   if (lpbt_rawfield(L, 3, "generator") == LUA_TNIL)
     luaL_error(L, "gp.ucb_max: option 'generator' is required (every random draw takes one)");
+  if (!luaL_testudata(L, -1, LPBT_GENERATOR))
+    luaL_error(L, "gp.ucb_max: option 'generator' must be a pbt.Generator, got %s",
+               luaL_typename(L, -1));
   g = lpbt_check_generator(L, lua_gettop(L));
   x = push_doubles(L, (size_t)q);
   LPBT_CHECK(L, "gp.ucb_max",

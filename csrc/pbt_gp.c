@@ -69,8 +69,9 @@ static int all_finite(const double *v, int64_t n) {
 static int factorise(pbt_gp *gp) {
   int64_t n = gp->n, i, j;
   int nn = (int)n, info = 0, tries;
-  double mean_diag = 0, jitter = 0;
-  for (tries = 0; tries < 10; tries++) {
+  double mean_diag = gp->theta.variance + gp->theta.noise, jitter = 0;
+  /* no jitter, then 1e-10, 1e-9, ..., 1e-2 times the mean diagonal */
+  for (tries = 0; tries <= 9; tries++) {
     for (j = 0; j < n; j++) {
       for (i = j; i < n; i++) {
         double k = kernel(&gp->theta, gp->x + i * gp->dims, gp->x + j * gp->dims, gp->dims);
@@ -84,13 +85,7 @@ static int factorise(pbt_gp *gp) {
       gp->jitter = jitter;
       return 1;
     }
-    if (tries == 0) {
-      mean_diag = gp->theta.variance + gp->theta.noise;
-      jitter = 1e-10 * mean_diag;
-    } else {
-      jitter *= 10;
-    }
-    if (jitter > 1e-2 * mean_diag) break;
+    jitter = mean_diag * pow(10.0, tries - 10); /* for the next try */
   }
   return 0;
 }
@@ -147,6 +142,13 @@ pbt_gp *pbt_gp_new(const double *x, int64_t n, int64_t dims, const double *y,
               gp->alpha, 1);
   for (i = 0; i < n; i++) logdet += log(gp->chol[i + i * n]);
   gp->lml = -0.5 * quad - logdet - 0.5 * (double)n * LOG_2PI;
+  if (!isfinite(gp->lml) || !all_finite(gp->alpha, n)) {
+    pbt_fail(err, PBT_ERR_ARG,
+             "the targets and kernel overflow double precision (log likelihood %g): scale them",
+             gp->lml);
+    pbt_gp_free(gp);
+    return NULL;
+  }
   return gp;
 nomem:
   pbt_gp_free(gp);
@@ -346,8 +348,10 @@ pbt_status pbt_gp_fit(const double *x, int64_t n, int64_t dims, const double *y,
   pbt_gp_theta_to_u(theta, u);
   for (c = 0; c < 4; c++) u[c] = clampu(u[c]);
   f = objective(&d, u, g);
-  if (!isfinite(f)) {
-    st = pbt_fail(err, PBT_ERR_ARG, "the GP's covariance is not positive definite at the start");
+  if (!isfinite(f) || !all_finite(g, 4)) {
+    st = pbt_fail(err, PBT_ERR_ARG,
+                  "the log likelihood is not finite at the start (the targets overflow, or the "
+                  "covariance is not positive definite there)");
     goto done;
   }
   memset(H, 0, sizeof H);
@@ -523,6 +527,13 @@ pbt_status pbt_gp_ucb_max(const pbt_gp *mean_gp, const pbt_gp *var_gp, const dou
     bestv[pos] = v;
     best[pos] = k;
   }
+  if (nbest == 0 || !isfinite(bestv[0])) {
+    st = pbt_fail(err, PBT_ERR_ARG, "the acquisition is not finite at any candidate (the GPs' "
+                                    "predictions overflow)");
+    goto done;
+  }
+  top = bestv[0];
+  memcpy(xb, cand + best[0] * q, (size_t)q * sizeof(double));
   a.mean_gp = mean_gp;
   a.var_gp = var_gp;
   a.fixed = fixed;

@@ -121,6 +121,11 @@ describe("pbt.core.gp", function()
       end
       local a, b = pick(9), pick(9)
       assert.same(a, b)
+      -- it draws exactly candidates * 2 uniforms (the free values) from it
+      local g1, g2 = pbt.Generator(9), pbt.Generator(9)
+      gp.ucb_max(mean_gp, var_gp, { fixed = C.f, kappa = 0, candidates = 3, generator = g1 })
+      for _ = 1, 6 do g2:uniform() end
+      assert.are.equal(g2:uniform(), g1:uniform())
     end)
   end)
 
@@ -165,10 +170,27 @@ describe("pbt.core.gp", function()
         "gp.ucb_max: option 'fixed' needs 1 to 1 values of a point's 2, got 2")
       assert.has_error(function() gp.ucb_max(m, m, { fixed = { 0 }, kappa = -1, generator = pbt.Generator(1) }) end,
         "gp.ucb_max: kappa must be a finite number >= 0, got -1")
-      assert.has_error(function() gp.ucb_max(m, m, { fixed = { 0 }, kappa = 1, candiates = 3, generator = pbt.Generator(1) }) end)
+      ok, msg = pcall(gp.ucb_max, m, m, { fixed = { 0 }, kappa = 1, candiates = 3, generator = pbt.Generator(1) })
+      assert.is_false(ok)
+      assert.truthy(msg:find("unknown option 'candiates' (did you mean 'candidates'?)", 1, true), msg)
+      assert.has_error(function() gp.ucb_max(m, m, { fixed = { 0 }, kappa = 1, generator = 5 }) end,
+        "gp.ucb_max: option 'generator' must be a pbt.Generator, got number")
       local m3 = gp.new({ { 0, 1, 2 } }, { 1 }, th)
       assert.has_error(function() gp.ucb_max(m, m3, { fixed = { 0 }, kappa = 1, generator = pbt.Generator(1) }) end,
         "gp.ucb_max: the two GPs' points differ in size (2 and 3 values)")
+    end)
+
+    it("refuses data whose likelihood overflows double precision instead of predicting NaN", function()
+      local Xo = { { 0, 0.5 }, { 1, 0.2 }, { 2, 0.9 }, { 3, 0.3 } }
+      assert.has_error(function()
+        gp.new(Xo, { 1, -2, 3, 1e300 }, { variance = 1e-300, lengthscale = 1e-3, epsilon = 0.1, noise = 0 })
+      end)
+      local ok, msg = pcall(gp.new, Xo, { 1e308, -1e308, 1e308, -1e308 }, { variance = 1, lengthscale = 1, epsilon = 0.1, noise = 1 })
+      assert.is_false(ok)
+      assert.truthy(msg:find("the targets and kernel overflow double precision", 1, true), msg)
+      ok, msg = pcall(gp.fit, Xo, { 1e308, -1e308, 1e308, -1e308 })
+      assert.is_false(ok)
+      assert.truthy(msg:find("overflow", 1, true), msg)
     end)
 
     it("frees a closed GP and refuses to use it", function()

@@ -158,7 +158,17 @@ describe("pbt.explore.pb2", function()
       assert.has_error(function() pbt.explore.pb2{ dta = 3 } end)
       local ok, msg = pcall(pbt.explore.pb2, { dta = 3 })
       assert.truthy(msg:find("explore.pb2: unknown option 'dta' (did you mean 'data'?)", 1, true), msg)
-      assert.has_error(function() pbt.explore.pb2{ data = 1 } end, "explore.pb2: data must be an integer >= 2, got 1")
+      assert.has_error(function() pbt.explore.pb2{ data = 1 } end, "explore.pb2: data must be an integer in [2, 46340], got 1")
+      assert.has_error(function() pbt.explore.pb2{ data = 8, min_data = 10 } end,
+        "explore.pb2: min_data must be an integer in [2, 8], got 10")
+      assert.has_error(function() pbt.explore.pb2{ candidates = 2000000 } end,
+        "explore.pb2: candidates must be an integer in [1, 1000000], got 2000000")
+      -- at the caller's line
+      for _, bad in ipairs({ { dta = 2 }, { data = 1 }, { kappa = -1 }, { resample_probability = 2 } }) do
+        local ok2, m2 = pcall(function() pbt.explore.pb2(bad) end)
+        assert.is_false(ok2)
+        assert.truthy(m2:find("^spec/pb2_spec%.lua:%d+: explore%.pb2: "), m2)
+      end
       assert.has_error(function() pbt.explore.pb2{ resample_probability = 2 } end,
         "explore.pb2: resample_probability must be a number in [0, 1], got 2")
       assert.has_error(function() pbt.explore.pb2{ kappa = -1 } end,

@@ -99,6 +99,10 @@ function M.experiment(desc)
   end
   -- a t-test that asks for more scores than the store keeps would test
   -- fewer than it says
+  if e.exploit.name == "truncation" and e.exploit.min_lineages and e.exploit.min_lineages >= e.population then
+    fail("exploit.truncation's min_lineages (%d) must be less than the population (%d): with as many " ..
+      "lineages as members no exploit is ever made", e.exploit.min_lineages, e.population)
+  end
   if e.exploit.name == "truncation" and e.exploit.smooth and e.exploit.smooth > e.window then
     fail("exploit.truncation's smooth (%d) is longer than the experiment's score window (window = %d): set " ..
       "window = %d or more", e.exploit.smooth, e.window, e.exploit.smooth)

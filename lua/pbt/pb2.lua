@@ -22,8 +22,9 @@
 -- standardised.  The kernel's parameters are fitted by maximum likelihood
 -- (from PB2's start: variance 1, lengthscale 1, epsilon 0.1, noise 1).
 --
--- The new h maximises mean + kappa * sd at the member's own (t, r) -- its
--- steps and score after the exploit -- within the bounds, kappa =
+-- The new h maximises mean + kappa * sd at the member's own (t, r) -- the
+-- step it trains next and the score it starts from (the donor's, after the
+-- exploit) -- within the bounds, kappa =
 -- sqrt(0.2 + max(0, log(0.4 n))) for n points (PB2's schedule).  The batch:
 -- members explored since their last report (others in this generation, or
 -- members still training their new h) are added to the GP that gives the
@@ -140,23 +141,24 @@ end
 local function scale(v, lo, hi) return hi > lo and (v - lo) / (hi - lo) or 0 end
 
 function M.rule(opts)
-  options.check("explore.pb2", opts, { "data", "candidates", "min_data", "resample_probability", "kappa" }, 3)
+  options.check("explore.pb2", opts, { "data", "candidates", "min_data", "resample_probability", "kappa" }, 4)
   opts = opts or {}
   local max_data, ncand = opts.data or 256, opts.candidates or 256
   local min_data, p_resample, kappa_opt = opts.min_data or 4, opts.resample_probability or 0.25, opts.kappa
-  local function int_opt(name, v, lo)
-    if math.type(v) ~= "integer" or v < lo then
-      error(("explore.pb2: %s must be an integer >= %d, got %s"):format(name, lo, tostring(v)), 3)
+  -- (errors at the caller of pbt.explore.pb2, which calls this)
+  local function int_opt(name, v, lo, hi)
+    if math.type(v) ~= "integer" or v < lo or v > hi then
+      error(("explore.pb2: %s must be an integer in [%d, %d], got %s"):format(name, lo, hi, tostring(v)), 4)
     end
   end
-  int_opt("data", max_data, 2)
-  int_opt("candidates", ncand, 1)
-  int_opt("min_data", min_data, 2)
+  int_opt("data", max_data, 2, 46340)
+  int_opt("candidates", ncand, 1, 1000000)
+  int_opt("min_data", min_data, 2, max_data)
   if type(p_resample) ~= "number" or not (p_resample >= 0 and p_resample <= 1) then
-    error(("explore.pb2: resample_probability must be a number in [0, 1], got %s"):format(tostring(p_resample)), 2)
+    error(("explore.pb2: resample_probability must be a number in [0, 1], got %s"):format(tostring(p_resample)), 3)
   end
   if kappa_opt ~= nil and (type(kappa_opt) ~= "number" or not (kappa_opt >= 0) or kappa_opt == math.huge) then
-    error(("explore.pb2: kappa must be a finite number >= 0, got %s"):format(tostring(kappa_opt)), 2)
+    error(("explore.pb2: kappa must be a finite number >= 0, got %s"):format(tostring(kappa_opt)), 3)
   end
 
   local plans = setmetatable({}, { __mode = "k" })
@@ -227,10 +229,11 @@ function M.rule(opts)
       X[k], y[k], keys[k] = row, (p.y - ymean) / ysd, p.key
     end
     local theta = fit(X, y, table.concat(keys, ";"))
-    local mean_gp = gp.new(X, y, theta)
+    local mean_gp <close> = gp.new(X, y, theta)
 
-    -- the member's own place: its steps and score now (the donor's)
-    local fixed = { scale(view:member(i).steps, tlo, thi), scale(view:score(i), rlo, rhi) }
+    -- the member's own place: the step it trains next and the score it
+    -- starts from (the donor's, after an exploit)
+    local fixed = { scale(view:member(i).steps + 1, tlo, thi), scale(view:score(i), rlo, rhi) }
     if not finite(fixed[2]) then fixed[2] = 1 end
     -- the batch: members explored since their last report
     local pending = {}
@@ -245,13 +248,14 @@ function M.rule(opts)
         end
       end
     end
-    local var_gp = mean_gp
+    local Xv = nil
     if #pending > 0 then
-      local Xv = {}
+      Xv = {}
       for k = 1, n do Xv[k] = X[k] end
       for _, row in ipairs(pending) do Xv[#Xv + 1] = row end
-      var_gp = gp.new(Xv, nil, theta)
     end
+    local batch_gp <close> = Xv and gp.new(Xv, nil, theta) or nil
+    local var_gp = batch_gp or mean_gp
     local kappa = kappa_opt or math.sqrt(0.2 + math.max(0, math.log(0.4 * n)))
     local start = {}
     for q, name in ipairs(plan.gp_names) do start[q] = plan.conv[name].to(h[name]) end
