@@ -178,10 +178,10 @@ extern const luaL_Reg lpbt_random_methods[], lpbt_random_functions[],
 extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
     lpbt_io_module[];
 
-/* Functions of the submodules pbt.core.data, .optim, .nn, .stats, .population
+/* Functions of the submodules pbt.core.data, .optim, .nn, .stats, .select, .population
  * (registered with the same two upvalues). */
 extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[],
-    lpbt_stats_module[], lpbt_population_module[], lpbt_threads_module[];
+    lpbt_stats_module[], lpbt_select_module[], lpbt_population_module[], lpbt_threads_module[];
 extern const luaL_Reg lpbt_sql_module[], lpbt_gp_module[];
 
 /* A new pbt.Population userdata holding its own reference to p; call it

@@ -957,6 +957,7 @@ int luaopen_pbt_core(lua_State *L) {
                 {"optim", lpbt_optim_module},
                 {"nn", lpbt_nn_module},
                 {"stats", lpbt_stats_module},
+                {"select", lpbt_select_module},
                 {"population", lpbt_population_module},
                 {"threads", lpbt_threads_module},
                 {"sql", lpbt_sql_module},

@@ -1,7 +1,7 @@
 /*
- * lpbt_stats.c -- functions of pbt.core.stats: Welch's t-test, the
- * incomplete beta function and Student's t (pbt.stats), and the selection
- * strategies (pbt.select).
+ * lpbt_stats.c -- pbt.core.stats (Welch's t-test, the incomplete beta
+ * function and Student's t: pbt.stats) and pbt.core.select (the selection
+ * strategies: pbt.select), which share the readers of scores below.
  *
  * Lua arrays of numbers are copied into Lua-owned buffers (userdata), so an
  * error raised half way leaks nothing.  Member indices are 1-based here,
@@ -364,9 +364,10 @@ static int s_tournament(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg lpbt_stats_module[] = {
-    {"welch", s_welch},           {"betainc", s_betainc},
-    {"t_cdf", s_t_cdf},           {"t_sf", s_t_sf},
-    {"rank", s_rank},             {"truncation", s_truncation},
-    {"ttest", s_ttest},           {"tournament", s_tournament},
-    {NULL, NULL}};
+const luaL_Reg lpbt_stats_module[] = {{"welch", s_welch}, {"betainc", s_betainc},
+                                     {"t_cdf", s_t_cdf}, {"t_sf", s_t_sf},
+                                     {NULL, NULL}};
+
+const luaL_Reg lpbt_select_module[] = {{"rank", s_rank},   {"truncation", s_truncation},
+                                      {"ttest", s_ttest}, {"tournament", s_tournament},
+                                      {NULL, NULL}};

@@ -34,6 +34,6 @@ local core = require("pbt.core")
 
 local M = {}
 for _, name in ipairs({ "truncation", "ttest", "tournament", "rank" }) do
-  M[name] = core.stats[name]
+  M[name] = core.select[name]
 end
 return M
