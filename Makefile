@@ -76,11 +76,11 @@ $(BUILD)/include/pbt.h: $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	cp $^ $(dir $@)
 
-$(CTEST): spec/test_core.c $(LIBPBT) $(BUILD)/include/pbt.h
+$(CTEST): spec/test_core.c spec/test_harness.h $(LIBPBT) $(BUILD)/include/pbt.h
 	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
 
 CTEST_POP = $(BUILD)/test_population
-$(CTEST_POP): spec/test_population.c $(LIBPBT) $(BUILD)/include/pbt.h
+$(CTEST_POP): spec/test_population.c spec/test_harness.h $(LIBPBT) $(BUILD)/include/pbt.h
 	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS) -pthread
 
 # the data specs read Fashion-MNIST too (they are pending without it)

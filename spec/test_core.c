@@ -7,15 +7,7 @@
 
 #include "pbt.h"
 
-static int failures = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
+#include "test_harness.h"
 
 static void test_views(void) {
   pbt_tensor a, b, c;
@@ -247,10 +239,5 @@ int main(void) {
   test_views();
   test_matmul();
   test_allocator();
-  if (failures) {
-    fprintf(stderr, "test_core: %d checks failed\n", failures);
-    return 1;
-  }
-  printf("test_core: all checks passed\n");
-  return 0;
+  return test_harness_report("test_core");
 }

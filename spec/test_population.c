@@ -16,25 +16,7 @@
 #include "pbt_population.h"
 #include "pbt_tensor.h"
 
-static int failures = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_MSG(status, want_status, err, want_msg)                        \
-  do {                                                                       \
-    CHECK((status) == (want_status));                                        \
-    if (strcmp((err).msg, (want_msg)) != 0) {                                \
-      fprintf(stderr, "%s:%d: message \"%s\", expected \"%s\"\n", __FILE__,  \
-              __LINE__, (err).msg, (want_msg));                              \
-      failures++;                                                            \
-    }                                                                        \
-  } while (0)
+#include "test_harness.h"
 
 /* the value member m holds at flat position k of entry e */
 static double value(int m, int e, int64_t k) { return m * 1000 + e * 100 + (double)k + 0.25; }
@@ -855,10 +837,5 @@ int main(void) {
   test_staging();
   test_busy_and_schedule();
   test_threads_publish();
-  if (failures) {
-    fprintf(stderr, "test_population: %d failures\n", failures);
-    return 1;
-  }
-  printf("test_population: all checks passed\n");
-  return 0;
+  return test_harness_report("test_population");
 }
