@@ -1,5 +1,5 @@
 -- examples/fashion_cnn_pbt.lua -- Population Based Training of a small CNN on
--- Fashion-MNIST (the network of examples/fashion_cnn.lua).
+-- Fashion-MNIST (the network of examples/fashion_train.lua cnn).
 --
 -- A population of 8 CNNs tunes the learning rate, momentum and weight decay
 -- of SGD and the batch size while they train.  To keep a run short the
