@@ -81,46 +81,10 @@ local SEED = 1
 
 -- ---- helpers ------------------------------------------------------------------------------
 
-local function sorted(xs)
-  local s = { table.unpack(xs) }
-  table.sort(s)
-  return s
-end
-local function median(xs)
-  local s = sorted(xs)
-  if #s == 0 then return 0 / 0 end
-  if #s % 2 == 1 then return s[(#s + 1) // 2] end
-  return (s[#s // 2] + s[#s // 2 + 1]) / 2
-end
-local function min_med_max(xs, fmt)
-  local s = sorted(xs)
-  return (fmt .. " / " .. fmt .. " / " .. fmt):format(s[1], median(xs), s[#s])
-end
-local function med_range(xs, fmt)
-  local s = sorted(xs)
-  return (fmt .. " [" .. fmt .. "-" .. fmt .. "]"):format(median(xs), s[1], s[#s])
-end
-
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local common = dofile("bench/common.lua")
+local sorted, median, min_med_max, med_range = common.sorted, common.median, common.min_med_max,
+  common.med_range
+local sh, file_size, exists = common.sh, common.file_size, common.exists
 
 -- sleeps in short slices
 local function sleep(seconds)
@@ -261,15 +225,8 @@ end
 
 -- ---- the parent -------------------------------------------------------------------------------
 
-local quick = false
-for _, a in ipairs(arg) do
-  if a == "--quick" then quick = true
-  else error("usage: lua5.4 bench/distributed.lua [--quick]", 0) end
-end
-
-local command = "lua5.4 " .. arg[0] .. (#arg > 0 and " " .. table.concat(arg, " ") or "")
-local date = os.date("!%Y-%m-%d %H:%M UTC")
-local nproc = sh("nproc"):gsub("%s+$", "")
+local quick = common.quick_flag("distributed.lua")
+local command, date, nproc = common.provenance()
 local blas_note = ("OPENBLAS_NUM_THREADS=%s (OpenBLAS's own count: %d)"):format(
   os.getenv("OPENBLAS_NUM_THREADS") or "unset", core.threads.blas_threads())
 

@@ -55,38 +55,10 @@ local FSYNC_WRITE = "build/fsync_write"
 
 -- ---- helpers ------------------------------------------------------------------------------
 
-local function sorted(xs)
-  local s = { table.unpack(xs) }
-  table.sort(s)
-  return s
-end
-local function median(xs)
-  local s = sorted(xs)
-  if #s == 0 then return 0 / 0 end
-  if #s % 2 == 1 then return s[(#s + 1) // 2] end
-  return (s[#s // 2] + s[#s // 2 + 1]) / 2
-end
-local function min_med_max(xs, fmt)
-  local s = sorted(xs)
-  return (fmt .. " / " .. fmt .. " / " .. fmt):format(s[1], median(xs), s[#s])
-end
+local common = dofile("bench/common.lua")
+local sorted, median, min_med_max = common.sorted, common.median, common.min_med_max
+local sh, file_size = common.sh, common.file_size
 local function mb(bytes) return ("%.2f MB"):format(bytes / 1e6) end
-
--- a file's size in bytes, nil when it does not exist
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
-
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
 
 -- the files of a directory and their total bytes
 local function dir_files(dir)
@@ -226,15 +198,8 @@ end
 
 -- ---- the parent -------------------------------------------------------------------------------
 
-local quick = false
-for _, a in ipairs(arg) do
-  if a == "--quick" then quick = true
-  else error("usage: lua5.4 bench/durable.lua [--quick]", 0) end
-end
-
-local command = "lua5.4 " .. arg[0] .. (#arg > 0 and " " .. table.concat(arg, " ") or "")
-local date = os.date("!%Y-%m-%d %H:%M UTC")
-local nproc = sh("nproc"):gsub("%s+$", "")
+local quick = common.quick_flag("durable.lua")
+local command, date, nproc = common.provenance()
 local fs = sh("df -T /tmp 2>/dev/null | awk 'NR == 2 { print $2 }'"):gsub("%s+$", "")
 local blas_env = os.getenv("OPENBLAS_NUM_THREADS")
 local blas_note = ("OPENBLAS_NUM_THREADS=%s (OpenBLAS's own count: %d)"):format(
@@ -456,8 +421,8 @@ local function main()
     for _ = 1, N2 do
       local t0 = clock()
       db:transaction(function()
-        db:exec("INSERT OR REPLACE INTO members (member, record, state, since) VALUES (?, ?, ?, ?)",
-          1, blob(record_blob), blob(state_blob), 0)
+        db:exec("INSERT OR REPLACE INTO members (run, member, record, state, since) VALUES (?, ?, ?, ?, ?)",
+          store.run, 1, blob(record_blob), blob(state_blob), 0)
       end)
       times[#times + 1] = clock() - t0
     end

@@ -22,11 +22,8 @@ local pbt = require("pbt")
 local nn, optim, T = pbt.nn, pbt.optim, pbt.tensor
 local rounds = tonumber(arg[1]) or 3
 
-local function median(xs)
-  local s = { table.unpack(xs) }
-  table.sort(s)
-  return s[(#s + 1) // 2]
-end
+local common = dofile("bench/common.lua")
+local median = common.median
 
 -- Warms up for 0.2 s (the first steps of a model fill the storage cache
 -- and fault its pages in), then times calls for min_time seconds.
@@ -125,14 +122,8 @@ local function run_torch()
   for _, c in ipairs(cases) do f:write(c.name, "\n") end
   for _, c in ipairs(micro) do f:write(c.name, "\n") end
   f:close()
-  local p = assert(io.popen(("THREADS=%s /usr/bin/python3 bench/mlp_torch.py < %s 2>/dev/null")
-    :format(threads, tmp)))
-  local out = {}
-  for line in p:lines() do
-    local name, secs = line:match("^(.-)\t(%S+)$")
-    if name then out[name] = tonumber(secs) end
-  end
-  p:close()
+  local out = common.read_timings(("THREADS=%s /usr/bin/python3 bench/mlp_torch.py < %s 2>/dev/null")
+    :format(threads, tmp))
   os.remove(tmp)
   return out
 end

@@ -48,21 +48,8 @@ local function status_bytes(field)
   return kb and tonumber(kb) * 1024 or nil
 end
 
-local function sorted(xs)
-  local s = { table.unpack(xs) }
-  table.sort(s)
-  return s
-end
-local function median(xs)
-  local s = sorted(xs)
-  if #s == 0 then return 0 / 0 end
-  if #s % 2 == 1 then return s[(#s + 1) // 2] end
-  return (s[#s // 2] + s[#s // 2 + 1]) / 2
-end
-local function min_med_max(xs, fmt)
-  local s = sorted(xs)
-  return (fmt .. " / " .. fmt .. " / " .. fmt):format(s[1], median(xs), s[#s])
-end
+local common = dofile("bench/common.lua")
+local sorted, median, min_med_max, sh = common.sorted, common.median, common.min_med_max, common.sh
 
 local function mb(bytes) return ("%.1f MB"):format(bytes / 1e6) end
 
@@ -166,22 +153,8 @@ end
 
 -- ---- the parent -------------------------------------------------------------------------------
 
-local quick = false
-for _, a in ipairs(arg) do
-  if a == "--quick" then quick = true
-  else error("usage: lua5.4 bench/parallel.lua [--quick]", 0) end
-end
-
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local command = "lua5.4 " .. arg[0] .. (#arg > 0 and " " .. table.concat(arg, " ") or "")
-local date = os.date("!%Y-%m-%d %H:%M UTC")
-local nproc = sh("nproc"):gsub("%s+$", "")
+local quick = common.quick_flag("parallel.lua")
+local command, date, nproc = common.provenance()
 local blas_env = os.getenv("OPENBLAS_NUM_THREADS")
 local blas_default = core.threads.blas_threads()
 local blas_note = ("OPENBLAS_NUM_THREADS=%s (OpenBLAS's own count: %d)"):format(

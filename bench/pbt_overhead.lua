@@ -54,10 +54,7 @@ local function make_population(n, elems)
   return pop, keep
 end
 
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
+local median = dofile("bench/common.lua").median
 
 -- (1) decisions -------------------------------------------------------------------
 local function bench_async(n, decisions)

@@ -18,15 +18,8 @@ local rounds = tonumber(arg[1]) or 3
 local filter = arg[2]
 local PY = "/usr/bin/python3"
 
-local function median(xs)
-  local s = {}
-  for i, x in ipairs(xs) do s[i] = x end
-  table.sort(s)
-  local n = #s
-  if n == 0 then return nil end
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local common = dofile("bench/common.lua")
+local median = common.median
 
 -- Median seconds per call of fn over 5 batches of about 0.05 s each.
 local function time(fn)
@@ -142,13 +135,7 @@ local function run_numpy(names)
   local f = assert(io.open(tmp, "w"))
   f:write(table.concat(names, "\n"), "\n")
   f:close()
-  local p = assert(io.popen(PY .. " bench/tensor_numpy.py < " .. tmp))
-  local out = {}
-  for line in p:lines() do
-    local name, secs = line:match("^(.-)\t(%S+)$")
-    if name then out[name] = tonumber(secs) end
-  end
-  p:close()
+  local out = common.read_timings(PY .. " bench/tensor_numpy.py < " .. tmp)
   os.remove(tmp)
   return out
 end
