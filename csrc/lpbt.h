@@ -51,6 +51,24 @@ typedef struct lpbt_tensor {
   uint64_t saved[1 + LPBT_NODE_ARGS];
 } lpbt_tensor;
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
+
+/* The library's record for one Lua state (lpbt_state.c), in a userdata the
+ * registry holds: the storage cache every tensor of the state allocates
+ * from, the collector's pacing, and autograd's switches (lpbt_autograd.c). */
+typedef struct lpbt_lib {
+  pbt_allocator *a;
+  size_t since; /* bytes of results made since the last forced GC cycle */
+  size_t live;  /* live bytes of the allocator at the end of that cycle */
+  int big;      /* the last result was big: collect young objects first */
+  int autograd; /* core.autograd() was called: differentiable ops record */
+  int grad_on;  /* grad mode (set_grad_enabled) */
+  int no_grad;  /* threads inside pbt.no_grad (entries of the no_grad table) */
+  uint64_t walk; /* graph walks so far (never wraps) */
+} lpbt_lib;
+/* The state's record (NULL before lpbt_state_open). */
+lpbt_lib *lpbt_lib_of(lua_State *L);
+/* Makes the state's record unless it has one (the module opened again). */
+void lpbt_state_open(lua_State *L);
 #define LPBT_UV_GRAD 1
 #define LPBT_UV_GRAD_FN 2
 #define LPBT_UV_OP 3
@@ -183,6 +201,8 @@ extern const luaL_Reg lpbt_io_methods[], lpbt_io_functions[],
 extern const luaL_Reg lpbt_data_module[], lpbt_optim_module[], lpbt_nn_module[],
     lpbt_stats_module[], lpbt_select_module[], lpbt_population_module[], lpbt_threads_module[];
 extern const luaL_Reg lpbt_sql_module[], lpbt_gp_module[];
+/* Functions of pbt.core itself, one array per file. */
+extern const luaL_Reg lpbt_state_module[], lpbt_autograd_module[];
 
 /* A new pbt.Population userdata holding its own reference to p; call it
  * from a function registered with the two shared upvalues. */

@@ -525,6 +525,30 @@ pbt_status pbt_remove_temporaries(const char *dir, int *removed, pbt_error *err)
   return PBT_OK;
 }
 
+pbt_status pbt_mkdir_p(const char *path, pbt_error *err) {
+  size_t n = strlen(path), i;
+  struct stat st;
+  char *p = (char *)malloc(n + 1);
+  if (!p) return pbt_fail(err, PBT_ERR_NOMEM, "not enough memory");
+  memcpy(p, path, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (p[i] == '/' || p[i] == '\0') {
+      char c = p[i];
+      p[i] = '\0';
+      if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+        pbt_status st2 = pbt_fail(err, PBT_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
+        free(p);
+        return st2;
+      }
+      p[i] = c;
+    }
+  }
+  free(p);
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return pbt_fail(err, PBT_ERR_IO, "%s is not a directory", path);
+  return PBT_OK;
+}
+
 pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,
                                  pbt_error *err) {
   size_t plen = strlen(path), tlen = plen + 48;

@@ -169,6 +169,10 @@ pbt_status pbt_dec_end(const pbt_reader *r, pbt_error *err);
  * removed, path is untouched and PBT_ERR_IO is returned.  A replaced file
  * does not keep its permissions (the new one is created with 0666 & ~umask).
  */
+/* Creates directory path and its parents (mode 0777 less the umask); OK
+ * when it is a directory afterwards.  Fails with PBT_ERR_IO ("cannot create
+ * directory a/b: Permission denied", "a/b is not a directory"). */
+pbt_status pbt_mkdir_p(const char *path, pbt_error *err);
 pbt_status pbt_write_file_atomic(const char *path, const void *data, size_t n,
                                  pbt_error *err);
 /* Removes the temporary files "<name>.tmp.<pid>.<k>" that an interrupted
