@@ -46,7 +46,7 @@ LIBPBT_LUA = $(BUILD)/libpbt_lua.a
 HOST   = $(BUILD)/host
 CTEST  = $(BUILD)/test_core
 
-.PHONY: all deps test-deps run test test-lua check valgrind rock-check rock bench bench-mlp install clean
+.PHONY: all deps test-deps run test test-lua check valgrind rock-check rock bench bench-mlp bench-tools install clean
 
 all: $(MODULE) $(LIBPBT) $(LIBPBT_LUA) $(BUILD)/include/pbt.h
 
@@ -150,6 +150,13 @@ rock-check: deps
 
 $(BUILD)/blas_direct: bench/blas_direct.c bench/timing.h
 	$(CC) -O2 $(WARN) -o $@ $< -lopenblas
+
+# the plain-memcpy reference of bench/parallel.lua and bench/pbt_overhead.lua
+$(BUILD)/bench/memcpy.so: bench/memcpy.c $(LIBPBT) $(BUILD)/include/pbt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(OPT) $(WARN) -fPIC -shared -I$(LUA_INCDIR) -I$(BUILD)/include -o $@ $< $(LIBPBT) $(LIBS)
+
+bench-tools: all $(BUILD)/bench/memcpy.so $(BUILD)/blas_direct $(BUILD)/mlp_floor
 
 # One OpenBLAS thread on every side unless the caller sets another count.
 bench: all $(BUILD)/blas_direct

@@ -25,11 +25,17 @@
 -- (3) pop:exploit(2, 1) of an MLP 784-100-60-10 (85,170 parameters) with its
 --     SGD optimizer (momentum buffers made by one step), registered in a
 --     store as the runner does it, against a plain memcpy of the same bytes
---     (core.population._memcpy_bench).  Fastest call on each side, sides
+--     (build/bench/memcpy.so, bench/memcpy.c: make bench-tools).  Fastest call on each side, sides
 --     alternating over rounds.
 -- (4) Peak memory (VmHWM) of the children of (1), and the data set's bytes.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
+package.cpath = "./build/bench/?.so;" .. package.cpath
+local ok_memcpy, memcpy = pcall(require, "memcpy")
+if not ok_memcpy then
+  io.stderr:write("this benchmark needs build/bench/memcpy.so (the memcpy reference): run make bench-tools\n")
+  os.exit(2)
+end
 local pbt = require("pbt")
 local core = pbt.core
 local clock = pbt.clock
@@ -473,7 +479,7 @@ local function exploit_bench(rounds, reps)
     end
   end
   local function side_memcpy()
-    local m = core.population._memcpy_bench(bytes, reps)
+    local m = memcpy.best(bytes, reps)
     if m >= 0 and m < best_m then best_m = m end
   end
   for r = 1, rounds do
@@ -492,7 +498,7 @@ print(("Model: MLP 784-100-60-10 (%d parameters) with SGD (momentum 0.9, after o
   .. "holds %d tensors and %d numbers per member (%s of tensors, pop:state_bytes(1)), "
   .. "registered as pbt.scheduler does (worker.parts, set_state of clones). Fastest of %d calls "
   .. "per round, %d rounds, sides alternating (exploit first in odd rounds). Reference: "
-  .. "core.population._memcpy_bench(state_bytes, %d). Target: exploit / memcpy <= 1.5.")
+  .. "memcpy.best(state_bytes, %d). Target: exploit / memcpy <= 1.5.")
   :format(x.params, x.tensors, x.values, mb(x.bytes), REPS3, R3, REPS3))
 print()
 print("| state bytes | pop:exploit(2, 1) | memcpy | exploit / memcpy | <= 1.5 |")

@@ -15,7 +15,7 @@
 -- (2) Exploit copy throughput for states of 1, 10 and 100 MB (four float32
 --     tensors of a quarter each) against a plain C memcpy of the same bytes
 --     between two pre-faulted tensor storages
---     (core.population._memcpy_bench).  Fastest of several repetitions on each
+--     (build/bench/memcpy.so, bench/memcpy.c: make bench-tools).  Fastest of several repetitions on each
 --     side, the two sides alternating in rounds.
 -- (3) PB2 (pbt.explore.pb2{}): the explore decisions of one synchronous
 --     generation (truncation 0.25: a quarter of the members explore), its
@@ -30,6 +30,12 @@
 -- (1) and (2) run on one thread with no BLAS; (3) uses OpenBLAS.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
+package.cpath = "./build/bench/?.so;" .. package.cpath
+local ok_memcpy, memcpy = pcall(require, "memcpy")
+if not ok_memcpy then
+  io.stderr:write("this benchmark needs build/bench/memcpy.so (the memcpy reference): run make bench-tools\n")
+  os.exit(2)
+end
 local pbt = require("pbt")
 local population = require("pbt.population")
 local core = pbt.core
@@ -126,7 +132,7 @@ end
 print()
 print("## Exploit copy throughput against memcpy")
 print()
-print("Reference: `core.population._memcpy_bench(bytes, reps)`, a C memcpy between two pre-faulted")
+print("Reference: `memcpy.best(bytes, reps)`, a C memcpy between two pre-faulted")
 print("tensor storages; exploit state: four contiguous float32 tensors of a quarter each.")
 print("Fastest of the repetitions on each side, sides alternating over the rounds.")
 print()
@@ -155,7 +161,7 @@ for _, mb in ipairs({ 1, 10, 100 }) do
       local dt = clock() - t0
       if dt < best_e then best_e = dt end
     end
-    local m = core.population._memcpy_bench(copied, reps)
+    local m = memcpy.best(copied, reps)
     if m < best_m then best_m = m end
   end
   assert(keep[2][4]:get(quarter) == 1, "exploit did not copy")

@@ -6,7 +6,6 @@
  *                  window = 10}
  *   pop:share()                  another handle (reference) to the same population
  *   population.methods()         the methods table of pbt.Population
- *   population._memcpy_bench(bytes, reps)  fastest plain memcpy, in seconds
  *
  * Members, hyperparameter choices and event sequence numbers are 1-based
  * here, 0-based in the core (pbt_population.h). */
@@ -1195,18 +1194,6 @@ static int m_methods(lua_State *L) {
   return 1;
 }
 
-static int m_memcpy_bench(lua_State *L) {
-  int64_t bytes = lpbt_check_size(L, 1);
-  lua_Integer reps = luaL_optinteger(L, 2, 5);
-  double t;
-  luaL_argcheck(L, reps >= 1 && reps <= 1 << 20, 2, "reps must be from 1 to 1048576");
-  t = pbt_population_memcpy_bench((size_t)bytes, (int)reps);
-  if (t < 0) return luaL_error(L, "_memcpy_bench: not enough memory");
-  lua_pushnumber(L, t);
-  return 1;
-}
-
 const luaL_Reg lpbt_population_module[] = {{"new", m_new},
                                            {"methods", m_methods},
-                                           {"_memcpy_bench", m_memcpy_bench},
                                            {NULL, NULL}};

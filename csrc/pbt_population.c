@@ -1311,38 +1311,3 @@ int64_t pbt_population_events(pbt_population *p, int64_t from, int64_t max,
   pthread_mutex_unlock(&p->lock);
   return n;
 }
-
-/* ---- benchmark reference --------------------------------------------------------- */
-
-double pbt_population_memcpy_bench(size_t bytes, int reps) {
-  pbt_tensor a, b;
-  int64_t n = (int64_t)(bytes / sizeof(float));
-  struct timespec t0, t1;
-  double best = -1;
-  volatile unsigned char sink = 0;
-  int r;
-  pbt_tensor_init(&a);
-  pbt_tensor_init(&b);
-  if (pbt_tensor_empty(&a, PBT_FLOAT32, 1, &n, NULL) ||
-      pbt_tensor_empty(&b, PBT_FLOAT32, 1, &n, NULL)) {
-    pbt_tensor_release(&a);
-    pbt_tensor_release(&b);
-    return -1;
-  }
-  bytes = (size_t)n * sizeof(float);
-  memset(pbt_tensor_data(&a), 1, bytes);
-  memset(pbt_tensor_data(&b), 2, bytes);
-  for (r = 0; r < reps; r++) {
-    double dt;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    memcpy(pbt_tensor_data(&b), pbt_tensor_data(&a), bytes);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (bytes) sink ^= ((unsigned char *)pbt_tensor_data(&b))[(size_t)r % bytes];
-    dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    if (best < 0 || dt < best) best = dt;
-  }
-  (void)sink;
-  pbt_tensor_release(&a);
-  pbt_tensor_release(&b);
-  return best;
-}

@@ -432,12 +432,6 @@ int64_t pbt_population_nevents(pbt_population *p);
 int64_t pbt_population_events(pbt_population *p, int64_t from, int64_t max,
                               pbt_event *out);
 
-/* ---- benchmark reference ------------------------------------------------------ */
-/* Seconds taken by the fastest of `reps` plain memcpy calls of `bytes`
- * between two pre-faulted tensor storages (the reference for exploit's copy
- * throughput); negative when the memory cannot be had. */
-double pbt_population_memcpy_bench(size_t bytes, int reps);
-
 #ifdef __cplusplus
 }
 #endif
