@@ -515,7 +515,7 @@ static int m_select(lua_State *L) {
   int64_t i = check_index(L, 3, t->shape[dim]);
   pbt_error err;
   pbt_tensor *r = lpbt_push_tensor(L);
-  LPBT_CHECK(L, "select", pbt_select(r, t, dim, i, &err), &err);
+  LPBT_CHECK(L, "select", pbt_slice(r, t, dim, i, &err), &err);
   if (LPBT_REQUIRES_GRAD(t)) lpbt_record(L, "select", nargs, 1);
   return 1;
 }

@@ -621,8 +621,8 @@ pbt_status pbt_narrow(pbt_tensor *dst, const pbt_tensor *src, int dim,
   return PBT_OK;
 }
 
-pbt_status pbt_select(pbt_tensor *dst, const pbt_tensor *src, int dim,
-                      int64_t index, pbt_error *err) {
+pbt_status pbt_slice(pbt_tensor *dst, const pbt_tensor *src, int dim,
+                     int64_t index, pbt_error *err) {
   int i;
   if (check_dim(dim, src->ndim, err)) return PBT_ERR_ARG;
   if (index < 0 || index >= src->shape[dim])

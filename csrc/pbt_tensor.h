@@ -182,8 +182,9 @@ pbt_status pbt_permute(pbt_tensor *dst, const pbt_tensor *src, const int *perm,
                        pbt_error *err);
 pbt_status pbt_narrow(pbt_tensor *dst, const pbt_tensor *src, int dim,
                       int64_t start, int64_t length, pbt_error *err);
-pbt_status pbt_select(pbt_tensor *dst, const pbt_tensor *src, int dim,
-                      int64_t index, pbt_error *err);
+/* the slice at index along dim: a view with one dimension fewer (Lua's t:select) */
+pbt_status pbt_slice(pbt_tensor *dst, const pbt_tensor *src, int dim,
+                     int64_t index, pbt_error *err);
 pbt_status pbt_unsqueeze(pbt_tensor *dst, const pbt_tensor *src, int dim,
                          pbt_error *err);
 /* dim < 0 removes every size-1 dimension. */
