@@ -182,6 +182,12 @@ int lpbt_tensor_index(lua_State *L);
  * at arg; errors name fname and call the table `what` ("index table"). */
 pbt_tensor *lpbt_tensor_from_table(lua_State *L, int arg, pbt_dtype dt,
                                    const char *fname, const char *what);
+/* Pushes a new (uninitialised) tensor of the shape given from arg `first`
+ * on (sizes, or one table), its dtype from the options table after them,
+ * whose keys must be among known (NULL: "dtype" only); *opts (when not
+ * NULL) receives that table's index (lpbt_tensor.c). */
+pbt_tensor *lpbt_new_from_shape(lua_State *L, int first, const char *fname,
+                                const char *const *known, int *opts);
 /* pbt.tensor(nested_table_or_number [, opts]) (lpbt_tensor.c). */
 int lpbt_tensor_new(lua_State *L);
 

@@ -134,25 +134,10 @@ static int m_default_generator(lua_State *L) {
 /* rand / randn (shape..., [opts]) */
 static pbt_tensor *random_tensor(lua_State *L, int first, const char *fname,
                                  pbt_generator **g) {
-  int64_t shape[PBT_MAX_DIM];
-  int next, ndim = lpbt_check_shape(L, first, shape, 0, &next);
-  pbt_error err;
-  pbt_tensor *t;
-  pbt_dtype dt;
-  if (!lua_isnoneornil(L, next) && lua_type(L, next) != LUA_TTABLE)
-    luaL_argerror(L, next, lua_pushfstring(L, "size or options table expected, got %s",
-                                           luaL_typename(L, next)));
-  if (!lua_isnone(L, next + 1))
-    luaL_argerror(L, next + 1, "unexpected argument after the options table");
-  {
-    static const char *const known[] = {"dtype", "generator", NULL};
-    lpbt_check_options(L, next, known);
-  }
-  dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
-  *g = lpbt_opt_generator(L, next);
-  t = lpbt_push_tensor(L);
-  LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
-  lpbt_gc_hint(L, t);
+  static const char *const known[] = {"dtype", "generator", NULL};
+  int opts;
+  pbt_tensor *t = lpbt_new_from_shape(L, first, fname, known, &opts);
+  *g = lpbt_opt_generator(L, opts);
   return t;
 }
 

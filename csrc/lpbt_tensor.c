@@ -118,10 +118,10 @@ static int m_is_leaf(lua_State *L) {
 
 /* ---- creation -------------------------------------------------------------- */
 
-/* A new tensor of the shape given from arg `first` (varargs or a table),
- * with dtype from a trailing options table. */
-static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
-                                  int *opts) {
+static const char *const dtype_only[] = {"dtype", NULL};
+
+pbt_tensor *lpbt_new_from_shape(lua_State *L, int first, const char *fname,
+                                const char *const *known, int *opts) {
   int64_t shape[PBT_MAX_DIM];
   int next, ndim = lpbt_check_shape(L, first, shape, 0, &next);
   pbt_dtype dt;
@@ -132,7 +132,8 @@ static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
                                            luaL_typename(L, next)));
   if (!lua_isnone(L, next + 1))
     luaL_argerror(L, next + 1, "unexpected argument after the options table");
-  dt = opt_dtype_only(L, next, PBT_FLOAT32);
+  lpbt_check_options(L, next, known ? known : dtype_only);
+  dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
   lpbt_gc_hint(L, t);
@@ -141,17 +142,17 @@ static pbt_tensor *new_from_shape(lua_State *L, int first, const char *fname,
 }
 
 static int f_empty(lua_State *L) {
-  new_from_shape(L, 1, "empty", NULL);
+  lpbt_new_from_shape(L, 1, "empty", NULL, NULL);
   return 1;
 }
 
 static int f_zeros(lua_State *L) {
-  pbt_fill_(new_from_shape(L, 1, "zeros", NULL), 0);
+  pbt_fill_(lpbt_new_from_shape(L, 1, "zeros", NULL, NULL), 0);
   return 1;
 }
 
 static int f_ones(lua_State *L) {
-  pbt_fill_(new_from_shape(L, 1, "ones", NULL), 1);
+  pbt_fill_(lpbt_new_from_shape(L, 1, "ones", NULL, NULL), 1);
   return 1;
 }
 
