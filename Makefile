@@ -71,7 +71,7 @@ $(LIBPBT_LUA): $(CORE_OBJ) $(BIND_OBJ)
 $(HOST): examples/host.c $(LIBPBT_LUA)
 	$(CC) $(CFLAGS) $(OPT) $(WARN) -I$(LUA_INCDIR) -o $@ $< $(LIBPBT_LUA) -llua5.4 $(LIBS)
 
-PUBLIC_HEADERS = $(filter-out %_impl.h,$(filter csrc/pbt%.h,$(HEADERS)))
+PUBLIC_HEADERS = $(filter-out %_impl.h csrc/pbt_vmath.h csrc/pbt_nn_internal.h csrc/pbt_nn_instantiate.h,$(filter csrc/pbt%.h,$(HEADERS)))
 $(BUILD)/include/pbt.h: $(PUBLIC_HEADERS)
 	@mkdir -p $(dir $@)
 	cp $^ $(dir $@)

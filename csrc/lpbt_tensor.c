@@ -134,6 +134,7 @@ pbt_tensor *lpbt_new_from_shape(lua_State *L, int first, const char *fname,
     luaL_argerror(L, next + 1, "unexpected argument after the options table");
   lpbt_check_options(L, next, known ? known : dtype_only);
   dt = lpbt_opt_dtype(L, next, PBT_FLOAT32);
+  lua_settop(L, next); /* the options' slot stays below the new tensor (nil when none) */
   t = lpbt_push_tensor(L);
   LPBT_CHECK(L, fname, pbt_tensor_empty(t, dt, ndim, shape, &err), &err);
   lpbt_gc_hint(L, t);
