@@ -69,6 +69,18 @@ function M.read_timings(cmd)
   return out
 end
 
+--- The plain-memcpy reference (bench/memcpy.c, built by make bench-tools
+-- as build/bench/memcpy.so); exits saying so when it is not built.
+function M.memcpy()
+  package.cpath = "./build/bench/?.so;" .. package.cpath
+  local ok, memcpy = pcall(require, "memcpy")
+  if not ok then
+    io.stderr:write("this benchmark needs build/bench/memcpy.so (the memcpy reference): run make bench-tools\n")
+    os.exit(2)
+  end
+  return memcpy
+end
+
 --- The --quick flag of a benchmark's command line (anything else is a
 -- usage error naming the script).
 function M.quick_flag(script)

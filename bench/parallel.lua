@@ -30,12 +30,7 @@
 -- (4) Peak memory (VmHWM) of the children of (1), and the data set's bytes.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
-package.cpath = "./build/bench/?.so;" .. package.cpath
-local ok_memcpy, memcpy = pcall(require, "memcpy")
-if not ok_memcpy then
-  io.stderr:write("this benchmark needs build/bench/memcpy.so (the memcpy reference): run make bench-tools\n")
-  os.exit(2)
-end
+local memcpy = dofile("bench/common.lua").memcpy()
 local pbt = require("pbt")
 local core = pbt.core
 local clock = pbt.clock

@@ -30,12 +30,7 @@
 -- (1) and (2) run on one thread with no BLAS; (3) uses OpenBLAS.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
-package.cpath = "./build/bench/?.so;" .. package.cpath
-local ok_memcpy, memcpy = pcall(require, "memcpy")
-if not ok_memcpy then
-  io.stderr:write("this benchmark needs build/bench/memcpy.so (the memcpy reference): run make bench-tools\n")
-  os.exit(2)
-end
+local memcpy = dofile("bench/common.lua").memcpy()
 local pbt = require("pbt")
 local population = require("pbt.population")
 local core = pbt.core

@@ -18,7 +18,7 @@
 --   method      "pbt" (default: truncation 25% + perturb_or_resample),
 --               "ttest" (Welch's t-test exploit + perturb_or_resample),
 --               "pb2" (truncation 25% + pbt.explore.pb2), "random" (no
---               exploit, no explore: random search); see METHODS below
+--               exploit, no explore: random search); see examples/methods.lua
 --   pbt         true|false: false means method "random"
 --   seed        the experiment's seed and the validation split's (1)
 --   steps       steps per member (PBT_STEPS or 20)
@@ -70,31 +70,12 @@ local function accuracy(model, x, y)
   end)
 end
 
--- the methods: each gives the exploit and explore rules (called only for the
--- method asked for, so a rule that does not exist yet fails only its method)
-local METHODS = {
-  pbt = function() return pbt.exploit.truncation{ fraction = 0.25 }, pbt.explore.perturb_or_resample{} end,
-  ttest = function() return pbt.exploit.ttest{}, pbt.explore.perturb_or_resample{} end,
-  pb2 = function()
-    assert(pbt.explore.pb2, "method 'pb2' needs pbt.explore.pb2, which this pbt does not have")
-    return pbt.exploit.truncation{ fraction = 0.25 }, pbt.explore.pb2{}
-  end,
-  random = function() return function() return nil end, function(h) return h end end,
-  -- the remedies for PBT's greed (README: "Does pbt find better models?")
-  smooth = function() return pbt.exploit.truncation{ fraction = 0.25, smooth = 4 }, pbt.explore.perturb_or_resample{} end,
-  floor = function() return pbt.exploit.truncation{ fraction = 0.25, min_lineages = 3 }, pbt.explore.perturb_or_resample{} end,
-}
+-- the methods (pbt, ttest, pb2, random, smooth, floor): examples/methods.lua
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local methods = dofile(here .. "/methods.lua")
 
 local function experiment(method)
-  local rules = METHODS[method]
-  if not rules then
-    local names = {}
-    for k in pairs(METHODS) do names[#names + 1] = k end
-    table.sort(names)
-    error(("fashion_cnn_pbt: unknown method '%s' (one of %s)"):format(tostring(method),
-      table.concat(names, ", ")), 0)
-  end
-  local exploit, explore = rules()
+  local exploit, explore = methods(pbt, method, "fashion_cnn_pbt")
   return pbt.experiment{
     name = "fashion cnn " .. method, population = population, seed = seed, mode = "max", sync = true,
     space = {
