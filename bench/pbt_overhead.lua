@@ -266,10 +266,11 @@ print()
 print("## PB2 decisions")
 print()
 local train = example_step()
+print("The example is ready every 2 steps, so a generation of n members trains 2n steps between two batches of PB2 decisions.")
 print(("One training step of the Fashion-MNIST example (100 minibatches of 64, 784-256-10, SGD): %.1f ms (fastest of %d)."):format(train * 1e3, quick and 2 or 5))
 print()
-print("| members | data points | explores | first (fits the GP) | each other | generation's PB2 time / one training step |")
-print("|--------:|------------:|---------:|--------------------:|-----------:|------------------------------------------:|")
+print("| members | data points | explores | first (fits the GP) | each other | generation's PB2 time / one training step | / the generation's training (members x 2 steps) |")
+print("|--------:|------------:|---------:|--------------------:|-----------:|------------------------------------------:|------------------------------------------------:|")
 for _, n in ipairs({ 8, 32, 128 }) do
   local firsts, others, total = {}, {}, {}
   local count, points
@@ -278,6 +279,6 @@ for _, n in ipairs({ 8, 32, 128 }) do
     firsts[#firsts + 1], others[#others + 1], total[#total + 1] = first, other, first + other * (c - 1)
     count, points = c, p
   end
-  print(("| %7d | %11d | %8d | %16.1f ms | %7.1f ms | %40.2f |"):format(n, points, count, median(firsts) * 1e3,
-    median(others) * 1e3, median(total) / train))
+  print(("| %7d | %11d | %8d | %16.1f ms | %7.1f ms | %40.2f | %46.1f%% |"):format(n, points, count,
+    median(firsts) * 1e3, median(others) * 1e3, median(total) / train, 100 * median(total) / (train * 2 * n)))
 end
