@@ -18,8 +18,8 @@
 --   method      "pbt" (default: truncation 25% + perturb_or_resample),
 --               "ttest" (Welch's t-test exploit + perturb_or_resample),
 --               "pb2" (truncation 25% + pbt.explore.pb2), "random" (no
---               exploit, no explore: random search); see examples/methods.lua
---   pbt         true|false: false means method "random"
+--               exploit, no explore: random search), "smooth", "floor"; see
+--               examples/methods.lua
 --   seed        the experiment's seed and the validation split's (1)
 --   steps       steps per member (PBT_STEPS or 20)
 --   population  members (8)
@@ -113,13 +113,7 @@ local function experiment(method)
   }
 end
 
-if not as_script then
-  local method = args.method or (args.pbt == false and "random" or "pbt")
-  if args.pbt == false and method ~= "random" then
-    error(("fashion_cnn_pbt: pbt = false (random search) and method = '%s' disagree"):format(method), 0)
-  end
-  return experiment(method)
-end
+if not as_script then return experiment(args.method or "pbt") end
 
 -- script mode: PBT, then random search, each on the cores, no run directory
 local workers = tonumber(os.getenv("PBT_WORKERS") or "") or pbt.core.threads.cpu_count()

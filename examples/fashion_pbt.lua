@@ -22,7 +22,8 @@
 --   method      "pbt" (default: truncation 25% + perturb_or_resample),
 --               "ttest" (Welch's t-test exploit + perturb_or_resample),
 --               "pb2" (truncation 25% + pbt.explore.pb2), "random" (no
---               exploit, no explore: random search); see examples/methods.lua
+--               exploit, no explore: random search), "smooth", "floor"; see
+--               examples/methods.lua
 --   pbt         true|false, the older form: false means method "random"
 --   seed        the experiment's seed and the validation split's (1)
 --   steps       steps per member (PBT_STEPS or 16)
