@@ -175,7 +175,11 @@ def main():
         return correct / x.shape[0]
 
     budget = a.population * a.steps * sb
+    # a fixed study name: Optuna's Hyperband pruner puts trial k in the
+    # bracket crc32(f"{study_name}_{k}") picks, and an unnamed study gets a
+    # random name (uuid): the same seed would not give the same search
     study = optuna.create_study(
+        study_name=f"pbt-compare-{a.task}-p{a.population}-s{a.steps}-seed{a.seed}",
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=a.seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=2, max_resource=a.steps,
