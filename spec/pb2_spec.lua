@@ -176,6 +176,14 @@ describe("pbt.explore.pb2", function()
       local explore = pbt.explore.pb2{}
       assert.has_error(function() explore({ x = 0 }, { x = pbt.normal(0, 1) }, pbt.Generator(1), fake_view({}), 1) end,
         "explore.pb2: hyperparameter 'x' is normal(0, 1), unbounded: PB2 searches within bounds (use pbt.uniform)")
+      -- an unbounded space is refused when the experiment is made, before anything trains
+      local ok3, m3 = pcall(function()
+        return pbt.experiment{ population = 2, space = { x = pbt.normal(0, 1) },
+          init = function() return {} end, step = function() end, eval = function() return 0 end,
+          explore = pbt.explore.pb2{}, budget = { steps = 1 } }
+      end)
+      assert.is_false(ok3)
+      assert.truthy(m3:find("experiment: explore.pb2: hyperparameter 'x' is normal(0, 1), unbounded", 1, true), m3)
       assert.has_error(function() explore({ lr = 0.1 }, space, pbt.Generator(1)) end,
         "explore.pb2: needs the population view (called as explore(h, space, generator, view, i))")
     end)

@@ -69,6 +69,10 @@ function M.experiment(desc)
   e.exploit = exploit_mod.normalise(desc.exploit or exploit_mod.truncation{ fraction = 0.2 })
   e.explore = desc.explore or explore_mod.perturb_or_resample{}
   if type(e.explore) ~= "function" then fail("explore must be a function (see pbt.explore)") end
+  if explore_mod.checks[e.explore] then
+    local ok, msg = pcall(explore_mod.checks[e.explore], e.space)
+    if not ok then fail("%s", tostring(msg)) end
+  end
   e.mode = desc.mode or "max"
   if e.mode ~= "max" and e.mode ~= "min" then fail("mode must be \"max\" or \"min\", got %s", tostring(e.mode)) end
   e.sync = desc.sync

@@ -98,10 +98,14 @@ end
 -- decisions (a synchronous generation, an asynchronous member's turn, the
 -- replacement of a failed member).  PB2 takes its data there.
 M.hooks = setmetatable({}, { __mode = "k" })
+--- Rules that accept only some spaces register checks[rule] =
+-- function(space): pbt.experiment calls it when the experiment is made, so a
+-- space the rule cannot search is refused before anything trains.
+M.checks = setmetatable({}, { __mode = "k" })
 
 function M.pb2(opts)
-  local rule, prepare = require("pbt.pb2").rule(opts)
-  M.hooks[rule] = prepare
+  local rule, prepare, check = require("pbt.pb2").rule(opts)
+  M.hooks[rule], M.checks[rule] = prepare, check
   return rule
 end
 

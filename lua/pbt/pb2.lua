@@ -264,7 +264,10 @@ function M.rule(opts)
     for q, name in ipairs(plan.gp_names) do new[name] = plan.conv[name].from(x[q]) end
     return new
   end
-  return rule, prepare
+  local function check(space)
+    if not plans[space] then plans[space] = plan_of(space) end
+  end
+  return rule, prepare, check
 end
 
 return M
