@@ -38,43 +38,11 @@ static const v4f lane4 = {0, 2, 4, 6};
 #define SELV(VF, VI, m, a, b) ((VF)(((m) & (VI)(a)) | (~(m) & (VI)(b))))
 
 #define W 8
-#define VF v8f
-#define VI v8i
-#define EV ev8
-#define OD od8
-#define LO lo8
-#define HI hi8
-#define LANE lane8
-#define V(name) name##8
 #include "pbt_pool_vec_impl.h"
 #undef W
-#undef VF
-#undef VI
-#undef EV
-#undef OD
-#undef LO
-#undef HI
-#undef LANE
-#undef V
 #define W 4
-#define VF v4f
-#define VI v4i
-#define EV ev4
-#define OD od4
-#define LO lo4
-#define HI hi4
-#define LANE lane4
-#define V(name) name##4
 #include "pbt_pool_vec_impl.h"
 #undef W
-#undef VF
-#undef VI
-#undef EV
-#undef OD
-#undef LO
-#undef HI
-#undef LANE
-#undef V
 #endif
 
 #define PBT_NN_IMPL "pbt_pool_impl.h"

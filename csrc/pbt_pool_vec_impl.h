@@ -1,8 +1,18 @@
 /* pbt_pool_vec_impl.h -- 2x2 max pooling of float32 rows, W lanes at a
  * time with GCC's vector extensions (see pbt_pool.c).  Included once per
- * width with W, VF (W floats), VI (W int32), EV/OD (even/odd lanes of two
- * vectors), LO/HI (interleaving), LANE (0, 2, 4...), V(name) (name8 or
- * name4).  No include guard. */
+ * width W (8 or 4); the names below follow from it: VF and VI (W floats,
+ * W int32), EV/OD (even/odd lanes of two vectors), LO/HI (interleaving),
+ * LANE (0, 2, 4...), V(name) (name8 or name4).  No include guard. */
+#define PV_CAT2(a, b) a##b
+#define PV_CAT(a, b) PV_CAT2(a, b)
+#define VF PV_CAT(PV_CAT(v, W), f)
+#define VI PV_CAT(PV_CAT(v, W), i)
+#define EV PV_CAT(ev, W)
+#define OD PV_CAT(od, W)
+#define LO PV_CAT(lo, W)
+#define HI PV_CAT(hi, W)
+#define LANE PV_CAT(lane, W)
+#define V(name) PV_CAT(name, W)
 
 static PBT_CLONES int V(pool2x2_vec)(int n, const float *r0, const float *r1, float *o,
                                     float *id, float start, float rw) {
@@ -56,3 +66,14 @@ static PBT_CLONES int V(unpool2x2_vec)(int n, const float *g, const float *id,
   for (k = 0; k < W; k++) r |= bad[k];
   return r != 0;
 }
+
+#undef VF
+#undef VI
+#undef EV
+#undef OD
+#undef LO
+#undef HI
+#undef LANE
+#undef V
+#undef PV_CAT
+#undef PV_CAT2

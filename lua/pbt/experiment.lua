@@ -71,7 +71,10 @@ function M.experiment(desc)
   if type(e.explore) ~= "function" then fail("explore must be a function (see pbt.explore)") end
   if explore_mod.checks[e.explore] then
     local ok, msg = pcall(explore_mod.checks[e.explore], e.space)
-    if not ok then fail("%s", tostring(msg)) end
+    if not ok then
+      if require("pbt.shared").is_interrupt(msg) then error(msg, 0) end -- Ctrl-C is no space error
+      fail("%s", tostring(msg))
+    end
   end
   e.mode = desc.mode or "max"
   if e.mode ~= "max" and e.mode ~= "min" then fail("mode must be \"max\" or \"min\", got %s", tostring(e.mode)) end
