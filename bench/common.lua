@@ -69,6 +69,33 @@ function M.read_timings(cmd)
   return out
 end
 
+--- A long-lived peer process (a numpy, PyTorch or C side of a benchmark)
+-- spoken to a line at a time: cmd reads one request per line on stdin and
+-- answers each with one line on stdout (a FIFO here, as io.popen gives one
+-- direction only).  peer:ask(line) -> its answer (an error when the peer
+-- has gone); peer:close() ends it (its stdin closes).
+function M.peer(cmd)
+  local fifo = os.tmpname()
+  os.remove(fifo)
+  assert(os.execute("mkfifo " .. fifo), "cannot make a FIFO at " .. fifo)
+  local w = assert(io.popen(cmd .. " > " .. fifo, "w"))
+  local r = assert(io.open(fifo, "r")) -- blocks until the peer opens it
+  local self = {}
+  function self:ask(line)
+    w:write(line, "\n")
+    w:flush()
+    local answer = r:read("l")
+    if not answer then error(("the peer %q ended before answering %q"):format(cmd, line), 2) end
+    return answer
+  end
+  function self:close()
+    w:close()
+    r:close()
+    os.remove(fifo)
+  end
+  return self
+end
+
 --- The plain-memcpy reference (bench/memcpy.c, built by make bench-tools
 -- as build/bench/memcpy.so); exits saying so when it is not built.
 function M.memcpy()

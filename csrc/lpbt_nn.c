@@ -11,7 +11,12 @@
  *   dropout(x, p [, generator])         -> out, mask
  * Each records itself for autograd (op name = function name); the rules in
  * lua/pbt/nn.lua call the backward functions:
- *   linear_backward(g, x, w, need_x, need_w, need_b)     -> gx, gw, gb
+ *   linear_backward(g, x, w, need_x, need_w, need_b [, w_grad, b_grad])
+ *                                                        -> gx, gw, gb
+ *       w_grad, b_grad: the leaves' kept .grad; one that fits (a
+ *       contiguous tensor of the parameter's dtype and shape, not sharing
+ *       storage with g, x or w) gets the gradient added into it in place
+ *       (the GEMM with beta = 1) and its slot of the results is nil
  *   conv2d_backward(g, x, w, sh, sw, ph, pw, ws, need_x, need_w, need_b)
  *   max_pool2d_backward(g, indices, x)                    -> gx
  *   cross_entropy_backward(g, logits, labels, reduction)  -> glogits
@@ -78,15 +83,40 @@ static int f_linear(lua_State *L) {
   return 1;
 }
 
+/* The kept gradient at arg that linear_backward may add into (nil,
+ * anything but a tensor, or one that does not fit: NULL, and the gradient
+ * comes back as a new tensor that the rule's caller accumulates as before). */
+static pbt_tensor *opt_acc(lua_State *L, int arg, const pbt_tensor *like, int64_t n0,
+                           const pbt_tensor *g, const pbt_tensor *x, const pbt_tensor *w) {
+  pbt_tensor *t = lpbt_test_tensor(L, arg);
+  int64_t shape[2];
+  int nd = like ? 2 : 1;
+  if (like) shape[0] = like->shape[0], shape[1] = like->shape[1];
+  else shape[0] = n0;
+  if (!t || !t->storage || t->dtype != w->dtype || !pbt_tensor_is_contiguous(t) ||
+      !pbt_shape_equal(t->ndim, t->shape, nd, shape) || t->storage == g->storage ||
+      t->storage == x->storage || t->storage == w->storage || LPBT_REQUIRES_GRAD(t))
+    return NULL;
+  return t;
+}
+
 static int f_linear_backward(lua_State *L) {
   pbt_tensor *g = lpbt_check_tensor(L, 1), *x = lpbt_check_tensor(L, 2);
-  pbt_tensor *w = lpbt_check_tensor(L, 3), *gx, *gw, *gb;
+  pbt_tensor *w = lpbt_check_tensor(L, 3), *gx, *gw, *gb, *aw = NULL, *ab = NULL;
   int nx = lua_toboolean(L, 4), nw = lua_toboolean(L, 5), nb = lua_toboolean(L, 6);
   pbt_error err;
-  lua_settop(L, 6);
-  gx = push_opt(L, nx), gw = push_opt(L, nw), gb = push_opt(L, nb);
-  LPBT_CHECK(L, "linear_backward", pbt_linear_backward(gx, gw, gb, g, x, w, &err), &err);
-  hint3(L, gx, gw, gb);
+  lua_settop(L, 8);
+  if (nw && w->ndim == 2) aw = opt_acc(L, 7, w, 0, g, x, w);
+  if (nb && w->ndim == 2) ab = opt_acc(L, 8, NULL, w->shape[0], g, x, w);
+  gx = push_opt(L, nx);
+  gw = aw ? (lua_pushnil(L), aw) : push_opt(L, nw);
+  gb = ab ? (lua_pushnil(L), ab) : push_opt(L, nb);
+  LPBT_CHECK(L, "linear_backward",
+             pbt_linear_backward_acc(gx, gw, gb, (aw ? PBT_ACC_W : 0) | (ab ? PBT_ACC_B : 0),
+                                     g, x, w, &err), &err);
+  if (aw) LPBT_CHANGED(aw);
+  if (ab) LPBT_CHANGED(ab);
+  hint3(L, gx, aw ? NULL : gw, ab ? NULL : gb);
   return 3;
 }
 

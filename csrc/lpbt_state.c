@@ -86,7 +86,13 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
    * alive after it (and Lua's own heap) */
   if (b->since < b->live || b->since < heap) return;
   b->since = 0;
-  lua_gc(L, LUA_GCSTEP, 1 << 30); /* to the end of a cycle */
+  /* a whole cycle that starts now: stepping to the end of the cycle under
+   * way (LUA_GCSTEP) kept what was made after its mark phase, the results
+   * of the last step among them, so the live set it measured grew from
+   * cycle to cycle, the cycles came ever later and the cache ran dry
+   * between them (a CNN step faulted in 12 MB of fresh pages every other
+   * step or so) */
+  lua_gc(L, LUA_GCCOLLECT, 0);
   pbt_allocator_get_stats(b->a, &st);
   b->live = st.live_bytes;
 }

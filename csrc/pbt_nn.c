@@ -62,10 +62,38 @@ pbt_status pbt_linear(pbt_tensor *out, const pbt_tensor *x,
   return s;
 }
 
-pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
-                               const pbt_tensor *g, const pbt_tensor *x,
-                               const pbt_tensor *w, pbt_error *err) {
+/* An existing gradient that backward adds into: w's (or b's) dtype and
+ * shape, and storage of its own. */
+static pbt_status check_acc(const pbt_tensor *acc, const char *what, const pbt_tensor *like,
+                            int64_t n0, const pbt_tensor *g, const pbt_tensor *x,
+                            const pbt_tensor *w, pbt_error *err) {
+  char sa[96];
+  int64_t shape[2];
+  int nd = like ? like->ndim : 1;
+  if (like) shape[0] = like->shape[0], shape[1] = like->shape[1];
+  else shape[0] = n0;
+  if (!acc->storage)
+    return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient must be an existing tensor", what);
+  if (acc->dtype != w->dtype)
+    return pbt_fail(err, PBT_ERR_DTYPE, "the %s's gradient has dtype %s, expected %s", what,
+                    pbt_dtype_name(acc->dtype), pbt_dtype_name(w->dtype));
+  if (!pbt_shape_equal(acc->ndim, acc->shape, nd, shape)) {
+    shape_str(sa, sizeof sa, acc);
+    return nd == 2 ? pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
+                              "[%lld,%lld]", what, sa, (long long)shape[0], (long long)shape[1])
+                   : pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
+                              "[%lld]", what, sa, (long long)shape[0]);
+  }
+  if (acc->storage == g->storage || acc->storage == x->storage || acc->storage == w->storage)
+    return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient shares storage with an input", what);
+  return PBT_OK;
+}
+
+pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
+                                   int acc, const pbt_tensor *g, const pbt_tensor *x,
+                                   const pbt_tensor *w, pbt_error *err) {
   char sa[96], sb[96];
+  int acc_w = gw && (acc & PBT_ACC_W), acc_b = gb && (acc & PBT_ACC_B);
   pbt_status s = check_linear(x, w, NULL, err);
   if (!s) s = same_dtype(x, g, err);
   if (s) return s;
@@ -75,6 +103,8 @@ pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
     return pbt_fail(err, PBT_ERR_SHAPE, "gradient of shape %s does not fit input of shape %s",
                     sa, sb);
   }
+  if (acc_w && (s = check_acc(gw, "weight", w, 0, g, x, w, err))) return s;
+  if (acc_b && (s = check_acc(gb, "bias", NULL, w->shape[0], g, x, w, err))) return s;
   if (gx) {
     s = new_like(gx, x, err);
     if (!s) s = pbt_addmm(gx, g, w, 1, 0, err);
@@ -83,12 +113,30 @@ pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
     pbt_tensor gt = *g;
     gt.shape[0] = g->shape[1], gt.shape[1] = g->shape[0];
     gt.stride[0] = g->stride[1], gt.stride[1] = g->stride[0];
-    s = new_like(gw, w, err);
-    if (!s) s = pbt_addmm(gw, &gt, x, 1, 0, err);
+    if (!acc_w) s = new_like(gw, w, err);
+    if (!s) s = pbt_addmm(gw, &gt, x, 1, acc_w ? 1 : 0, err);
   }
-  if (gb && !s) s = pbt_reduce(gb, g, 0, 0, PBT_SUM, err);
-  if (s) release_all(gx, gw, gb);
+  if (gb && !s) {
+    if (!acc_b) s = pbt_reduce(gb, g, 0, 0, PBT_SUM, err);
+    else {
+      pbt_tensor sum;
+      pbt_tensor_init(&sum);
+      s = pbt_reduce(&sum, g, 0, 0, PBT_SUM, err);
+      if (!s) s = pbt_axpy(gb, gb, 1, &sum, err);
+      pbt_tensor_release(&sum);
+    }
+  }
+  /* on failure the new outputs go; an accumulated one keeps what it holds
+   * (only a failed GEMM or add, which checks its arguments first, could
+   * leave it half-written, and the checks above rule those out) */
+  if (s) release_all(gx, acc_w ? NULL : gw, acc_b ? NULL : gb);
   return s;
+}
+
+pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
+                               const pbt_tensor *g, const pbt_tensor *x,
+                               const pbt_tensor *w, pbt_error *err) {
+  return pbt_linear_backward_acc(gx, gw, gb, 0, g, x, w, err);
 }
 
 /* ---- GELU ------------------------------------------------------------------------ */

@@ -54,6 +54,22 @@ pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
                                const pbt_tensor *g, const pbt_tensor *x,
                                const pbt_tensor *w, pbt_error *err);
 
+/* Which outputs of pbt_linear_backward_acc are added into. */
+enum { PBT_ACC_W = 1, PBT_ACC_B = 2 };
+
+/* As pbt_linear_backward, but with PBT_ACC_W in `acc` gw is an EXISTING
+ * tensor of w's dtype and shape that receives gw += g^T.x (the GEMM adds
+ * into it, beta = 1: no new buffer, no pass that zeroes one), and with
+ * PBT_ACC_B gb likewise receives gb += the sum of g's rows: the way a
+ * leaf's kept gradient accumulates.  An accumulated output must not share
+ * storage with g, x or w.
+ * Errors (besides pbt_linear_backward's): "the weight's gradient has shape
+ * [3,5], expected [3,4]", "the bias's gradient has dtype float64, expected
+ * float32", "the weight's gradient shares storage with an input". */
+pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
+                                   int acc, const pbt_tensor *g, const pbt_tensor *x,
+                                   const pbt_tensor *w, pbt_error *err);
+
 /* ---- 2-d convolution ---------------------------------------------------- */
 
 typedef struct pbt_conv2d_opts {

@@ -76,6 +76,34 @@ describe("pbt.core", function()
     end)
   end)
 
+  describe("a training loop", function()
+    it("makes no fresh blocks once it runs (every step's results reuse the last's)", function()
+      -- a small CNN's step makes a few MB of results that each step drops:
+      -- the collector's forced cycles must hand all of them back (a cycle
+      -- stepped to the end of the one under way kept the last step's, and
+      -- every other step or so faulted in fresh blocks)
+      local nn, optim = pbt.nn, pbt.optim
+      local g = pbt.Generator(1)
+      local model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, { padding = 1, generator = g }), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 14 * 14, 10, { generator = g }))
+      local x = T.rand({ 64, 1, 28, 28 }, { generator = g })
+      local y = T.randint(1, 10, 64, { generator = g })
+      local opt = optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
+      local function step()
+        opt:zero_grad(false)
+        nn.cross_entropy(model(x), y):backward()
+        opt:step()
+      end
+      for _ = 1, 30 do step() end
+      local before = stats()
+      for _ = 1, 100 do step() end -- (169 misses here before the fix)
+      local after = stats()
+      assert.are.equal(before.misses, after.misses)
+      assert.is_true(after.hits - before.hits >= 100 * 5, "hits " .. (after.hits - before.hits))
+    end)
+  end)
+
   describe("reused blocks", function()
     for _, dt in ipairs(DTYPES) do
       it("are filled by zeros(), ones() and full() (" .. dt .. ")", function()

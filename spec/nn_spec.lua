@@ -654,6 +654,73 @@ describe("pbt.nn", function()
       for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
     end)
 
+    describe("kept gradients (zero_grad(false))", function()
+      -- loss = sum(x w^T + b) has d/dw[i][j] = sum over rows r of x[r][j]
+      -- and d/db[i] = the number of rows, whatever w and b hold
+      local X = { { 1, 2, 3 }, { -4, 0.5, 2 } }
+      local GW = { { -3, 2.5, 5 }, { -3, 2.5, 5 } }
+      local function expect(t, rows, k)
+        for i, row in ipairs(rows) do
+          for j, v in ipairs(row) do assert.are.equal(k * v, t:get(i, j)) end
+        end
+      end
+      for _, dt in ipairs(dtypes) do
+        it("are added into in place, step after step (" .. dt .. ")", function()
+          local m = nn.Linear(3, 2, { generator = gen(2), dtype = dt })
+          local x = T.tensor(X, { dtype = dt })
+          m(x):sum():backward() -- the first: new gradients
+          local gw, gb = m.weight.grad, m.bias.grad
+          expect(gw, GW, 1)
+          m:zero_grad(false)
+          assert.is_true(rawequal(gw, m.weight.grad) and rawequal(gb, m.bias.grad))
+          expect(gw, GW, 0)
+          m(x):sum():backward()
+          assert.is_true(rawequal(gw, m.weight.grad) and rawequal(gb, m.bias.grad))
+          expect(gw, GW, 1)
+          assert.are.same({ 2, 2 }, gb:totable())
+          m(x):sum():backward() -- no zeroing: they accumulate
+          m(x):sum():backward()
+          expect(gw, GW, 3)
+          assert.are.same({ 6, 6 }, gb:totable())
+        end)
+      end
+
+      it("that do not fit are added to as before", function()
+        local m = nn.Linear(3, 2, { generator = gen(2) })
+        local x = T.tensor(X, { dtype = "float32" })
+        m.weight.grad = T.ones(3, 2):t() -- not contiguous
+        m.bias.grad = T.ones(2, 2):select(2, 1) -- a column: stride 2
+        m(x):sum():backward()
+        expect(m.weight.grad, { { -2, 3.5, 6 }, { -2, 3.5, 6 } }, 1)
+        assert.are.same({ 3, 3 }, m.bias.grad:totable())
+        -- a gradient that is the input itself: the input is read first
+        local w = T.tensor({ { 1, 2, 3 }, { -4, 0.5, 2 } }, { dtype = "float32" })
+        local lin = nn.Linear(3, 2, { generator = gen(2) })
+        lin.weight.grad = w
+        lin(w):sum():backward()
+        expect(w, { { -2, 4.5, 8 }, { -7, 3, 7 } }, 1)
+      end)
+
+      it("zero_grad(false) keeps each gradient and zeroes it; other values are refused",
+        function()
+          local m = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
+          m(T.ones(4, 3)):sum():backward()
+          local before = {}
+          for i, p in ipairs(m:parameters()) do before[i] = p.grad end
+          m:zero_grad(false)
+          for i, p in ipairs(m:parameters()) do
+            assert.is_true(rawequal(before[i], p.grad))
+            assert.are.equal(0, p.grad:abs():sum():item())
+          end
+          assert.are.equal("zero_grad: set_to_none must be a boolean, got string",
+            error_of(m.zero_grad, m, "false"))
+          m:zero_grad(true)
+          for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
+          m:zero_grad(false) -- no gradients: nothing to keep
+          for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
+        end)
+    end)
+
     it("train() and eval() set training recursively; Dropout is off in eval mode", function()
       local drop = nn.Dropout(0.5, { generator = gen(1) })
       local m = nn.Sequential(nn.Linear(4, 4), nn.Sequential(drop))

@@ -2,6 +2,7 @@
  * alone.  Run by `make test`. */
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -235,9 +236,40 @@ static void test_allocator(void) {
   pbt_allocator_release(NULL); /* safe */
 }
 
+/* Storages of 4 MiB and more: their data is 64-byte aligned and does not
+ * start at one offset of a 2 MiB page (the stagger); of 33 in a row, no
+ * two within 32 of each other share their offset mod 2 MiB, nor their L2
+ * set (bits 6-16 of the address); every byte is theirs. */
+static void test_big_storages(void) {
+  enum { K = 33 };
+  pbt_tensor t[K];
+  pbt_error err;
+  int64_t n = (4 << 20) / 4 + 1000; /* floats: just over 4 MiB */
+  uintptr_t off[K];
+  int i, j;
+  for (i = 0; i < K; i++) {
+    pbt_tensor_init(&t[i]);
+    CHECK(pbt_tensor_empty(&t[i], PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+    off[i] = (uintptr_t)pbt_tensor_data(&t[i]) & (((uintptr_t)2 << 20) - 1);
+    CHECK(off[i] % 64 == 0);
+    pbt_fill_(&t[i], (double)i);
+    CHECK(pbt_tensor_get_flat(&t[i], n - 1) == (double)i);
+  }
+  for (i = 0; i < K; i++)
+    for (j = i + 1; j < K && j - i < 32; j++) {
+      CHECK(off[i] != off[j]);
+      CHECK((off[i] >> 6 & 2047) != (off[j] >> 6 & 2047));
+    }
+  for (i = 0; i < K; i++) {
+    CHECK(pbt_tensor_get_flat(&t[i], 0) == (double)i); /* no overlap */
+    pbt_tensor_release(&t[i]);
+  }
+}
+
 int main(void) {
   test_views();
   test_matmul();
   test_allocator();
+  test_big_storages();
   return test_harness_report("test_core");
 }

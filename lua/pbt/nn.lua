@@ -39,9 +39,16 @@ local fmt_shape = autograd.shape_str
 
 local function rg(t) return t ~= nil and t.requires_grad end
 
+-- A leaf's kept .grad (opt:zero_grad(false) keeps it) is handed to the
+-- kernel, which adds the weight's and bias's gradients into it in place
+-- (the GEMM with beta = 1) when it fits, and then returns nil for them.
+local is_leaf = core.tensor.is_leaf
+local function kept_grad(t) return is_leaf(t) and t.grad or nil end
 rules.linear = function(n, g)
   local x, w, b = n.args[1], n.args[2], n.args[3]
-  return C.linear_backward(g, x, w, rg(x), rg(w), rg(b))
+  local nw, nb = rg(w), rg(b)
+  return C.linear_backward(g, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
+    nb and kept_grad(b) or nil)
 end
 rules.conv2d = function(n, g)
   local a = n.args
@@ -479,10 +486,18 @@ function Module:train(mode)
 end
 function Module:eval() return self:train(false) end
 
---- m:zero_grad(): drops every parameter's gradient (sets .grad to nil, as
--- PyTorch's zero_grad(set_to_none=True)).
-function Module:zero_grad()
-  for _, p in ipairs(self:parameters()) do p.grad = nil end
+--- m:zero_grad([set_to_none = true]): drops every parameter's gradient
+-- (sets .grad to nil, as PyTorch's zero_grad(set_to_none=True)), or, with
+-- false, fills each existing .grad with zeros and keeps it, so that the
+-- next backward adds into the same buffers (see Optimizer:zero_grad).
+function Module:zero_grad(set_to_none)
+  if set_to_none ~= nil and type(set_to_none) ~= "boolean" then
+    error(("zero_grad: set_to_none must be a boolean, got %s"):format(type(set_to_none)), 2)
+  end
+  for _, p in ipairs(self:parameters()) do
+    if set_to_none ~= false then p.grad = nil
+    elseif p.grad ~= nil then p.grad:zero_() end
+  end
 end
 
 --- m:state_dict(): a flat table name -> tensor of every parameter and buffer.

@@ -160,10 +160,19 @@ local function new(class, params, opts)
   return setmetatable(self, class)
 end
 
---- opt:zero_grad([set_to_none = true]): drops every parameter's .grad (or,
--- with false, fills it with zeros).
+--- opt:zero_grad([set_to_none = true]): drops every parameter's .grad, as
+-- PyTorch does by default; or, with false, fills each existing .grad with
+-- zeros and keeps it.  Kept gradients are the faster choice in a training
+-- loop: the next backward adds into the same buffers (nn.Linear's weight
+-- gradient straight from the GEMM, beta = 1) instead of making new ones
+-- that the collector must free and the next step must fault in.  As in
+-- PyTorch, a kept zero gradient is still a gradient: a parameter that the
+-- next backward does not reach is updated with it (momentum, weight decay).
 function Optimizer:zero_grad(set_to_none)
   local name, grads = self.name, {}
+  if set_to_none ~= nil and type(set_to_none) ~= "boolean" then
+    error(fmt("%s: zero_grad's set_to_none must be a boolean, got %s", name, type(set_to_none)), 2)
+  end
   for i, p in ipairs(self.params) do -- all checked before any is changed
     if set_to_none == false then grads[i] = grad_of(name, i, p) or false
     elseif released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
