@@ -1011,14 +1011,23 @@ void pbt_fill_(pbt_tensor *t, double v) {
   pbt_iter it;
   strides[0] = t->stride;
   if (!pbt_iter_init(&it, 1, t->ndim, t->shape, strides)) return;
+  /* +0.0 is all zero bits in both dtypes: memset (opt:zero_grad(false)
+   * zeroes every kept gradient this way each step, and the strided loop
+   * below ran at one element per store) */
+  const int zero = v == 0 && !signbit(v);
   do {
-    int64_t j;
-    if (t->dtype == PBT_FLOAT32) {
+    int64_t j, st = it.step[0];
+    if (st == 1 && zero) {
+      memset((char *)pbt_tensor_data(t) + it.offset[0] * (int64_t)pbt_dtype_size(t->dtype), 0,
+             (size_t)it.n * pbt_dtype_size(t->dtype));
+    } else if (t->dtype == PBT_FLOAT32) {
       float *o = (float *)pbt_tensor_data(t) + it.offset[0], fv = (float)v;
-      for (j = 0; j < it.n; j++) o[j * it.step[0]] = fv;
+      if (st == 1) for (j = 0; j < it.n; j++) o[j] = fv;
+      else for (j = 0; j < it.n; j++) o[j * st] = fv;
     } else {
       double *o = (double *)pbt_tensor_data(t) + it.offset[0];
-      for (j = 0; j < it.n; j++) o[j * it.step[0]] = v;
+      if (st == 1) for (j = 0; j < it.n; j++) o[j] = v;
+      else for (j = 0; j < it.n; j++) o[j * st] = v;
     }
   } while (pbt_iter_next(&it));
 }
