@@ -1,11 +1,24 @@
 #!/usr/bin/python3
-"""bench/mlp_torch.py -- the training steps of bench/mlp.lua done with PyTorch.
+"""bench/mlp_torch.py -- the PyTorch side of bench/mlp.lua, a long-lived server.
 
 Same architectures, batches, dtype (float32), optimizer (SGD lr 0.01,
-momentum 0.9) and thread count (torch.set_num_threads(THREADS), default 1;
+momentum 0.9, PyTorch's default opt.zero_grad(), which sets the gradients to
+None) and thread count (torch.set_num_threads(THREADS), default 1;
 bench/mlp.lua runs pbt with OPENBLAS_NUM_THREADS set to the same number).
-Prints "case<TAB>median seconds per step" per case.  Run by bench/mlp.lua;
-use /usr/bin/python3 (Debian's, which has python3-torch).
+
+Reads one request per line on stdin and answers each with one line on stdout:
+  info                    "torch VERSION, N threads"
+  CASE                    the median seconds per training step of the case
+                          (its model, data and optimizer are made at the
+                          first request and kept for the later ones)
+  MICRO                   the median seconds per repetition of a small-tensor
+                          autograd case (made at its first request, kept)
+  tail STEPS WARM CASE    a fresh model of CASE: WARM untimed steps, then the
+                          seconds of each of STEPS steps, separated by spaces
+Anything else is answered "error: ...".  A measurement times as bench/mlp.lua
+and bench/mlp_floor.c do: 0.2 s of warm-up calls, then calls each timed for
+at least 0.3 s and at least 20 calls; the median (the mean of the two middle
+ones for an even count).  Use /usr/bin/python3 (Debian's, with python3-torch).
 """
 import os
 import sys
@@ -30,7 +43,18 @@ def cnn():
                          nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
 
 
-def step_fn(model, x, y):
+CASES = {}
+for b in (32, 128):
+    CASES[f"mlp 784-256-256-10 batch {b}"] = (mlp, (b, 784))
+CASES["cnn 1x28x28 batch 64"] = (cnn, (64, 1, 28, 28))
+
+
+def step_fn(name):
+    """A training step of a fresh model of case name."""
+    make, shape = CASES[name]
+    model = make()
+    x = torch.rand(*shape)
+    y = torch.randint(0, 10, (shape[0],))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -42,18 +66,25 @@ def step_fn(model, x, y):
     return step
 
 
+def median(xs):
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
 def timeit(fn, min_time=0.3):
     warm = time.perf_counter() + 0.2  # as bench/mlp.lua: 0.2 s of warm-up
-    while time.perf_counter() < warm:
+    while True:
         fn()
+        if time.perf_counter() > warm:
+            break
     times = []
     t_end = time.perf_counter() + min_time
     while time.perf_counter() < t_end or len(times) < 20:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    return median(times)
 
 
 REPS = 1000
@@ -88,20 +119,43 @@ MICRO = {
     "((x*w + b):tanh() * c):sum() forward and backward, 10 elements": micro_chain,
 }
 
-CASES = {}
-for b in (32, 128):
-    CASES[f"mlp 784-256-256-10 batch {b}"] = (mlp, (b, 784))
-CASES["cnn 1x28x28 batch 64"] = (cnn, (64, 1, 28, 28))
+
+def tail(steps, warm, name):
+    step = step_fn(name)
+    for _ in range(warm):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return " ".join(f"{t:.9g}" for t in times)
+
+
+kept = {}  # case name -> its step (or micro closure), made at the first request
+
+
+def answer(req):
+    if req == "info":
+        return f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}"
+    if req in CASES:
+        if req not in kept:
+            kept[req] = step_fn(req)
+        return f"{timeit(kept[req]):.9g}"
+    if req in MICRO:
+        if req not in kept:
+            kept[req] = MICRO[req]()
+        return f"{timeit(kept[req]) / REPS:.9g}"
+    words = req.split(" ", 3)
+    if len(words) == 4 and words[0] == "tail" and words[3] in CASES:
+        try:
+            steps, warm = int(words[1]), int(words[2])
+        except ValueError:
+            steps = warm = -1
+        if steps > 0 and warm >= 0:
+            return tail(steps, warm, words[3])
+    return f"error: unknown request {req!r}"
+
 
 for line in sys.stdin:
-    name = line.rstrip("\n")
-    if name in MICRO:
-        print(f"{name}\t{timeit(MICRO[name]()) / REPS:.9g}", flush=True)
-        continue
-    if name not in CASES:
-        continue
-    make, shape = CASES[name]
-    model = make()
-    x = torch.rand(*shape)
-    y = torch.randint(0, 10, (shape[0],))
-    print(f"{name}\t{timeit(step_fn(model, x, y)):.9g}", flush=True)
+    print(answer(line.rstrip("\n")), flush=True)

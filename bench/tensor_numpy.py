@@ -1,10 +1,18 @@
 #!/usr/bin/python3
-"""bench/tensor_numpy.py -- the work of bench/tensor.lua done with numpy.
+"""bench/tensor_numpy.py -- the work of bench/tensor.lua done with numpy:
+the numpy side of that benchmark, a long-lived process.
 
-Reads case names (one per line, as bench/tensor.lua names them) on stdin and
-prints "name<TAB>seconds per call" for each case it knows, timed the same way
-(median of 5 batches of about 0.02 s or more).  Run by bench/tensor.lua; use
-/usr/bin/python3 (Debian's, which has python3-numpy).
+Reads case names on stdin, one a line, as bench/tensor.lua names them, and
+answers each with one line on stdout: the seconds per call, or "-" for a
+case it does not know.  The arrays of a case are made at its first request
+and kept until the end, so that rounds of the same case time calls, not
+allocations.
+
+A call is timed as bench/tensor.lua and bench/blas_direct.c time theirs: one
+warm-up call, then batches of 1, 4, 16... calls until a batch takes more
+than 0.02 s, then 5 batches of that many calls; the answer is the median of
+the 5 batches' seconds per call.  Use /usr/bin/python3 (Debian's, which has
+python3-numpy).
 """
 import re
 import sys
@@ -106,8 +114,17 @@ def make(name):
     return None
 
 
-for line in sys.stdin:
-    name = line.rstrip("\n")
-    fn = make(name)
-    if fn is not None:
-        print(f"{name}\t{timeit(fn):.9g}", flush=True)
+def serve():
+    made = {}  # case name -> the call to time, its arrays kept in the closure
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        name = line.rstrip("\n")
+        if name not in made:
+            made[name] = make(name)
+        fn = made[name]
+        print("-" if fn is None else f"{timeit(fn):.9g}", flush=True)
+
+
+serve()
