@@ -84,6 +84,8 @@ static pbt_status check_acc(const pbt_tensor *acc, const char *what, const pbt_t
                    : pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
                               "[%lld]", what, sa, (long long)shape[0]);
   }
+  if (!pbt_tensor_is_contiguous(acc))
+    return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient must be contiguous", what);
   if (acc->storage == g->storage || acc->storage == x->storage || acc->storage == w->storage)
     return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient shares storage with an input", what);
   return PBT_OK;
@@ -94,6 +96,7 @@ pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *g
                                    const pbt_tensor *w, pbt_error *err) {
   char sa[96], sb[96];
   int acc_w = gw && (acc & PBT_ACC_W), acc_b = gb && (acc & PBT_ACC_B);
+  pbt_tensor sum;
   pbt_status s = check_linear(x, w, NULL, err);
   if (!s) s = same_dtype(x, g, err);
   if (s) return s;
@@ -105,10 +108,15 @@ pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *g
   }
   if (acc_w && (s = check_acc(gw, "weight", w, 0, g, x, w, err))) return s;
   if (acc_b && (s = check_acc(gb, "bias", NULL, w->shape[0], g, x, w, err))) return s;
-  if (gx) {
-    s = new_like(gx, x, err);
-    if (!s) s = pbt_addmm(gx, g, w, 1, 0, err);
-  }
+  /* an error leaves an accumulated output as it was: the new outputs and
+   * the bias sum are made first, a product that fails (copying an operand
+   * BLAS cannot read) fails before it writes, and the weight's product is
+   * the last step that can fail (the add of two contiguous tensors of one
+   * shape allocates nothing) */
+  pbt_tensor_init(&sum);
+  if (gb) s = pbt_reduce(acc_b ? &sum : gb, g, 0, 0, PBT_SUM, err);
+  if (gx && !s) s = new_like(gx, x, err);
+  if (gx && !s) s = pbt_addmm(gx, g, w, 1, 0, err);
   if (gw && !s) {
     pbt_tensor gt = *g;
     gt.shape[0] = g->shape[1], gt.shape[1] = g->shape[0];
@@ -116,19 +124,8 @@ pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *g
     if (!acc_w) s = new_like(gw, w, err);
     if (!s) s = pbt_addmm(gw, &gt, x, 1, acc_w ? 1 : 0, err);
   }
-  if (gb && !s) {
-    if (!acc_b) s = pbt_reduce(gb, g, 0, 0, PBT_SUM, err);
-    else {
-      pbt_tensor sum;
-      pbt_tensor_init(&sum);
-      s = pbt_reduce(&sum, g, 0, 0, PBT_SUM, err);
-      if (!s) s = pbt_axpy(gb, gb, 1, &sum, err);
-      pbt_tensor_release(&sum);
-    }
-  }
-  /* on failure the new outputs go; an accumulated one keeps what it holds
-   * (only a failed GEMM or add, which checks its arguments first, could
-   * leave it half-written, and the checks above rule those out) */
+  if (acc_b && !s) s = pbt_axpy(gb, gb, 1, &sum, err);
+  pbt_tensor_release(&sum);
   if (s) release_all(gx, acc_w ? NULL : gw, acc_b ? NULL : gb);
   return s;
 }

@@ -72,43 +72,46 @@ int pbt_dtype_from_name(const char *name, pbt_dtype *dtype) {
 /* Storages of PBT_HUGE_MIN bytes and more get transparent huge pages, as
  * numpy asks for from 4 MB on: the block is aligned to 2 MiB and marked
  * MADV_HUGEPAGE, so that a stream over 40 MB walks 20 pages instead of
- * 10,000 (an in-place add of 1e7 floats ran 1.3-1.5x faster so in C).
- * Their data does not start at one fixed offset of a huge page: with 2 MiB
- * pages the low 21 bits of the virtual address are the physical ones, and
- * storages that all start at the same offset put a[i], b[i] and c[i] of
- * c = a + b in the same L2 set (streaming ops over several of them ran
- * 15-30% slower here when every big storage started right after its
- * header).  Each new big block starts its data PBT_STAGGER bytes further
- * than the one before, 32 steps round, over 133 KB: past a 2 MiB L2's set
- * index (bits 6-16). */
+ * 10,000.  (With the kernel's defrag setting "madvise", the first fault of
+ * such a block may wait for memory compaction; the storage cache makes
+ * that a cost of a block's first use only.)  Their data does not start at
+ * one fixed offset of a huge page: with 2 MiB pages the low 21 bits of the
+ * virtual address are the physical ones, and storages that all start at
+ * the same offset put a[i], b[i] and c[i] of c = a + b in the same L2 set
+ * (streaming ops over several of them ran 15-30% slower here when every
+ * big storage started right after its header).  A block's data starts
+ * `stagger` (0..PBT_STAGGERS-1) steps of PBT_STAGGER bytes further, over
+ * 129 KB in all: past a 2 MiB L2's set index (bits 6-16).  An allocator
+ * hands out the steps in turn; a block made without one takes its step
+ * from its address. */
 #define PBT_HUGE ((size_t)2 << 20)
 #define PBT_HUGE_MIN ((size_t)4 << 20)
 #define PBT_STAGGER ((size_t)65 * PBT_ALIGN)
 #define PBT_STAGGERS 32
+#define PBT_STAGGER_BY_ADDRESS (-1)
 /* Bytes from the start of a block to its data, before the stagger. */
 #define PBT_HEAD (((sizeof(pbt_storage) + PBT_ALIGN - 1) / PBT_ALIGN) * PBT_ALIGN)
 
-static unsigned stagger_next; /* touched only through __atomic builtins */
-
 /* A block with room for `capacity` bytes of data, or NULL: malloc'd, the
  * data aligned to PBT_ALIGN; from PBT_HUGE_MIN on, 2 MiB-aligned, marked
- * for huge pages and staggered (above). */
-static pbt_storage *block_new(size_t capacity) {
+ * for huge pages and its data moved by `stagger` steps (above). */
+static pbt_storage *block_new(size_t capacity, int stagger) {
   size_t head = sizeof(pbt_storage) + PBT_ALIGN;
   pbt_storage *s;
   uintptr_t p;
   if (capacity > SIZE_MAX / 2) return NULL;
   if (capacity >= PBT_HUGE_MIN) {
-    unsigned k = __atomic_fetch_add(&stagger_next, 1, __ATOMIC_RELAXED) % PBT_STAGGERS;
-    size_t skip = PBT_HEAD + k * PBT_STAGGER;
-    size_t total = (skip + capacity + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
+    size_t room = PBT_HEAD + (PBT_STAGGERS - 1) * PBT_STAGGER; /* the most a block skips */
+    size_t total = (room + capacity + PBT_HUGE - 1) & ~(PBT_HUGE - 1);
     void *block;
     if (posix_memalign(&block, PBT_HUGE, total) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
     (void)madvise(block, total, MADV_HUGEPAGE); /* advice: without it, small pages */
 #endif
+    if (stagger == PBT_STAGGER_BY_ADDRESS) /* a multiplicative hash of the huge page */
+      stagger = (int)((uint32_t)((uintptr_t)block >> 21) * 2654435761u >> 27);
     s = (pbt_storage *)block;
-    p = (uintptr_t)block + skip;
+    p = (uintptr_t)block + PBT_HEAD + (size_t)(stagger % PBT_STAGGERS) * PBT_STAGGER;
   } else {
     s = malloc(head + capacity);
     if (!s) return NULL;
@@ -142,6 +145,7 @@ struct pbt_allocator {
   /* under lock: */
   size_t limit, cached_bytes, cached_blocks, live_bytes;
   uint64_t hits, misses;
+  int stagger; /* the next big block's stagger step (see block_new) */
   pbt_storage *age_head, *age_tail;
   pbt_storage *bins[BIN_COUNT];
 };
@@ -249,16 +253,18 @@ static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
   int bin = a && nbytes >= PBT_ALLOC_MIN_BYTES ? size_class(nbytes, &capacity)
                                                 : -1;
   pbt_storage *s = NULL;
-  if (bin < 0) {
-    s = block_new(nbytes);
-    return s;
-  }
+  int stagger = 0;
+  if (bin < 0) return block_new(nbytes, PBT_STAGGER_BY_ADDRESS);
   pthread_mutex_lock(&a->lock);
   if ((s = a->bins[bin]) != NULL) {
     cache_unlink(a, s);
     a->hits++;
   } else {
     a->misses++;
+    if (capacity >= PBT_HUGE_MIN) {
+      stagger = a->stagger;
+      a->stagger = (a->stagger + 1) % PBT_STAGGERS;
+    }
   }
   a->live_bytes += capacity;
   pthread_mutex_unlock(&a->lock);
@@ -269,7 +275,7 @@ static pbt_storage *storage_new(pbt_allocator *a, size_t nbytes) {
     memset(s->data, 0xff, s->capacity);
 #endif
   } else {
-    s = block_new(capacity);
+    s = block_new(capacity, stagger);
     if (!s) {
       pthread_mutex_lock(&a->lock);
       a->live_bytes -= capacity;

@@ -86,7 +86,7 @@ local function experiment(method)
       for b = 0, STEP_BATCHES - 1 do
         local idx = order:narrow(1, (b * h.batch_size) % (x_train:size(1) - h.batch_size) + 1,
           h.batch_size)
-        opt:zero_grad(false) -- zeroes the kept gradients: the next backward adds into them
+        opt:zero_grad(false) -- zeroes the kept gradients: backward adds into them
         local loss = nn.cross_entropy(model(x_train:index_select(1, idx)), y_train:index_select(1, idx))
         loss:backward()
         opt:step()

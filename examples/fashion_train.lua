@@ -67,7 +67,7 @@ for epoch = 1, epochs do
       { batch_size = batch_size, shuffle = true, generator = g }) do
     opt.lr = lr0 * (1 - step / steps)
     step = step + 1
-    opt:zero_grad(false) -- zeroes the kept gradients: the next backward adds into them
+    opt:zero_grad(false) -- zeroes the kept gradients: backward adds into them
     local loss = nn.cross_entropy(model(xb), yb)
     loss:backward()
     opt:step()

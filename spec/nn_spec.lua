@@ -701,6 +701,28 @@ describe("pbt.nn", function()
         expect(w, { { -2, 4.5, 8 }, { -7, 3, 7 } }, 1)
       end)
 
+      it("leave a rule that a script put in place its contract", function()
+        local autograd = require("pbt.autograd")
+        local builtin, seen = autograd.rules.linear, {}
+        autograd.rules.linear = function(n, g) -- clips every gradient to [-1, 1]
+          local gx, gw, gb = builtin(n, g)
+          seen[#seen + 1] = gw ~= nil and gb ~= nil
+          return gx, gw and gw:clamp(-1, 1), gb and gb:clamp(-1, 1)
+        end
+        local ok, err = pcall(function()
+          local m = nn.Linear(3, 2, { generator = gen(2) })
+          local x = T.tensor(X, { dtype = "float32" })
+          m(x):sum():backward()
+          m:zero_grad(false)
+          m(x):sum():backward()
+          expect(m.weight.grad, { { -1, 1, 1 }, { -1, 1, 1 } }, 1)
+          assert.are.same({ 1, 1 }, m.bias.grad:totable())
+        end)
+        autograd.rules.linear = builtin
+        assert(ok, err)
+        assert.are.same({ true, true }, seen)
+      end)
+
       it("zero_grad(false) keeps each gradient and zeroes it; other values are refused",
         function()
           local m = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
@@ -718,6 +740,13 @@ describe("pbt.nn", function()
           for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
           m:zero_grad(false) -- no gradients: nothing to keep
           for _, p in ipairs(m:parameters()) do assert.is_nil(p.grad) end
+          -- a released gradient: refused before any other is zeroed
+          m(T.ones(4, 3)):sum():backward()
+          local ps = m:parameters()
+          getmetatable(ps[3].grad).__close(ps[3].grad) -- releases it
+          assert.are.equal("zero_grad: the gradient of parameter 3 has been released",
+            error_of(m.zero_grad, m, false))
+          assert.is_true(ps[1].grad:abs():sum():item() > 0)
         end)
     end)
 

@@ -237,18 +237,24 @@ static void test_allocator(void) {
 }
 
 /* Storages of 4 MiB and more: their data is 64-byte aligned and does not
- * start at one offset of a 2 MiB page (the stagger); of 33 in a row, no
- * two within 32 of each other share their offset mod 2 MiB, nor their L2
- * set (bits 6-16 of the address); every byte is theirs. */
+ * start at one offset of a 2 MiB page (the stagger).  Of 33 made in a row
+ * by one allocator, no two within 32 of each other share their offset mod
+ * 2 MiB, nor their L2 set (bits 6-16 of the address); a block from the
+ * cache keeps its place; every byte is theirs.  Made without an allocator,
+ * they are aligned and whole as well. */
 static void test_big_storages(void) {
   enum { K = 33 };
-  pbt_tensor t[K];
+  pbt_allocator *a;
+  pbt_tensor t[K], u;
   pbt_error err;
   int64_t n = (4 << 20) / 4 + 1000; /* floats: just over 4 MiB */
   uintptr_t off[K];
+  void *data;
   int i, j;
+  CHECK(pbt_allocator_new(&a, (size_t)1 << 30, &err) == PBT_OK);
   for (i = 0; i < K; i++) {
     pbt_tensor_init(&t[i]);
+    t[i].alloc = a;
     CHECK(pbt_tensor_empty(&t[i], PBT_FLOAT32, 1, &n, &err) == PBT_OK);
     off[i] = (uintptr_t)pbt_tensor_data(&t[i]) & (((uintptr_t)2 << 20) - 1);
     CHECK(off[i] % 64 == 0);
@@ -260,10 +266,68 @@ static void test_big_storages(void) {
       CHECK(off[i] != off[j]);
       CHECK((off[i] >> 6 & 2047) != (off[j] >> 6 & 2047));
     }
-  for (i = 0; i < K; i++) {
-    CHECK(pbt_tensor_get_flat(&t[i], 0) == (double)i); /* no overlap */
-    pbt_tensor_release(&t[i]);
+  for (i = 0; i < K; i++) CHECK(pbt_tensor_get_flat(&t[i], 0) == (double)i); /* no overlap */
+  data = pbt_tensor_data(&t[5]);
+  pbt_tensor_release(&t[5]);
+  pbt_tensor_init(&u);
+  u.alloc = a;
+  CHECK(pbt_tensor_empty(&u, PBT_FLOAT32, 1, &n, &err) == PBT_OK);
+  CHECK(pbt_tensor_data(&u) == data && pbt_tensor_get_flat(&u, n - 1) == 5.0);
+  pbt_tensor_release(&u);
+  for (i = 0; i < K; i++) pbt_tensor_release(&t[i]);
+  pbt_allocator_set_limit(a, 0);
+  pbt_allocator_release(a);
+  for (i = 0; i < 3; i++) { /* no allocator */
+    pbt_tensor_init(&t[i]);
+    CHECK(pbt_tensor_empty(&t[i], PBT_FLOAT64, 1, &n, &err) == PBT_OK);
+    CHECK((uintptr_t)pbt_tensor_data(&t[i]) % 64 == 0);
+    pbt_fill_(&t[i], 1.5);
+    CHECK(pbt_tensor_get_flat(&t[i], n - 1) == 1.5);
   }
+  for (i = 0; i < 3; i++) pbt_tensor_release(&t[i]);
+}
+
+/* pbt_linear_backward_acc: gradients added into kept ones, checked against
+ * sums by hand; an output that does not fit is refused before anything is
+ * written. */
+static void test_linear_acc(void) {
+  pbt_tensor x, w, g, gw, gb, bad, gx;
+  pbt_error err;
+  int64_t i, j, sx[2] = {2, 3}, sw[2] = {2, 3}, sb = 2, one = 1;
+  pbt_tensor_init(&x), pbt_tensor_init(&w), pbt_tensor_init(&g);
+  pbt_tensor_init(&gw), pbt_tensor_init(&gb), pbt_tensor_init(&bad), pbt_tensor_init(&gx);
+  CHECK(pbt_tensor_empty(&x, PBT_FLOAT64, 2, sx, &err) == PBT_OK);
+  CHECK(pbt_tensor_empty(&w, PBT_FLOAT64, 2, sw, &err) == PBT_OK);
+  CHECK(pbt_tensor_empty(&g, PBT_FLOAT64, 2, (int64_t[]){2, 2}, &err) == PBT_OK);
+  CHECK(pbt_tensor_empty(&gw, PBT_FLOAT64, 2, sw, &err) == PBT_OK);
+  CHECK(pbt_tensor_empty(&gb, PBT_FLOAT64, 1, &sb, &err) == PBT_OK);
+  for (i = 0; i < 6; i++) ((double *)pbt_tensor_data(&x))[i] = (double)(i + 1); /* [[1,2,3],[4,5,6]] */
+  pbt_fill_(&w, 0.5);
+  pbt_fill_(&g, 1); /* the gradient of sum(y) */
+  pbt_fill_(&gw, 10);
+  pbt_fill_(&gb, 1);
+  CHECK(pbt_linear_backward_acc(NULL, &gw, &gb, PBT_ACC_W | PBT_ACC_B, &g, &x, &w, &err) == PBT_OK);
+  for (i = 0; i < 2; i++)
+    for (j = 0; j < 3; j++) /* 10 + x[0][j] + x[1][j] */
+      CHECK(pbt_tensor_get(&gw, (int64_t[]){i, j}) == 10.0 + (double)(j + 1) + (double)(j + 4));
+  CHECK(pbt_tensor_get_flat(&gb, 0) == 3.0 && pbt_tensor_get_flat(&gb, 1) == 3.0);
+
+  /* refused, nothing written */
+  CHECK(pbt_tensor_empty(&bad, PBT_FLOAT64, 1, &one, &err) == PBT_OK);
+  CHECK(pbt_expand(&gx, &bad, 1, &sb, &err) == PBT_OK); /* an expanded bias gradient */
+  CHECK(pbt_linear_backward_acc(NULL, &gw, &gx, PBT_ACC_W | PBT_ACC_B, &g, &x, &w, &err) != PBT_OK);
+  CHECK(strcmp(err.msg, "the bias's gradient must be contiguous") == 0);
+  CHECK(pbt_tensor_get_flat(&gw, 0) == 15.0);
+  CHECK(pbt_linear_backward_acc(NULL, &gw, &gb, PBT_ACC_W | PBT_ACC_B, &g, &x, &gw, &err) != PBT_OK);
+  CHECK(strcmp(err.msg, "the weight's gradient shares storage with an input") == 0);
+  CHECK(pbt_linear_backward_acc(NULL, &gw, &bad, PBT_ACC_W | PBT_ACC_B, &g, &x, &w, &err) != PBT_OK);
+  CHECK(strcmp(err.msg, "the bias's gradient has shape [1], expected [2]") == 0);
+  CHECK(pbt_linear_backward_acc(NULL, &gb, NULL, PBT_ACC_W, &g, &x, &w, &err) != PBT_OK);
+  CHECK(strcmp(err.msg, "the weight's gradient has shape [2], expected [2,3]") == 0);
+  CHECK(pbt_tensor_get_flat(&gw, 0) == 15.0 && pbt_tensor_get_flat(&gb, 0) == 3.0);
+  pbt_tensor_release(&x), pbt_tensor_release(&w), pbt_tensor_release(&g);
+  pbt_tensor_release(&gw), pbt_tensor_release(&gb), pbt_tensor_release(&bad);
+  pbt_tensor_release(&gx);
 }
 
 int main(void) {
@@ -271,5 +335,6 @@ int main(void) {
   test_matmul();
   test_allocator();
   test_big_storages();
+  test_linear_acc();
   return test_harness_report("test_core");
 }

@@ -375,6 +375,14 @@ local is_leaf = T.is_leaf
 local fresh = { relu = true, mul = true, matmul = true }
 M.fresh = fresh
 
+-- Built-in rules that can add a leaf's gradient straight into its kept
+-- .grad (opt:zero_grad(false)): in_place[op] = { rule = f, run = f2 }.  While
+-- rules[op] is still f, backward calls f2(node, g) instead; f2 returns nil
+-- for a gradient it has already added into the leaf's .grad.  A rule that
+-- a script puts in rules[op] is called as it is, with the usual contract.
+local in_place = {}
+M.in_place = in_place
+
 local function accumulate(t, g, owned)
   local have = t.grad
   if have then have:add_(g) else t.grad = owned and g or g:clone() end
@@ -434,6 +442,8 @@ function M.backward(t, grad)
       if g then
         local rule = rules[node.op]
         if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
+        local ip = in_place[node.op]
+        if ip and rawequal(rule, ip.rule) then rule = ip.run end
         if not reads_no_values[node.op] then check_versions(node) end
         local n, g1, g2, g3, gs = node.n, nil, nil, nil, nil
         if n <= 3 then g1, g2, g3 = rule(node, g)

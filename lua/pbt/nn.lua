@@ -39,17 +39,25 @@ local fmt_shape = autograd.shape_str
 
 local function rg(t) return t ~= nil and t.requires_grad end
 
--- A leaf's kept .grad (opt:zero_grad(false) keeps it) is handed to the
--- kernel, which adds the weight's and bias's gradients into it in place
--- (the GEMM with beta = 1) when it fits, and then returns nil for them.
-local is_leaf = core.tensor.is_leaf
-local function kept_grad(t) return is_leaf(t) and t.grad or nil end
 rules.linear = function(n, g)
   local x, w, b = n.args[1], n.args[2], n.args[3]
-  local nw, nb = rg(w), rg(b)
-  return C.linear_backward(g, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
-    nb and kept_grad(b) or nil)
+  return C.linear_backward(g, x, w, rg(x), rg(w), rg(b))
 end
+-- In backward (while rules.linear is the one above), a leaf's kept .grad
+-- (opt:zero_grad(false) keeps it) is handed to the kernel, which adds the
+-- weight's and bias's gradients into it in place (the GEMM with beta = 1)
+-- when it fits, and then returns nil for them.
+local is_leaf = core.tensor.is_leaf
+local function kept_grad(t) return is_leaf(t) and t.grad or nil end
+autograd.in_place.linear = {
+  rule = rules.linear,
+  run = function(n, g)
+    local x, w, b = n.args[1], n.args[2], n.args[3]
+    local nw, nb = rg(w), rg(b)
+    return C.linear_backward(g, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
+      nb and kept_grad(b) or nil)
+  end,
+}
 rules.conv2d = function(n, g)
   local a = n.args
   return C.conv2d_backward(g, a[1], a[2], a[4], a[5], a[6], a[7], a[8],
@@ -494,7 +502,16 @@ function Module:zero_grad(set_to_none)
   if set_to_none ~= nil and type(set_to_none) ~= "boolean" then
     error(("zero_grad: set_to_none must be a boolean, got %s"):format(type(set_to_none)), 2)
   end
-  for _, p in ipairs(self:parameters()) do
+  local params = self:parameters()
+  if set_to_none == false then -- all checked before any is changed
+    for i, p in ipairs(params) do
+      local gr = p.grad
+      if gr ~= nil and core.is_released(gr) then
+        error(("zero_grad: the gradient of parameter %d has been released"):format(i), 2)
+      end
+    end
+  end
+  for _, p in ipairs(params) do
     if set_to_none ~= false then p.grad = nil
     elseif p.grad ~= nil then p.grad:zero_() end
   end

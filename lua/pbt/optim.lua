@@ -171,7 +171,7 @@ end
 function Optimizer:zero_grad(set_to_none)
   local name, grads = self.name, {}
   if set_to_none ~= nil and type(set_to_none) ~= "boolean" then
-    error(fmt("%s: zero_grad's set_to_none must be a boolean, got %s", name, type(set_to_none)), 2)
+    error(fmt("%s: zero_grad's set_to_none must be a boolean, got %s", name, type(set_to_none)), 0)
   end
   for i, p in ipairs(self.params) do -- all checked before any is changed
     if set_to_none == false then grads[i] = grad_of(name, i, p) or false
