@@ -48,6 +48,12 @@ if os.getenv("OPENBLAS_NUM_THREADS") ~= threads then
 end
 
 local pbt = require("pbt")
+-- Subnormal floats count as zero on every side (pbt.set_flush_denormal,
+-- torch.set_flush_denormal, MXCSR in mlp_floor.c): the momentum buffers of
+-- units that get no gradient decay through them, arithmetic on them takes a
+-- microcode assist (an SGD update on them ran 25x slower), and each side's
+-- speed would depend on how many its trajectory happens to make.
+local FLUSH = pbt.set_flush_denormal(true)
 local nn, optim, T = pbt.nn, pbt.optim, pbt.tensor
 local clock = pbt.clock
 
@@ -193,8 +199,8 @@ local torch = common.peer(("THREADS=%s /usr/bin/python3 bench/mlp_torch.py"):for
 local torch_info = torch:ask("info") -- also waits for torch to load
 print(("Command: `%s`; %s; nproc %s."):format(command, date, nproc))
 print(("Threads: %s on each side: pbt and the C floor OPENBLAS_NUM_THREADS=%s (OpenBLAS "
-  .. "reports %d), PyTorch torch.set_num_threads(%s) (%s)."):format(threads, threads,
-  pbt.core.threads.blas_threads(), threads, torch_info))
+  .. "reports %d), PyTorch torch.set_num_threads(%s) (%s). pbt.set_flush_denormal(true) = %s.")
+  :format(threads, threads, pbt.core.threads.blas_threads(), threads, torch_info, tostring(FLUSH)))
 print("")
 io.stdout:flush()
 

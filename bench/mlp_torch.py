@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """bench/mlp_torch.py -- the PyTorch side of bench/mlp.lua, a long-lived server.
 
-Same architectures, batches, dtype (float32), optimizer (SGD lr 0.01,
+Subnormal floats are flushed to zero (torch.set_flush_denormal(True)), as on
+the other sides.  Same architectures, batches, dtype (float32), optimizer (SGD lr 0.01,
 momentum 0.9, PyTorch's default opt.zero_grad(), which sets the gradients to
 None) and thread count (torch.set_num_threads(THREADS), default 1;
 bench/mlp.lua runs pbt with OPENBLAS_NUM_THREADS set to the same number).
 
 Reads one request per line on stdin and answers each with one line on stdout:
-  info                    "torch VERSION, N threads"
+  info                    torch's version, threads and flush mode
   CASE                    the median seconds per training step of the case
                           (its model, data and optimizer are made at the
                           first request and kept for the later ones)
@@ -29,6 +30,11 @@ import torch.nn as nn
 
 threads = int(os.environ.get("THREADS", "1"))
 torch.set_num_threads(threads)
+# as every side of bench/mlp.lua: subnormal floats count as zero (the momentum
+# buffers of units that get no gradient decay through them, and arithmetic
+# on them takes a microcode assist: each side's speed would depend on how
+# many of them its trajectory happens to make)
+FLUSH = torch.set_flush_denormal(True)
 torch.manual_seed(1)
 
 
@@ -137,7 +143,8 @@ kept = {}  # case name -> its step (or micro closure), made at the first request
 
 def answer(req):
     if req == "info":
-        return f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}"
+        return (f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
+                f"set_flush_denormal(True) = {FLUSH}")
     if req in CASES:
         if req not in kept:
             kept[req] = step_fn(req)

@@ -601,3 +601,41 @@ describe("pbt.Tensor", function()
     end)
   end)
 end)
+
+describe("pbt.set_flush_denormal", function()
+  local function supported()
+    local was = pbt.flush_denormal()
+    local ok = pbt.set_flush_denormal(was)
+    return ok
+  end
+
+  it("counts subnormal floats as zero while on, and says whether it is", function()
+    if not supported() then
+      assert.is_false(pbt.set_flush_denormal(true))
+      assert.is_false(pbt.flush_denormal())
+      return
+    end
+    local was = pbt.flush_denormal()
+    local ok, err = pcall(function()
+      -- 1e-39 is below float32's smallest normal number (2^-126, about 1.18e-38)
+      assert.is_true(pbt.set_flush_denormal(false))
+      assert.is_false(pbt.flush_denormal())
+      local x = T.full(4, 1e-39) * 1
+      assert.is_true(x:get(1) > 0 and x:get(1) < 2 ^ -126)
+      assert.is_true(pbt.set_flush_denormal(true))
+      assert.is_true(pbt.flush_denormal())
+      assert.are.equal(0, (T.full(4, 1e-39) * 1):get(1))
+      assert.are.equal(0, (x * 1):get(4)) -- a subnormal input counts as zero
+      assert.are.equal(2 ^ -126, (T.full(1, 2 ^ -126) * 1):get(1)) -- normal numbers stay
+      assert.are.equal(0, (T.full(1, 1e-310, { dtype = "float64" }) * 1):get(1))
+    end)
+    pbt.set_flush_denormal(was)
+    assert(ok, err)
+  end)
+
+  it("takes a boolean", function()
+    local ok, err = pcall(pbt.set_flush_denormal, 1)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to '[%w.]*set_flush_denormal' %(boolean expected, got number%)", err)
+  end)
+end)
