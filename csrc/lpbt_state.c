@@ -43,6 +43,9 @@ static int allocator_gc(lua_State *L) {
   return 0;
 }
 
+/* The least bytes of results between two forced collections. */
+#define LPBT_GC_MIN ((size_t)8 << 20)
+
 /* Results of this size and more are "big" (see lpbt_push_tensor). */
 #define BIG_RESULT ((size_t)1 << 20)
 
@@ -82,9 +85,12 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   b->since += bytes;
   if (bytes >= BIG_RESULT) b->big = 1;
   heap = (size_t)lua_gc(L, LUA_GCCOUNT) << 10;
-  /* a whole cycle once the results since the last one outweigh what was
-   * alive after it (and Lua's own heap) */
-  if (b->since < b->live || b->since < heap) return;
+  /* a whole collection once the results since the last one outweigh what
+   * was alive after it, Lua's own heap and LPBT_GC_MIN: a collection costs
+   * a walk of the whole heap, and with a small live set (two 64x64
+   * matrices multiplied in a loop) one every few results tripled the time
+   * of each */
+  if (b->since < b->live || b->since < heap || b->since < LPBT_GC_MIN) return;
   b->since = 0;
   /* a whole cycle that starts now: stepping to the end of the cycle under
    * way (LUA_GCSTEP) kept what was made after its mark phase, the results
