@@ -34,8 +34,8 @@
 --            root (from the exploit events), "" if that never happened
 --   trials, completed  optuna: trials started, trials that ran every step
 --   workers  worker threads of the pbt run (optuna: torch's 2 threads)
--- After every cell and with --summary: a markdown table per method (means)
--- and one per pair of methods (mean paired difference with its 95%
+-- After every cell and with --summary: a markdown table per method (means;
+-- the wall time's median) and one per pair of methods (mean paired difference with its 95%
 -- t-interval, wins / ties / losses, a tie being a difference within 1e-9).
 -- Every optuna cell checks the Python side's split against pbt's: the sums
 -- of the first validation and training images, and a hash of the
@@ -231,6 +231,16 @@ local function mean(xs)
 end
 
 --- mean, half-width of the 95% t-interval (nil below 2 values)
+-- the median (the wall time's summary: a cell that met a busy machine
+-- does not move it)
+local function median(xs)
+  local s = { table.unpack(xs) }
+  table.sort(s)
+  if #s == 0 then return 0 / 0 end
+  if #s % 2 == 1 then return s[(#s + 1) // 2] end
+  return (s[#s // 2] + s[#s // 2 + 1]) / 2
+end
+
 local function mean_ci(xs)
   local n, m = #xs, mean(xs)
   if n < 2 then return m, nil end
@@ -262,7 +272,7 @@ local function summary(rows, out)
   w("%s: %s", out, #names > 0 and table.concat(names, "; ") or "no results yet")
   if #names == 0 then print(table.concat(lines, "\n")) return end
   w("")
-  w("| method | seeds | validation accuracy | test accuracy | wall s | minibatches | lineage roots at the end | all one root (runs: mean step) | trials (completed) |")
+  w("| method | seeds | validation accuracy | test accuracy | wall s (median) | minibatches | lineage roots at the end | all one root (runs: mean step) | trials (completed) |")
   w("|---|---|---|---|---|---|---|---|---|")
   for _, m in ipairs(METHODS) do
     local cells = by[m]
@@ -281,7 +291,7 @@ local function summary(rows, out)
       local vm, vci = mean_ci(val)
       local tm, tci = mean_ci(test)
       local function pm(x, ci) return ci and ("%.2f%% ± %.2f"):format(100 * x, 100 * ci) or ("%.2f%%"):format(100 * x) end
-      w("| %s | %d | %s | %s | %.1f | %.0f | %s | %s | %s |", m, n, pm(vm, vci), pm(tm, tci), mean(secs), mean(mb),
+      w("| %s | %d | %s | %s | %.1f | %.0f | %s | %s | %s |", m, n, pm(vm, vci), pm(tm, tci), median(secs), mean(mb),
         #roots > 0 and ("%.2f"):format(mean(roots)) or "",
         PBT_METHODS[m] and m ~= "random" and (#take > 0 and ("%d/%d: %.1f"):format(#take, n, mean(take))
           or ("0/%d"):format(n)) or "",
