@@ -313,7 +313,9 @@ describe("the runner", function()
       end
       for _, sync in ipairs({ true, false }) do
         for w = 1, 2 do
-          local r = run_file(MEMBERS, { sync = sync, never = true, seconds = 0.4, busy = 0.01 }, { workers = w })
+          -- (1 s for 4 steps of 0.01 s: 0.4 s once left a member without a
+          -- step on a machine whose both cores were taken by other work)
+          local r = run_file(MEMBERS, { sync = sync, never = true, seconds = 1, busy = 0.01 }, { workers = w })
           for i = 1, 4 do
             assert.is_true(count(r.events, "report", i) >= 1,
               ("member %d, sync %s, %d workers: no step"):format(i, sync, w))
