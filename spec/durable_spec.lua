@@ -32,11 +32,14 @@ local function file_log(dir)
 end
 
 -- starts a run in a child, kills it with SIGKILL after `delay` seconds (if it
--- still runs), then resumes it in another child; returns the resume's status
+-- still runs), then resumes it in another child; returns the resume's status.
+-- A kill that came before the child made run.db (a slow start: a sanitizer
+-- build on a busy machine) left no run: the second child then starts it.
 local function kill_and_resume(dir, sync, delay)
   os.execute("rm -rf " .. dir)
-  local cmd = ("%s & pid=$!; sleep %.3f; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; %s 2>&1")
-    :format(lua_run(dir, sync), delay, lua_run(dir, sync, ", resume=true"))
+  local cmd = ("%s & pid=$!; sleep %.3f; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; " ..
+    "if [ -e '%s/run.db' ]; then %s 2>&1; else %s 2>&1; fi")
+    :format(lua_run(dir, sync), delay, dir, lua_run(dir, sync, ", resume=true"), lua_run(dir, sync))
   local p = io.popen(cmd)
   local output = p:read("a")
   local ok = p:close()
