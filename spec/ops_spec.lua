@@ -610,6 +610,10 @@ describe("pbt.set_flush_denormal", function()
   end
 
   it("counts subnormal floats as zero while on, and says whether it is", function()
+    if os.getenv("PBT_VALGRIND") then
+      pending("valgrind's CPU does not model the flush-to-zero bits of MXCSR")
+      return
+    end
     if not supported() then
       assert.is_false(pbt.set_flush_denormal(true))
       assert.is_false(pbt.flush_denormal())
