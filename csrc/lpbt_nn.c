@@ -84,18 +84,13 @@ static int f_linear(lua_State *L) {
 }
 
 /* The kept gradient at arg that linear_backward may add into (nil,
- * anything but a tensor, or one that does not fit: NULL, and the gradient
- * comes back as a new tensor that the rule's caller accumulates as before). */
-static pbt_tensor *opt_acc(lua_State *L, int arg, const pbt_tensor *like, int64_t n0,
-                           const pbt_tensor *g, const pbt_tensor *x, const pbt_tensor *w) {
+ * anything but a tensor, one that requires grad or one the core would
+ * refuse: NULL, and the gradient comes back as a new tensor that the
+ * rule's caller accumulates as before).  w is 2-d. */
+static pbt_tensor *opt_acc(lua_State *L, int arg, int bias, const pbt_tensor *g,
+                           const pbt_tensor *x, const pbt_tensor *w) {
   pbt_tensor *t = lpbt_test_tensor(L, arg);
-  int64_t shape[2];
-  int nd = like ? 2 : 1;
-  if (like) shape[0] = like->shape[0], shape[1] = like->shape[1];
-  else shape[0] = n0;
-  if (!t || !t->storage || t->dtype != w->dtype || !pbt_tensor_is_contiguous(t) ||
-      !pbt_shape_equal(t->ndim, t->shape, nd, shape) || t->storage == g->storage ||
-      t->storage == x->storage || t->storage == w->storage || LPBT_REQUIRES_GRAD(t))
+  if (!t || LPBT_REQUIRES_GRAD(t) || pbt_linear_check_acc(t, bias, g, x, w, NULL) != PBT_OK)
     return NULL;
   return t;
 }
@@ -106,8 +101,8 @@ static int f_linear_backward(lua_State *L) {
   int nx = lua_toboolean(L, 4), nw = lua_toboolean(L, 5), nb = lua_toboolean(L, 6);
   pbt_error err;
   lua_settop(L, 8);
-  if (nw && w->ndim == 2) aw = opt_acc(L, 7, w, 0, g, x, w);
-  if (nb && w->ndim == 2) ab = opt_acc(L, 8, NULL, w->shape[0], g, x, w);
+  if (nw && w->ndim == 2) aw = opt_acc(L, 7, 0, g, x, w);
+  if (nb && w->ndim == 2) ab = opt_acc(L, 8, 1, g, x, w);
   gx = push_opt(L, nx);
   gw = aw ? (lua_pushnil(L), aw) : push_opt(L, nw);
   gb = ab ? (lua_pushnil(L), ab) : push_opt(L, nb);

@@ -62,27 +62,23 @@ pbt_status pbt_linear(pbt_tensor *out, const pbt_tensor *x,
   return s;
 }
 
-/* An existing gradient that backward adds into: w's (or b's) dtype and
- * shape, and storage of its own. */
-static pbt_status check_acc(const pbt_tensor *acc, const char *what, const pbt_tensor *like,
-                            int64_t n0, const pbt_tensor *g, const pbt_tensor *x,
-                            const pbt_tensor *w, pbt_error *err) {
+pbt_status pbt_linear_check_acc(const pbt_tensor *acc, int bias, const pbt_tensor *g,
+                               const pbt_tensor *x, const pbt_tensor *w, pbt_error *err) {
   char sa[96];
-  int64_t shape[2];
-  int nd = like ? like->ndim : 1;
-  if (like) shape[0] = like->shape[0], shape[1] = like->shape[1];
-  else shape[0] = n0;
+  const char *what = bias ? "bias" : "weight";
+  int nd = bias ? 1 : 2;
   if (!acc->storage)
     return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient must be an existing tensor", what);
   if (acc->dtype != w->dtype)
     return pbt_fail(err, PBT_ERR_DTYPE, "the %s's gradient has dtype %s, expected %s", what,
                     pbt_dtype_name(acc->dtype), pbt_dtype_name(w->dtype));
-  if (!pbt_shape_equal(acc->ndim, acc->shape, nd, shape)) {
+  if (!pbt_shape_equal(acc->ndim, acc->shape, nd, w->shape)) {
     shape_str(sa, sizeof sa, acc);
-    return nd == 2 ? pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
-                              "[%lld,%lld]", what, sa, (long long)shape[0], (long long)shape[1])
-                   : pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
-                              "[%lld]", what, sa, (long long)shape[0]);
+    return bias ? pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected [%lld]",
+                           what, sa, (long long)w->shape[0])
+                : pbt_fail(err, PBT_ERR_SHAPE, "the %s's gradient has shape %s, expected "
+                           "[%lld,%lld]", what, sa, (long long)w->shape[0],
+                           (long long)w->shape[1]);
   }
   if (!pbt_tensor_is_contiguous(acc))
     return pbt_fail(err, PBT_ERR_ARG, "the %s's gradient must be contiguous", what);
@@ -106,8 +102,8 @@ pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *g
     return pbt_fail(err, PBT_ERR_SHAPE, "gradient of shape %s does not fit input of shape %s",
                     sa, sb);
   }
-  if (acc_w && (s = check_acc(gw, "weight", w, 0, g, x, w, err))) return s;
-  if (acc_b && (s = check_acc(gb, "bias", NULL, w->shape[0], g, x, w, err))) return s;
+  if (acc_w && (s = pbt_linear_check_acc(gw, 0, g, x, w, err))) return s;
+  if (acc_b && (s = pbt_linear_check_acc(gb, 1, g, x, w, err))) return s;
   /* an error leaves an accumulated output as it was: the new outputs and
    * the bias sum are made first, a product that fails (copying an operand
    * BLAS cannot read) fails before it writes, and the weight's product is

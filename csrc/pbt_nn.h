@@ -66,6 +66,11 @@ enum { PBT_ACC_W = 1, PBT_ACC_B = 2 };
  * Errors (besides pbt_linear_backward's): "the weight's gradient has shape
  * [3,5], expected [3,4]", "the bias's gradient has dtype float64, expected
  * float32", "the weight's gradient shares storage with an input". */
+/* PBT_OK when acc can take the weight's (bias = 0) or the bias's (bias =
+ * 1) gradient of pbt_linear_backward_acc; else the error it would raise.
+ * w must be 2-d. */
+pbt_status pbt_linear_check_acc(const pbt_tensor *acc, int bias, const pbt_tensor *g,
+                               const pbt_tensor *x, const pbt_tensor *w, pbt_error *err);
 pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
                                    int acc, const pbt_tensor *g, const pbt_tensor *x,
                                    const pbt_tensor *w, pbt_error *err);
