@@ -93,6 +93,47 @@ describe("durable runs", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("starts again a run whose start was killed before its first commit", function()
+    local runstore = require("pbt.runstore")
+    local ref_dir = tmpname()
+    run_here(ref_dir, true)
+    local want = file_log(ref_dir)
+    -- run.db as a kill leaves it: an empty database, or pbt's tables without the run
+    for _, state in ipairs({ "empty", "tables" }) do
+      for _, resume in ipairs({ true, false }) do
+        local dir = tmpname()
+        os.execute("rm -rf " .. dir .. " && mkdir -p " .. dir)
+        local db = assert(pbt.core.sql.open(runstore.path(dir)))
+        db:exec("PRAGMA user_version = 0") -- writes the file's header
+        db:close()
+        if state == "tables" then
+          local s = runstore.connect(dir)
+          s:ensure_schema()
+          s:close()
+        end
+        assert.is_true(runstore.exists(dir))
+        assert.is_false(runstore.started(dir))
+        run_here(dir, true, { resume = resume })
+        assert.are.equal(want, file_log(dir), state .. (resume and ", resumed" or ""))
+        assert.is_true(runstore.started(dir))
+        os.execute("rm -rf " .. dir)
+      end
+    end
+    -- a database of something else is no killed start: left alone, and refused
+    local dir = tmpname()
+    os.execute("rm -rf " .. dir .. " && mkdir -p " .. dir)
+    local db = assert(pbt.core.sql.open(runstore.path(dir)))
+    db:exec("CREATE TABLE notes (text TEXT)")
+    db:close()
+    assert.is_true(runstore.started(dir))
+    assert.has_error(function() run_here(dir, true, { resume = true }) end,
+      ("experiment: %s is not a run's store: it holds no run"):format(runstore.path(dir)))
+    db = assert(pbt.core.sql.open(runstore.path(dir)))
+    assert.are.same({ { n = 0 } }, db:exec("SELECT count(*) AS n FROM notes"))
+    db:close()
+    os.execute("rm -rf " .. dir .. " " .. ref_dir)
+  end)
+
   it("never overwrites a directory that holds a run, and says what to do", function()
     local dir = tmpname()
     run_here(dir, true)

@@ -432,6 +432,55 @@ describe("the runner", function()
       assert.are.equal(start, err:sub(1, #start))
     end)
 
+    -- lua.c turns Ctrl-C into a one-shot hook that raises "interrupted!" at
+    -- the next call: when that call is under one of pbt's own pcalls, the
+    -- pcall must hand it on, or the run goes on with SIGINT's handler used up.
+    -- interrupt_at(f) does what the hook does, at the first call of f.
+    local function interrupt_at(f)
+      debug.sethook(function()
+        if debug.getinfo(2, "f").func == f then
+          debug.sethook()
+          error("interrupted!", 0)
+        end
+      end, "c")
+    end
+
+    it("hands on a Ctrl-C that lands in the reporter's decoding of a report", function()
+      local reporter = require("pbt.reporter")
+      local r = reporter.new({ names = {} }, nil, {})
+      r.cur_h, r.metric_names = {}, {}
+      local function report()
+        return { kind = "report", member = 1, step = 2, score = 0.5, seq = 1, generation = 0,
+                 time = 0, data = '{"metrics":{"acc":0.5}}' }
+      end
+      local lines, scores = r:lines_of({ report() }) -- without the interrupt: decoded
+      assert.are.equal(1, #lines)
+      assert.are.equal("1,2,0.5\n", scores[1])
+      interrupt_at(json.decode)
+      local ok, err = pcall(r.lines_of, r, { report() })
+      debug.sethook()
+      assert.is_false(ok)
+      assert.are.equal("interrupted!", err)
+    end)
+
+    it("hands on a Ctrl-C that lands in the run store's probe for its tables", function()
+      local runstore = require("pbt.runstore")
+      local probe = assert(pbt.core.sql.open(":memory:"))
+      local exec = probe.exec
+      probe:close()
+      local path = tmpname()
+      local s = runstore.connect("sqlite:" .. path)
+      interrupt_at(exec)
+      local ok, err = pcall(s.ensure_schema, s)
+      debug.sethook()
+      assert.is_false(ok)
+      assert.are.equal("interrupted!", err)
+      s:ensure_schema() -- without the interrupt: the tables are made
+      assert.are.same({}, s:runs())
+      s:close()
+      os.remove(path)
+    end)
+
     it("stops on Ctrl-C with status 130 and writes the run's files", function()
       if VALGRIND then
         pending("a second of Ctrl-C under valgrind")

@@ -49,6 +49,7 @@ local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
 local function message(err)
   local ok, s = pcall(tostring, err)
+  if not ok and is_interrupt(s) then error(s, 0) end -- Ctrl-C landed in tostring
   return ok and s or "an error that cannot be printed"
 end
 

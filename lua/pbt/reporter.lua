@@ -18,6 +18,7 @@
 local core = require("pbt.core")
 local json = require("pbt.json")
 local svg = require("pbt.svg")
+local is_interrupt = require("pbt.shared").is_interrupt
 
 local M = {}
 
@@ -114,6 +115,7 @@ local function report_data(ev)
   local d = ev.decoded
   if d == nil then
     local ok, t = pcall(json.decode, ev.data)
+    if not ok and is_interrupt(t) then error(t, 0) end -- Ctrl-C is not bad data
     d = ok and type(t) == "table" and t or false
     ev.decoded = d
   end

@@ -35,6 +35,7 @@
 -- it is logged twice).
 local core = require("pbt.core")
 local json = require("pbt.json")
+local is_interrupt = require("pbt.shared").is_interrupt
 
 local sql = core.sql
 local encode, decode = core.encode, core.decode
@@ -65,11 +66,31 @@ local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
 function M.path(dir) return dir .. "/run.db" end
 
---- Does dir hold a run?
+--- Does dir hold a run?  (its run.db: see also M.started)
 function M.exists(dir)
   local f = io.open(M.path(dir), "rb")
   if f then f:close() end
   return f ~= nil
+end
+
+--- Whether dir's run.db got as far as its run: false for a store whose
+-- creation was killed before its first commit (a database without tables,
+-- or pbt's tables without a run).  Anything else, a database that cannot be
+-- read included, counts as started: M.open says what is wrong with it.
+function M.started(dir)
+  local db = sql.open(M.path(dir))
+  if not db then return true end
+  local ok, rows = pcall(function()
+    local tables = db:exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")[1].n
+    if tables == 0 then return 0 end
+    return db:exec("SELECT count(*) AS n FROM runs")[1].n
+  end)
+  db:close()
+  if not ok then
+    if is_interrupt(rows) then error(rows, 0) end
+    return true
+  end
+  return rows > 0
 end
 
 --- Removes dir's run.db (and its WAL files): a run started again.
@@ -123,8 +144,9 @@ end
 
 --- Makes the tables when the store has none (a new database).
 function Store:ensure_schema()
-  local have = pcall(self.db.exec, self.db, "SELECT run FROM runs LIMIT 1")
+  local have, err = pcall(self.db.exec, self.db, "SELECT run FROM runs LIMIT 1")
   if have then return end
+  if is_interrupt(err) then error(err, 0) end -- Ctrl-C, not a new database
   self.db:transaction(function()
     for _, stmt in ipairs(self.schema) do self.db:exec(stmt) end
   end)
@@ -144,7 +166,10 @@ end
 --- The names of the runs the store holds, sorted.
 function Store:runs()
   local ok, rows = pcall(self.db.exec, self.db, "SELECT run FROM runs ORDER BY run")
-  if not ok then return {} end
+  if not ok then
+    if is_interrupt(rows) then error(rows, 0) end
+    return {}
+  end
   local out = {}
   for k, r in ipairs(rows) do out[k] = r.run end
   return out
@@ -179,6 +204,7 @@ end
 -- pbt's.
 function Store:meta()
   local ok, rows = pcall(self.db.exec, self.db, "SELECT key, value FROM meta WHERE run = ?", self.run)
+  if not ok and is_interrupt(rows) then error(rows, 0) end
   if not ok then
     -- a store of format 1 had meta(key, value): say which format it is
     local ok1, old = pcall(self.db.exec, self.db, "SELECT value FROM meta WHERE key = 'format'")
@@ -214,11 +240,17 @@ function Store:drop()
 end
 
 --- A new store in dir (run.db) holding one run with the run's identity
--- (a table of strings; its name, meta.name, names the run).
-function M.create(dir, meta)
+-- (a table of strings; its name, meta.name, names the run).  first(s), when
+-- given, writes the run's first checkpoint in the same transaction as the
+-- run (s:checkpoint(..., true)): a kill leaves either no run or a run that
+-- can be resumed.
+function M.create(dir, meta, first)
   local s = M.connect(dir, meta.name or "run")
   s:ensure_schema()
-  s:create(meta)
+  s.db:transaction(function()
+    s:create(meta, true)
+    if first then first(s) end
+  end)
   return s
 end
 
@@ -237,6 +269,7 @@ function M.open(dir)
   end)
   if not okm then
     s.db:close()
+    if is_interrupt(meta) then error(meta, 0) end
     -- a run.db of format 1 has no runs table: say which format it is
     local ok1, old = pcall(function()
       local db = sql.open(M.path(dir))
@@ -306,15 +339,16 @@ end
 -- their records, states and `since[i]`, the events given (tables of
 -- pop:events with times) and the scheduler's state (a table of strings and
 -- numbers).
-function Store:checkpoint(pop, members, since, events, scheduler)
+function Store:checkpoint(pop, members, since, events, scheduler, inside)
   local db, run = self.db, self.run
-  db:transaction(function()
+  local function body()
     for _, i in ipairs(members) do
       db:exec(UPSERT_MEMBER, run, i, M.record_blob(pop, i), M.state_blob(pop, i), since[i])
     end
     for _, ev in ipairs(events) do self:insert_event(ev) end
     self:put_scheduler(scheduler)
-  end)
+  end
+  if inside then body() else db:transaction(body) end
 end
 
 --- Everything a resumed run needs: members[i] = {record, state, since},

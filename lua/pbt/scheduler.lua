@@ -225,15 +225,20 @@ function M.run(e, opts)
 
   -- a directory that holds a run is continued or started again, never
   -- silently overwritten
-  local out = opts.out
+  local out, resume = opts.out, opts.resume
   if out then
     local held = runstore.exists(out)
-    if opts.resume and not held then
+    if held and not runstore.started(out) then
+      -- a start killed before its first commit: nothing was trained or
+      -- logged, and the run starts again (resumed or not)
+      runstore.remove(out)
+      held, resume = false, false
+    elseif opts.resume and not held then
       fail("nothing to resume in %s: it holds no run (run.db)", out)
-    elseif held and not opts.resume and not opts.overwrite then
+    elseif held and not resume and not opts.overwrite then
       fail("%s holds a run (run.db): resume = true (pbt run --resume) continues it, overwrite = " ..
         "true (--overwrite) starts it again", out)
-    elseif held and opts.overwrite and not opts.resume then
+    elseif held and opts.overwrite and not resume then
       runstore.remove(out)
     end
   elseif opts.resume then
@@ -256,7 +261,7 @@ function M.run(e, opts)
 
   local progress = opts.progress
   if progress == nil then progress = core.isatty(2) and not opts.quiet end
-  local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress, keep = opts.resume })
+  local reporter = reporter_mod.new(e, pop, { out = opts.out, progress = progress, keep = resume })
   local steps_done = 0
   local total = 0
   for i = 1, n do total = total + limit[i] end
@@ -290,8 +295,9 @@ function M.run(e, opts)
     end
     if #evs > 0 then db_next = evs[#evs].seq + 1 end
   end
-  -- a checkpoint of these members (all when nil), with their events
-  local function checkpoint(members)
+  -- a checkpoint of these members (all when nil), with their events (inside:
+  -- in the transaction under way)
+  local function checkpoint(members, inside)
     if not store then return end
     collect()
     local events = {}
@@ -310,12 +316,12 @@ function M.run(e, opts)
       end
       table.sort(events, function(a, b) return a.seq < b.seq end)
     end
-    store:checkpoint(pop, members, since, events, scheduler_state())
+    store:checkpoint(pop, members, since, events, scheduler_state(), inside)
   end
   if out then
     core.remove_temporaries(out)
     local identity = runstore.identity(e, seed)
-    if opts.resume then
+    if resume then
       local meta
       store, meta = runstore.open(out)
       if meta.kind == "workers" then
@@ -362,8 +368,11 @@ function M.run(e, opts)
       if budget.seconds then deadline = t_start + budget.seconds end
       reporter:rewrite() -- the files again, from the restored log
     else
-      store = runstore.create(out, identity)
-      checkpoint(nil)
+      -- the run and every member's first checkpoint in one transaction
+      store = runstore.create(out, identity, function(s)
+        store = s
+        checkpoint(nil, true)
+      end)
     end
   end
   local last_error = {}
@@ -371,6 +380,7 @@ function M.run(e, opts)
 
   local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
   local ok_args, packed = pcall(shared.pack, args)
+  if not ok_args and is_interrupt(packed) then error(packed, 0) end
   if nworkers > 1 or memory_limit then
     if not ok_args then fail("the experiment file's args cannot go to worker threads: %s", packed) end
   end

@@ -36,6 +36,7 @@ local M = {}
 
 local function message(err)
   local ok, msg = pcall(tostring, err)
+  if not ok and is_interrupt(msg) then error(msg, 0) end -- Ctrl-C landed in tostring
   return ok and msg or "an error that cannot be printed"
 end
 
@@ -132,6 +133,7 @@ function M.parts(state, excluded)
     if type(v) ~= "table" then return false end
     if type(v.named_parameters) == "function" then
       local ok, ps = pcall(v.named_parameters, v)
+      if not ok and is_interrupt(ps) then error(ps, 0) end
       return ok and type(ps) == "table" and not all_held(ps) and "a model"
     end
     if type(v.materialize) == "function" and type(v.params) == "table" then
