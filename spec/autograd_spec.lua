@@ -594,6 +594,28 @@ describe("pbt autograd", function()
         "has an implicit grad of 1)", error_of(y.backward, y))
     end)
 
+    it("hands on Ctrl-C as it is, even with a released tensor in the graph", function()
+      -- lua.c's hook raises "interrupted!" at the next call after Ctrl-C:
+      -- here, at the call of the sum's rule, before the mul's (whose w is released)
+      local x, w = T.ones(2):requires_grad_(), T.ones(2)
+      local z = (x * w):sum()
+      getmetatable(w).__close(w)
+      local rule = autograd.rules.sum
+      assert.is_function(rule)
+      debug.sethook(function()
+        if debug.getinfo(2, "f").func == rule then
+          debug.sethook()
+          error("interrupted!", 0)
+        end
+      end, "c")
+      local ok, err = pcall(z.backward, z)
+      debug.sethook()
+      assert.is_false(ok)
+      assert.are.equal("interrupted!", err)
+      assert.is_true(pbt.is_grad_enabled())
+      assert.are.equal("backward: argument 2 of 'mul' has been released", error_of(z.backward, z))
+    end)
+
     it("refuses a tensor that does not require grad", function()
       local y = T.ones(2) * 2
       assert.are.equal("backward: the tensor does not require grad (no input of it called " ..

@@ -119,8 +119,20 @@ describe("durable runs", function()
         os.execute("rm -rf " .. dir)
       end
     end
-    -- a database of something else is no killed start: left alone, and refused
+    -- the run and its first checkpoint are one transaction: an error in
+    -- between leaves no run, and the next start makes it
     local dir = tmpname()
+    os.execute("rm -rf " .. dir .. " && mkdir -p " .. dir)
+    assert.has_error(function()
+      runstore.create(dir, { name = "run", seed = "1" }, function() error("no first checkpoint", 0) end)
+    end, "no first checkpoint")
+    assert.is_true(runstore.exists(dir))
+    assert.is_false(runstore.started(dir))
+    run_here(dir, true, { resume = true })
+    assert.are.equal(want, file_log(dir))
+    os.execute("rm -rf " .. dir)
+    -- a database of something else is no killed start: left alone, and refused
+    dir = tmpname()
     os.execute("rm -rf " .. dir .. " && mkdir -p " .. dir)
     local db = assert(pbt.core.sql.open(runstore.path(dir)))
     db:exec("CREATE TABLE notes (text TEXT)")

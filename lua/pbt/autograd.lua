@@ -478,7 +478,11 @@ function M.backward(t, grad)
     end
   end)
   set_grad_enabled(prev)
-  if not ok then error(order and released_in(order) or err, 0) end
+  if not ok then
+    -- Ctrl-C as it is (pbt.shared, which tells it, needs this module)
+    if type(err) == "string" and err:find("interrupted!$") then error(err, 0) end
+    error(order and released_in(order) or err, 0)
+  end
 end
 
 --- pbt.no_grad(fn, ...): calls fn with recording off; returns its results.

@@ -128,9 +128,19 @@ local function hopeless(c, err)
   return false
 end
 
-local function reconnect(c)
-  if c.store then pcall(c.store.close, c.store) end
+-- Closes c's connection whatever state it is in (closing a lost one may
+-- raise: no news), but for Ctrl-C.
+local function drop_store(c)
+  local s = c.store
   c.store = nil
+  if s then
+    local ok, err = pcall(s.close, s)
+    if not ok and is_interrupt(err) then error(err, 0) end
+  end
+end
+
+local function reconnect(c)
+  drop_store(c)
   c.store = runstore.connect(c.where, c.run)
 end
 
@@ -158,7 +168,7 @@ local function retrying(c, what, fn, ...)
     local why = message(a):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("\n.*", "")
     c.log(("pbt worker %s: the store is unreachable while it %s (%s); trying again in %.1f s")
       :format(c.owner, what, why, wait))
-    if c.store then pcall(c.store.close, c.store); c.store = nil end
+    drop_store(c)
     sleep(wait)
     wait = math.min(wait * 2, 5)
   end
@@ -176,7 +186,8 @@ local function create_or_join(c, e, opts)
   if not ok and is_interrupt(err) then error(err, 0) end
   if not ok then
     -- two workers made the tables at once (PostgreSQL): they exist now
-    if not pcall(db.exec, db, "SELECT run FROM runs LIMIT 1") then error(err, 0) end
+    local have, herr = pcall(db.exec, db, "SELECT run FROM runs LIMIT 1")
+    if not have then error(is_interrupt(herr) and herr or err, 0) end
   end
   local seed = opts.seed or e.seed
   local okc, cerr = pcall(db.transaction, db, function()
@@ -607,10 +618,8 @@ function M.work(e, opts)
       last_beat = clock() -- the next try a third of the lease later
       -- a lost connection is made again at the next beat
       local okc, connected = pcall(function() return c.store.db:connected() end)
-      if not okc or not connected then
-        if c.store then pcall(c.store.close, c.store) end
-        c.store = nil
-      end
+      if not okc and is_interrupt(connected) then error(connected, 0) end
+      if not okc or not connected then drop_store(c) end
       return true
     end
     last_beat = clock()
@@ -644,7 +653,7 @@ function M.work(e, opts)
     pcall(release, c)
   end
   summary.exploits = c.exploits
-  if c.store then pcall(c.store.close, c.store) end
+  if ok then drop_store(c) elseif c.store then pcall(c.store.close, c.store) end
   if not ok then error(err, 0) end
   return summary
 end

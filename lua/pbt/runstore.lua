@@ -75,22 +75,26 @@ end
 
 --- Whether dir's run.db got as far as its run: false for a store whose
 -- creation was killed before its first commit (a database without tables,
--- or pbt's tables without a run).  Anything else, a database that cannot be
--- read included, counts as started: M.open says what is wrong with it.
+-- or pbt's tables, all empty).  Anything else -- another table, a row, a
+-- database that cannot be read -- counts as started: M.open says what is
+-- wrong with it.
+local TABLES = { meta = true, runs = true, members = true, events = true, scheduler = true }
 function M.started(dir)
   local db = sql.open(M.path(dir))
   if not db then return true end
-  local ok, rows = pcall(function()
-    local tables = db:exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")[1].n
-    if tables == 0 then return 0 end
-    return db:exec("SELECT count(*) AS n FROM runs")[1].n
+  local ok, started = pcall(function()
+    for _, r in ipairs(db:exec("SELECT name FROM sqlite_master WHERE type = 'table'")) do
+      if not TABLES[r.name] then return true end
+      if db:exec(("SELECT 1 AS x FROM %s LIMIT 1"):format(r.name))[1] then return true end
+    end
+    return false
   end)
   db:close()
   if not ok then
-    if is_interrupt(rows) then error(rows, 0) end
+    if is_interrupt(started) then error(started, 0) end
     return true
   end
-  return rows > 0
+  return started
 end
 
 --- Removes dir's run.db (and its WAL files): a run started again.
@@ -208,6 +212,7 @@ function Store:meta()
   if not ok then
     -- a store of format 1 had meta(key, value): say which format it is
     local ok1, old = pcall(self.db.exec, self.db, "SELECT value FROM meta WHERE key = 'format'")
+    if not ok1 and is_interrupt(old) then error(old, 0) end
     if ok1 and old[1] then
       fail("%s is a run store of format %s; this pbt reads format %d", self.where, tostring(old[1].value),
         M.FORMAT)
@@ -246,11 +251,22 @@ end
 -- can be resumed.
 function M.create(dir, meta, first)
   local s = M.connect(dir, meta.name or "run")
-  s:ensure_schema()
-  s.db:transaction(function()
-    s:create(meta, true)
-    if first then first(s) end
+  local ok, err = pcall(function()
+    s:ensure_schema()
+    s.db:transaction(function()
+      -- (a run.db left by a killed start is used again, not removed: another
+      -- process may be making its run in it right now)
+      if s.db:exec("SELECT run FROM runs LIMIT 1")[1] then
+        fail("%s holds a run (made since this one started)", s.where)
+      end
+      s:create(meta, true)
+      if first then first(s) end
+    end)
   end)
+  if not ok then
+    s:close()
+    error(err, 0)
+  end
   return s
 end
 
@@ -271,12 +287,13 @@ function M.open(dir)
     s.db:close()
     if is_interrupt(meta) then error(meta, 0) end
     -- a run.db of format 1 has no runs table: say which format it is
+    local db = sql.open(M.path(dir))
     local ok1, old = pcall(function()
-      local db = sql.open(M.path(dir))
       local rows = db:exec("SELECT value FROM meta WHERE key = 'format'")
-      db:close()
       return rows[1] and rows[1].value
     end)
+    if db then db:close() end
+    if not ok1 and is_interrupt(old) then error(old, 0) end
     if ok1 and old and old ~= tostring(M.FORMAT) then
       fail("%s is a run store of format %s; this pbt reads format %d", M.path(dir), tostring(old), M.FORMAT)
     end

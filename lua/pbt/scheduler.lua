@@ -230,8 +230,7 @@ function M.run(e, opts)
     local held = runstore.exists(out)
     if held and not runstore.started(out) then
       -- a start killed before its first commit: nothing was trained or
-      -- logged, and the run starts again (resumed or not)
-      runstore.remove(out)
+      -- logged, and the run starts again (resumed or not) in that run.db
       held, resume = false, false
     elseif opts.resume and not held then
       fail("nothing to resume in %s: it holds no run (run.db)", out)
