@@ -94,6 +94,7 @@ describe("durable runs", function()
   end)
 
   it("starts again a run whose start was killed before its first commit", function()
+    if VALGRIND then pending("too slow under valgrind (seven runs)") return end
     local runstore = require("pbt.runstore")
     local ref_dir = tmpname()
     run_here(ref_dir, true)
