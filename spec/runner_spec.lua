@@ -687,6 +687,16 @@ describe("the runner", function()
   end)
 
   describe("pbt.shared", function()
+    it("try is pcall but for Ctrl-C, which it raises again", function()
+      local try = require("pbt.shared").try
+      assert.are.same({ true, 1, nil, 3 }, { try(function() return 1, nil, 3 end) })
+      assert.are.same({ false, "bad" }, { try(error, "bad", 0) })
+      assert.are.same({ false, "f.lua:1: interrupted! no" }, { try(error, "f.lua:1: interrupted! no", 0) })
+      local ok, err = pcall(try, error, "f.lua:1: interrupted!", 0)
+      assert.is_false(ok)
+      assert.are.equal("f.lua:1: interrupted!", err)
+    end)
+
     it("runs the loader once for a run on 2 workers (the main state and the workers share it)", function()
       local file = tmpname()
       local r = run_file(SHARED, { name = "runner_spec " .. file, count_file = file }, { workers = 2 })

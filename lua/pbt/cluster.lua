@@ -36,7 +36,7 @@ local shared = require("pbt.shared")
 
 local Generator, threads, clock = core.Generator, core.threads, core.clock
 local decode = core.decode
-local is_interrupt = shared.is_interrupt
+local is_interrupt, try = shared.is_interrupt, shared.try
 local READY, FAILED, LOST = worker_mod.READY, worker_mod.FAILED, worker_mod.LOST
 
 local M = {}
@@ -48,8 +48,7 @@ M.RETRY = 300  -- seconds a worker keeps retrying a store it lost
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
 local function message(err)
-  local ok, s = pcall(tostring, err)
-  if not ok and is_interrupt(s) then error(s, 0) end -- Ctrl-C landed in tostring
+  local ok, s = try(tostring, err)
   return ok and s or "an error that cannot be printed"
 end
 
@@ -133,10 +132,7 @@ end
 local function drop_store(c)
   local s = c.store
   c.store = nil
-  if s then
-    local ok, err = pcall(s.close, s)
-    if not ok and is_interrupt(err) then error(err, 0) end
-  end
+  if s then try(s.close, s) end
 end
 
 local function reconnect(c)
@@ -186,8 +182,7 @@ local function create_or_join(c, e, opts)
   if not ok and is_interrupt(err) then error(err, 0) end
   if not ok then
     -- two workers made the tables at once (PostgreSQL): they exist now
-    local have, herr = pcall(db.exec, db, "SELECT run FROM runs LIMIT 1")
-    if not have then error(is_interrupt(herr) and herr or err, 0) end
+    if not try(db.exec, db, "SELECT run FROM runs LIMIT 1") then error(err, 0) end
   end
   local seed = opts.seed or e.seed
   local okc, cerr = pcall(db.transaction, db, function()
@@ -617,8 +612,7 @@ function M.work(e, opts)
     if not ok then
       last_beat = clock() -- the next try a third of the lease later
       -- a lost connection is made again at the next beat
-      local okc, connected = pcall(function() return c.store.db:connected() end)
-      if not okc and is_interrupt(connected) then error(connected, 0) end
+      local okc, connected = try(function() return c.store.db:connected() end)
       if not okc or not connected then drop_store(c) end
       return true
     end

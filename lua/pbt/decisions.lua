@@ -133,8 +133,7 @@ function M.new(e, pop, G, opts)
     local ok, a = pcall(fn, ...)
     if ok then return a end
     if is_interrupt(a) then error(a, 0) end
-    local okm, msg = pcall(tostring, a)
-    if not okm and is_interrupt(msg) then error(msg, 0) end
+    local okm, msg = shared.try(tostring, a)
     rule_failed(i, ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed"))
   end
   local function check_explored(i, h)

@@ -18,7 +18,7 @@
 local core = require("pbt.core")
 local json = require("pbt.json")
 local svg = require("pbt.svg")
-local is_interrupt = require("pbt.shared").is_interrupt
+local try = require("pbt.shared").try
 
 local M = {}
 
@@ -114,8 +114,7 @@ local function report_data(ev)
   if not ev.data then return nil end
   local d = ev.decoded
   if d == nil then
-    local ok, t = pcall(json.decode, ev.data)
-    if not ok and is_interrupt(t) then error(t, 0) end -- Ctrl-C is not bad data
+    local ok, t = try(json.decode, ev.data)
     d = ok and type(t) == "table" and t or false
     ev.decoded = d
   end

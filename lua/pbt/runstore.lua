@@ -35,7 +35,8 @@
 -- it is logged twice).
 local core = require("pbt.core")
 local json = require("pbt.json")
-local is_interrupt = require("pbt.shared").is_interrupt
+local shared = require("pbt.shared")
+local try, is_interrupt = shared.try, shared.is_interrupt
 
 local sql = core.sql
 local encode, decode = core.encode, core.decode
@@ -90,11 +91,8 @@ function M.started(dir)
     return false
   end)
   db:close()
-  if not ok then
-    if is_interrupt(started) then error(started, 0) end
-    return true
-  end
-  return started
+  if not ok and is_interrupt(started) then error(started, 0) end
+  return not ok or started
 end
 
 --- Removes dir's run.db (and its WAL files): a run started again.
@@ -148,9 +146,7 @@ end
 
 --- Makes the tables when the store has none (a new database).
 function Store:ensure_schema()
-  local have, err = pcall(self.db.exec, self.db, "SELECT run FROM runs LIMIT 1")
-  if have then return end
-  if is_interrupt(err) then error(err, 0) end -- Ctrl-C, not a new database
+  if try(self.db.exec, self.db, "SELECT run FROM runs LIMIT 1") then return end
   self.db:transaction(function()
     for _, stmt in ipairs(self.schema) do self.db:exec(stmt) end
   end)
@@ -169,11 +165,8 @@ end
 
 --- The names of the runs the store holds, sorted.
 function Store:runs()
-  local ok, rows = pcall(self.db.exec, self.db, "SELECT run FROM runs ORDER BY run")
-  if not ok then
-    if is_interrupt(rows) then error(rows, 0) end
-    return {}
-  end
+  local ok, rows = try(self.db.exec, self.db, "SELECT run FROM runs ORDER BY run")
+  if not ok then return {} end
   local out = {}
   for k, r in ipairs(rows) do out[k] = r.run end
   return out
@@ -207,12 +200,10 @@ end
 --- The run's identity (meta), checked: the run exists, its format is this
 -- pbt's.
 function Store:meta()
-  local ok, rows = pcall(self.db.exec, self.db, "SELECT key, value FROM meta WHERE run = ?", self.run)
-  if not ok and is_interrupt(rows) then error(rows, 0) end
+  local ok, rows = try(self.db.exec, self.db, "SELECT key, value FROM meta WHERE run = ?", self.run)
   if not ok then
     -- a store of format 1 had meta(key, value): say which format it is
-    local ok1, old = pcall(self.db.exec, self.db, "SELECT value FROM meta WHERE key = 'format'")
-    if not ok1 and is_interrupt(old) then error(old, 0) end
+    local ok1, old = try(self.db.exec, self.db, "SELECT value FROM meta WHERE key = 'format'")
     if ok1 and old[1] then
       fail("%s is a run store of format %s; this pbt reads format %d", self.where, tostring(old[1].value),
         M.FORMAT)

@@ -378,8 +378,7 @@ function M.run(e, opts)
   local replace = dec.replace
 
   local args = { file = e.file, file_args = e.file_args, seed = seed, excluded = excluded_list }
-  local ok_args, packed = pcall(shared.pack, args)
-  if not ok_args and is_interrupt(packed) then error(packed, 0) end
+  local ok_args, packed = shared.try(shared.pack, args)
   if nworkers > 1 or memory_limit then
     if not ok_args then fail("the experiment file's args cannot go to worker threads: %s", packed) end
   end

@@ -100,6 +100,15 @@ function M.unpack(bytes) return decode(bytes, {}) end
 local function is_interrupt(err) return type(err) == "string" and err:find("interrupted!$") ~= nil end
 M.is_interrupt = is_interrupt
 
+local function pass_interrupt(ok, ...)
+  if not ok and is_interrupt((...)) then error((...), 0) end
+  return ok, ...
+end
+--- shared.try(fn, ...): pcall(fn, ...), but Ctrl-C goes through.  lua.c
+-- raises "interrupted!" at the next call after Ctrl-C; a pcall that took
+-- it for fn's own error would swallow it and the run would go on.
+function M.try(fn, ...) return pass_interrupt(pcall(fn, ...)) end
+
 -- the names this state is loading (a loader asking for its own name would
 -- wait for itself)
 local loading = {}

@@ -28,15 +28,14 @@ local json = require("pbt.json")
 
 local Generator = core.Generator
 local is_tensor = autograd.is_tensor
-local is_interrupt = shared.is_interrupt
+local is_interrupt, try = shared.is_interrupt, shared.try
 local clock = core.clock
 local pack, unpack = string.pack, string.unpack
 
 local M = {}
 
 local function message(err)
-  local ok, msg = pcall(tostring, err)
-  if not ok and is_interrupt(msg) then error(msg, 0) end -- Ctrl-C landed in tostring
+  local ok, msg = try(tostring, err)
   return ok and msg or "an error that cannot be printed"
 end
 
@@ -132,8 +131,7 @@ function M.parts(state, excluded)
     end
     if type(v) ~= "table" then return false end
     if type(v.named_parameters) == "function" then
-      local ok, ps = pcall(v.named_parameters, v)
-      if not ok and is_interrupt(ps) then error(ps, 0) end
+      local ok, ps = try(v.named_parameters, v)
       return ok and type(ps) == "table" and not all_held(ps) and "a model"
     end
     if type(v.materialize) == "function" and type(v.params) == "table" then
