@@ -1,6 +1,8 @@
-/* lpbt_autograd.c -- autograd's recording in C: ops record their
- * arguments on their results, grad mode and pbt.no_grad, the graph that
- * lua/pbt/autograd.lua's backward walks, version checks. */
+/* lpbt_autograd.c -- autograd in C: ops record their arguments on their
+ * results, grad mode and pbt.no_grad, the graph and backward's walk of it
+ * (lua/pbt/autograd.lua checks its arguments and holds the rules), version
+ * checks. */
+#include <limits.h>
 #include <string.h>
 
 #include "lpbt.h"
@@ -238,48 +240,55 @@ static int m_is_grad_enabled(lua_State *L) {
   return 1;
 }
 
-/* core.check_versions(node): raises when a tensor the node was recorded with
- * (its result, or an argument) was changed in place since: backward would
- * compute its gradient from values the forward pass did not use. */
-static int m_check_versions(lua_State *L) {
+/* Raises backward's error for a tensor changed in place after the op
+ * `op` was recorded (i = 0: its result; else its argument i). */
+static int version_error(lua_State *L, int i, const char *op, uint64_t now, uint64_t saved) {
+  /* (lua_pushfstring + lua_error: no position in pbt's code to name) */
+  if (i == 0)
+    lua_pushfstring(L, "backward: the result of '%s' was changed in place after it was computed "
+                       "(its version is %d, %d when recorded): its gradient would be wrong; "
+                       "change a copy (t:clone()) instead", op, (int)now, (int)saved);
+  else
+    lua_pushfstring(L, "backward: argument %d of '%s' was changed in place after '%s' used it "
+                       "(its version is %d, %d when recorded): its gradient would be wrong; change "
+                       "it after backward, or change a copy (t:clone())", i, op, op, (int)now,
+                    (int)saved);
+  return lua_error(L);
+}
+
+/* The version check of a node table (at idx): raises when a tensor the
+ * node was recorded with (its result, or an argument) was changed in place
+ * since (its `versions` against the versions now): backward would compute
+ * its gradient from values the forward pass did not use. */
+static void check_node_versions(lua_State *L, int node) {
   lua_Integer n, i;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (lua_getfield(L, 1, "versions") != LUA_TTABLE) return 0;
-  lua_getfield(L, 1, "n");
+  node = lua_absindex(L, node);
+  if (lpbt_rawfield(L, node, "versions") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lpbt_rawfield(L, node, "n");
   n = lua_tointeger(L, -1);
   lua_pop(L, 1);
   for (i = 0; i <= n; i++) {
     const pbt_tensor *t;
     lua_Integer saved;
-    if (lua_rawgeti(L, 2, i) != LUA_TNUMBER) {
+    if (lua_rawgeti(L, -1, i) != LUA_TNUMBER) {
       lua_pop(L, 1);
       continue;
     }
     saved = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (i == 0) lua_getfield(L, 1, "out");
-    else lua_rawgeti(L, 1, i);
+    if (i == 0) lpbt_rawfield(L, node, "out");
+    else lua_rawgeti(L, node, i);
     t = lpbt_test_tensor(L, -1);
     if (t && t->storage && (lua_Integer)pbt_tensor_version(t) != saved) {
-      lua_getfield(L, 1, "op");
-      /* (lua_pushfstring + lua_error: no place in pbt's code before it) */
-      if (i == 0) {
-        lua_pushfstring(L, "backward: the result of '%s' was changed in place after it was computed "
-                             "(its version is %d, %d when recorded): its gradient would be wrong; "
-                             "change a copy (t:clone()) instead",
-                        lua_tostring(L, -1), (int)pbt_tensor_version(t), (int)saved);
-        return lua_error(L);
-      }
-      lua_pushfstring(L, "backward: argument %d of '%s' was changed in place after '%s' used it "
-                           "(its version is %d, %d when recorded): its gradient would be wrong; change "
-                           "it after backward, or change a copy (t:clone())",
-                      (int)i, lua_tostring(L, -1), lua_tostring(L, -1), (int)pbt_tensor_version(t),
-                      (int)saved);
-      return lua_error(L);
+      lpbt_rawfield(L, node, "op");
+      version_error(L, (int)i, lua_tostring(L, -1), pbt_tensor_version(t), (uint64_t)saved);
     }
     lua_pop(L, 1);
   }
-  return 0;
+  lua_pop(L, 1);
 }
 
 /* core.record(op, nres, results..., args...): the node of an op written in
@@ -327,71 +336,414 @@ static int m_same_shape(lua_State *L) {
   return 1;
 }
 
-/* core.graph(t) -> the nodes of the ops that t comes from, each after all
- * the nodes of its arguments (so backward walks it from the end).  A
- * depth-first walk with its stack in two tables; tensors met are marked
- * with the walk's number. */
-static int m_graph(lua_State *L) {
-  lpbt_lib *b = lpbt_lib_of(L);
-  lpbt_tensor *u = (lpbt_tensor *)(void *)lpbt_check_tensor(L, 1);
-  lua_Integer norder = 0, depth = 0;
-  uint64_t walk;
-  if (!b) return luaL_error(L, "graph: the module's state is gone");
-  walk = ++b->walk; /* from 1: a new tensor's mark is 0 */
-  lua_settop(L, 1);
-  lua_createtable(L, 16, 0); /* 2: the order */
-  lua_createtable(L, 16, 0); /* 3: the stack of nodes */
-  lua_createtable(L, 16, 0); /* 4: the next argument of each */
-  lpbt_push_node(L, 1);
-  if (lua_isnil(L, -1)) {
-    lua_pushvalue(L, 2);
-    return 1;
-  }
-  u->mark = walk;
-  lua_rawseti(L, 3, ++depth);
-  lua_pushinteger(L, 1);
-  lua_rawseti(L, 4, depth);
-  while (depth > 0) {
-    lua_Integer i, n;
-    int pushed = 0;
-    lua_rawgeti(L, 3, depth); /* 5: the node */
-    lua_rawgeti(L, 4, depth);
-    i = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    lua_pushliteral(L, "n");
-    lua_rawget(L, 5);
+/* ---- the graph and backward ---------------------------------------------------- */
+
+/* Pushes the node table of the tensor at idx, or nil when it has none (a
+ * leaf, or an op kept in user values), and returns the number of the op's
+ * arguments, -1 for a leaf. */
+static int open_node(lua_State *L, int idx) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, idx);
+  lua_Integer n;
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, LPBT_UV_GRAD_FN) != LUA_TNIL) {
+    lpbt_rawfield(L, -1, "n");
     n = lua_tointeger(L, -1);
     lua_pop(L, 1);
+    return n < 0 ? 0 : n > INT_MAX / 2 ? INT_MAX / 2 : (int)n;
+  }
+  if (lua_getiuservalue(L, idx, LPBT_UV_OP) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pop(L, 1);
+  return u->nargs;
+}
+
+/* Pushes argument i (1-based) of the op of the tensor at out, whose node
+ * table (or 0) is at tab. */
+static int push_arg(lua_State *L, int out, int tab, int i) {
+  if (tab) return lua_rawgeti(L, tab, i);
+  return lua_getiuservalue(L, out, LPBT_UV_ARG + i - 1);
+}
+
+/* Pushes an array of the tensors that the tensor at root was computed from
+ * through recorded ops (root among them, unless it is a leaf), each after
+ * those of its arguments: backward runs their ops from the end.  A
+ * depth-first walk with its stack in two tables; tensors met are marked
+ * with the walk's number. */
+static void push_order(lua_State *L, lpbt_lib *b, int root) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, root);
+  lua_Integer norder = 0, depth = 0;
+  uint64_t walk = ++b->walk; /* from 1: a new tensor's mark is 0 */
+  int order, stack, next;
+  root = lua_absindex(L, root);
+  luaL_checkstack(L, 8, "backward");
+  lua_createtable(L, 16, 0);
+  order = lua_gettop(L);
+  if (open_node(L, root) < 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 16, 0); /* the stack of results */
+  stack = order + 1;
+  lua_createtable(L, 16, 0); /* the next argument of each */
+  next = order + 2;
+  u->mark = walk;
+  lua_pushvalue(L, root);
+  lua_rawseti(L, stack, ++depth);
+  lua_pushinteger(L, 1);
+  lua_rawseti(L, next, depth);
+  while (depth > 0) {
+    int out = next + 1, tab, n, i, pushed = 0;
+    lua_rawgeti(L, stack, depth);
+    lua_rawgeti(L, next, depth);
+    i = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    n = open_node(L, out);
+    tab = lua_isnil(L, -1) ? 0 : out + 1;
     while (i <= n) {
       lpbt_tensor *c;
-      lua_rawgeti(L, 5, i++); /* 6: an argument */
-      c = test_tensor(L, 6);
+      push_arg(L, out, tab, i++);
+      c = test_tensor(L, -1);
       if (c && c->requires_grad && c->mark != walk) {
+        int inner;
         c->mark = walk;
-        lpbt_push_node(L, 6);
-        if (!lua_isnil(L, -1)) { /* 7: its node, a child */
+        inner = open_node(L, -1) >= 0;
+        lua_pop(L, 1);
+        if (inner) { /* a child: walk it first */
           lua_pushinteger(L, i);
-          lua_rawseti(L, 4, depth);
-          lua_rawseti(L, 3, ++depth);
+          lua_rawseti(L, next, depth);
+          lua_rawseti(L, stack, ++depth);
           lua_pushinteger(L, 1);
-          lua_rawseti(L, 4, depth);
-          lua_pop(L, 1);
+          lua_rawseti(L, next, depth);
           pushed = 1;
           break;
         }
+      }
+      lua_pop(L, 1);
+    }
+    if (!pushed) { /* every child is done: this result follows them */
+      lua_pushvalue(L, out);
+      lua_rawseti(L, order, ++norder);
+      lua_pushnil(L);
+      lua_rawseti(L, stack, depth--);
+    }
+    lua_settop(L, next);
+  }
+  lua_settop(L, order);
+}
+
+/* core.graph(t) -> the nodes of the ops that t comes from, each after all
+ * the nodes of its arguments (backward's order; the nodes are made). */
+static int m_graph(lua_State *L) {
+  lpbt_lib *b = lpbt_lib_of(L);
+  lua_Integer i, n;
+  lpbt_check_tensor(L, 1);
+  if (!b) return luaL_error(L, "graph: the module's state is gone");
+  lua_settop(L, 1);
+  push_order(L, b, 1);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    lpbt_push_node(L, 3);
+    lua_rawseti(L, 2, i);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* Backward's setting (core.backward_env), in the registry: the rules and
+ * tables of pbt.autograd, and the built-in rules that backward runs here,
+ * straight from their kernels, without making the op's node table:
+ *   env.builtin[op] = { rule, kind, kernel [, run] }
+ * taken while rules[op] is still `rule` (and, for in-place linear, while
+ * in_place[op].run is still `run`); a rule a script put in its place runs
+ * as a Lua rule, rule(node, g).  The kinds, by how the kernel is called:
+ *   "unary"       kernel(g, a1)                          -> g1
+ *   "loss"        kernel(g, a1, a2, a3)                  -> g1, g2, g3
+ *   "linear"      kernel(g, x, w, rg(x), rg(w), rg(b) [, kept grad of w, of b])
+ *   "conv2d"      kernel(g, a1, a2, a4, a5, a6, a7, a8, rg(a1), rg(a2), rg(a3))
+ *   "max_pool2d"  kernel(g, outs[2], a1)
+ *   "shape"       g reshaped to a1's shape (kernel: the reshape function) */
+static const char env_key = 'b';
+enum { K_LUA, K_UNARY, K_LOSS, K_LINEAR, K_CONV2D, K_MAXPOOL, K_SHAPE };
+static const char *const kind_names[] = {"unary", "loss", "linear", "conv2d", "max_pool2d",
+                                         "shape", NULL};
+
+/* The kind named s (K_LUA for anything else: the rule runs as it is). */
+static int kind_of(const char *s) {
+  int i;
+  for (i = 0; s && kind_names[i]; i++)
+    if (strcmp(s, kind_names[i]) == 0) return i + 1;
+  return K_LUA;
+}
+
+/* core.backward_env(env): installs backward's setting (pbt.autograd). */
+static int m_backward_env(lua_State *L) {
+  static const char *const need[] = {"rules", "fresh", "in_place", "reads_no_values",
+                                     "builtin", "add_", "clone", NULL};
+  int i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (i = 0; need[i]; i++) {
+    if (lpbt_rawfield(L, 1, need[i]) == LUA_TNIL)
+      return luaL_error(L, "backward_env: env.%s is missing", need[i]);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &env_key);
+  return 0;
+}
+
+/* rg(x) of the rules: whether x is a tensor that requires grad. */
+static void push_rg(lua_State *L, int idx) {
+  lpbt_tensor *u = test_tensor(L, idx);
+  lua_pushboolean(L, u && u->requires_grad);
+}
+
+/* The kept .grad of a leaf x (at idx) that requires grad, else nil. */
+static void push_kept(lua_State *L, int idx) {
+  lpbt_tensor *u = test_tensor(L, idx);
+  if (!u || !u->requires_grad || lua_getiuservalue(L, idx, LPBT_UV_OP) != LUA_TNIL) {
+    if (u) lua_pop(L, 1);
+    lua_pushnil(L);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_getiuservalue(L, idx, LPBT_UV_GRAD);
+}
+
+/* The version check of a node kept in user values (at out): its saved
+ * versions against its result's and tensor arguments' now. */
+static void check_saved_versions(lua_State *L, int out, int n, const char *op) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, out);
+  int i;
+  if (u->t.storage && pbt_tensor_version(&u->t) != u->saved[0])
+    version_error(L, 0, op, pbt_tensor_version(&u->t), u->saved[0]);
+  for (i = 1; i <= n; i++) {
+    const pbt_tensor *t;
+    push_arg(L, out, 0, i);
+    t = lpbt_test_tensor(L, -1);
+    if (t && t->storage && pbt_tensor_version(t) != u->saved[i])
+      version_error(L, i, op, pbt_tensor_version(t), u->saved[i]);
+    lua_pop(L, 1);
+  }
+}
+
+/* Pushes a's shape as a table (a: a tensor, at idx). */
+static void push_shape(lua_State *L, int idx) {
+  const pbt_tensor *a = lpbt_check_tensor(L, idx);
+  int d;
+  lua_createtable(L, a->ndim, 0);
+  for (d = 0; d < a->ndim; d++) {
+    lua_pushinteger(L, (lua_Integer)a->shape[d]);
+    lua_rawseti(L, -2, d + 1);
+  }
+}
+
+/* Calls the kernel of a built-in rule (the kind's layout above) for the
+ * node of the tensor at out (node table at tab, or 0) and grad at g,
+ * leaving n results.  kept: the kernel may add into kept grads. */
+static void call_kernel(lua_State *L, int kind, int kernel, int out, int tab, int g, int n,
+                        int kept) {
+  int base = lua_gettop(L) + 1, i;
+  luaL_checkstack(L, 16 + n, "backward");
+  lua_pushvalue(L, kernel);
+  lua_pushvalue(L, g);
+  switch (kind) {
+  case K_UNARY:
+    push_arg(L, out, tab, 1);
+    break;
+  case K_LOSS:
+    for (i = 1; i <= 3; i++) push_arg(L, out, tab, i);
+    break;
+  case K_LINEAR:
+    for (i = 1; i <= 3; i++) push_arg(L, out, tab, i); /* base+2..base+4: x, w, b */
+    for (i = 0; i < 3; i++) push_rg(L, base + 2 + i);
+    if (kept) {
+      push_kept(L, base + 3);
+      push_kept(L, base + 4);
+    }
+    lua_remove(L, base + 4); /* b */
+    break;
+  case K_CONV2D:
+    for (i = 1; i <= 8; i++) push_arg(L, out, tab, i); /* base+2..base+9 */
+    for (i = 0; i < 3; i++) push_rg(L, base + 2 + i);
+    lua_remove(L, base + 4); /* the bias itself */
+    break;
+  case K_MAXPOOL:
+    lpbt_rawfield(L, tab, "outs");
+    lua_rawgeti(L, -1, 2);
+    lua_remove(L, -2);
+    push_arg(L, out, tab, 1);
+    break;
+  case K_SHAPE:
+    push_arg(L, out, tab, 1);
+    push_shape(L, lua_gettop(L));
+    lua_remove(L, -2);
+    break;
+  }
+  lua_call(L, lua_gettop(L) - base, n);
+}
+
+/* g1 + g2 (the tensors at the top; popped), by the tensors' __add. */
+static void add_top(lua_State *L) { lua_arith(L, LUA_OPADD); }
+
+/* core.backward(t, grad): the walk of pbt.autograd's backward (which checks
+ * t and grad, sets grad mode off and calls it under pcall): each recorded
+ * op from the end of t's order whose result got a gradient gives the
+ * gradients of its arguments by its rule; an argument that requires grad
+ * gets its gradient added (a leaf into .grad, the others until their op
+ * runs). */
+static int m_backward(lua_State *L) {
+  lpbt_lib *b = lpbt_lib_of(L);
+  enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, ORDER, GRADS, TOP };
+  lua_Integer k;
+  lpbt_check_tensor(L, T);
+  lpbt_check_tensor(L, GRAD);
+  if (!b) return luaL_error(L, "backward: the module's state is gone");
+  lua_settop(L, GRAD);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &env_key) != LUA_TTABLE)
+    return luaL_error(L, "backward: pbt.autograd is not loaded (require \"pbt\")");
+  lpbt_rawfield(L, ENV, "rules");
+  lpbt_rawfield(L, ENV, "fresh");
+  lpbt_rawfield(L, ENV, "in_place");
+  lpbt_rawfield(L, ENV, "reads_no_values");
+  lpbt_rawfield(L, ENV, "builtin");
+  lpbt_rawfield(L, ENV, "add_");
+  lpbt_rawfield(L, ENV, "clone");
+  push_order(L, b, T);
+  lua_createtable(L, 0, 8); /* the gradients of the results not yet run */
+  lua_pushvalue(L, T);
+  lua_pushvalue(L, GRAD);
+  lua_rawset(L, GRADS);
+  for (k = (lua_Integer)lua_rawlen(L, ORDER); k >= 1; k--) {
+    enum { OUT = TOP, G, NODE, OP, RULE, ENTRY, IP };
+    int n, tab, kind = K_LUA, kept = 0, owned, base, i;
+    const char *op;
+    lua_settop(L, GRADS);
+    lua_rawgeti(L, ORDER, k);
+    lua_pushvalue(L, OUT);
+    if (lua_rawget(L, GRADS) == LUA_TNIL) continue;
+    lua_pushvalue(L, OUT);
+    lua_pushnil(L);
+    lua_rawset(L, GRADS);
+    n = open_node(L, OUT);
+    if (lua_istable(L, NODE)) lpbt_rawfield(L, NODE, "op");
+    else lua_getiuservalue(L, OUT, LPBT_UV_OP);
+    op = lua_tostring(L, OP);
+    lua_pushvalue(L, OP);
+    if (lua_gettable(L, RULES) == LUA_TNIL || !lua_toboolean(L, RULE))
+      return luaL_error(L, "backward: no gradient rule for '%s'", op ? op : "?");
+    lua_pushvalue(L, OP);
+    if (lua_rawget(L, BUILTIN) == LUA_TTABLE) {
+      lua_rawgeti(L, ENTRY, 1);
+      if (lua_rawequal(L, -1, RULE)) {
+        lua_rawgeti(L, ENTRY, 2);
+        kind = kind_of(lua_tostring(L, -1));
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
     }
-    if (!pushed) { /* every child is done: the node follows them */
-      lua_rawseti(L, 2, ++norder);
-      lua_pushnil(L);
-      lua_rawseti(L, 3, depth--);
+    lua_pushvalue(L, OP);
+    if (lua_gettable(L, INPLACE) == LUA_TTABLE) { /* in_place[op] = { rule, run } */
+      lua_getfield(L, IP, "rule");
+      if (lua_rawequal(L, -1, RULE)) {
+        lua_getfield(L, IP, "run");
+        lua_replace(L, RULE); /* the rule that adds into kept grads */
+        kept = 1;
+        if (kind != K_LUA) {
+          lua_rawgeti(L, ENTRY, 4);
+          if (!lua_rawequal(L, -1, RULE)) kind = K_LUA; /* a script's run */
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
     }
-    lua_settop(L, 4);
+    if (kind == K_MAXPOOL && !lua_istable(L, NODE)) kind = K_LUA;
+    if (kind == K_LUA && !lua_istable(L, NODE)) { /* rule(node, g) needs the table */
+      lpbt_push_node(L, OUT);
+      lua_replace(L, NODE);
+    }
+    tab = lua_istable(L, NODE) ? NODE : 0;
+    lua_pushvalue(L, OP);
+    if (lua_gettable(L, RNV) == LUA_TNIL || !lua_toboolean(L, -1)) {
+      if (tab) check_node_versions(L, tab);
+      else check_saved_versions(L, OUT, n, op);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, OP);
+    lua_gettable(L, FRESH);
+    owned = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    base = lua_gettop(L) + 1;
+    if (kind == K_LUA) {
+      luaL_checkstack(L, n + 4, "backward");
+      lua_pushvalue(L, RULE);
+      lua_pushvalue(L, NODE);
+      lua_pushvalue(L, G);
+      lua_call(L, 2, n);
+    } else {
+      lua_rawgeti(L, ENTRY, 3);
+      call_kernel(L, kind, lua_gettop(L), OUT, tab, G, n, kept);
+      lua_remove(L, base);
+    }
+    /* the gradients of the arguments, at base .. base + n - 1 */
+    for (i = 1; i <= n; i++) {
+      int gi = base + i - 1, x;
+      lpbt_tensor *ux;
+      const pbt_tensor *tg;
+      if (!lua_toboolean(L, gi)) continue;
+      push_arg(L, OUT, tab, i);
+      x = lua_gettop(L);
+      ux = test_tensor(L, x);
+      if (!ux || !ux->requires_grad) {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (!(tg = lpbt_test_tensor(L, gi)))
+        return luaL_error(L, "backward: the rule of '%s' gave a %s for its argument %d (a "
+                             "pbt.Tensor or nil expected)", op, luaL_typename(L, gi), i);
+      tg = lpbt_check_tensor(L, gi);
+      if (!pbt_shape_equal(tg->ndim, tg->shape, ux->t.ndim, ux->t.shape)) {
+        char a[96], s[96];
+        pbt_format_shape(a, sizeof a, tg->ndim, tg->shape);
+        pbt_format_shape(s, sizeof s, ux->t.ndim, ux->t.shape);
+        return luaL_error(L, "backward: the rule of '%s' gave a grad of shape %s for its "
+                             "argument %d of shape %s", op, a, i, s);
+      }
+      if (lua_getiuservalue(L, x, LPBT_UV_OP) != LUA_TNIL) { /* not a leaf: add up */
+        lua_pop(L, 1);
+        lua_pushvalue(L, x);
+        lua_pushvalue(L, x);
+        if (lua_rawget(L, GRADS) == LUA_TNIL) {
+          lua_pop(L, 1);
+          lua_pushvalue(L, gi);
+        } else {
+          lua_pushvalue(L, gi);
+          add_top(L);
+        }
+        lua_rawset(L, GRADS);
+      } else if (lua_pop(L, 1), lua_getiuservalue(L, x, LPBT_UV_GRAD) != LUA_TNIL) {
+        lua_pushvalue(L, ADD_); /* have:add_(g) */
+        lua_insert(L, -2);
+        lua_pushvalue(L, gi);
+        lua_call(L, 2, 0);
+      } else {
+        lua_pop(L, 1);
+        if (owned) {
+          lua_pushvalue(L, gi);
+        } else {
+          lua_pushvalue(L, CLONE);
+          lua_pushvalue(L, gi);
+          lua_call(L, 1, 1);
+        }
+        lua_setfield(L, x, "grad"); /* through __newindex: its checks */
+      }
+      lua_settop(L, x - 1);
+    }
   }
-  lua_pushvalue(L, 2);
-  return 1;
+  return 0;
 }
 
 const luaL_Reg lpbt_autograd_module[] = {
@@ -399,10 +751,11 @@ const luaL_Reg lpbt_autograd_module[] = {
     {"set_grad_enabled", m_set_grad_enabled},
     {"is_grad_enabled", m_is_grad_enabled},
     {"record", m_record},
-    {"check_versions", m_check_versions},
     {"no_grad_enter", m_no_grad_enter},
     {"no_grad_exit", m_no_grad_exit},
     {"graph", m_graph},
+    {"backward", m_backward},
+    {"backward_env", m_backward_env},
     {"needs_grad", m_needs_grad},
     {"is_released", m_is_released},
     {"same_shape", m_same_shape},

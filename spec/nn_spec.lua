@@ -881,6 +881,133 @@ describe("pbt.nn", function()
   end)
 end)
 
+describe("backward's walk in C of the built-in rules", function()
+  local autograd = require("pbt.autograd")
+  local optim = require("pbt.optim")
+  local ops = { "linear", "relu", "gelu", "cross_entropy", "conv2d", "max_pool2d", "flatten",
+    "view", "reshape" }
+
+  -- Runs fn with every built-in rule of ops behind a wrapper: rules[op] is
+  -- then not the built-in one, so backward makes the node table and calls
+  -- the rule in Lua (the walk as it was); returns how many times they ran.
+  local function through_lua_rules(fn)
+    local saved, calls, ip = {}, 0, autograd.in_place.linear
+    local ip_rule = ip.rule
+    for _, op in ipairs(ops) do
+      local r = autograd.rules[op]
+      saved[op] = r
+      autograd.rules[op] = function(n, g)
+        calls = calls + 1
+        return r(n, g)
+      end
+    end
+    ip.rule = autograd.rules.linear -- kept gradients: in_place's run, called from Lua
+    local ok, err = pcall(fn)
+    for op, r in pairs(saved) do autograd.rules[op] = r end
+    ip.rule = ip_rule
+    assert(ok, err)
+    return calls
+  end
+
+  local function grads_of(params)
+    local out = {}
+    for i, p in ipairs(params) do out[i] = p.grad and p.grad:totable() or false end
+    return out
+  end
+
+  local function mlp(dt)
+    return nn.Sequential(nn.Linear(6, 8, { generator = gen(4), dtype = dt }), nn.ReLU(),
+      nn.Linear(8, 8, { generator = gen(5), dtype = dt }), nn.GELU(),
+      nn.Linear(8, 3, { generator = gen(6), dtype = dt }))
+  end
+  local function cnn(dt)
+    return nn.Sequential(nn.Conv2d(1, 2, 3, { padding = 1, generator = gen(7), dtype = dt }),
+      nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3, { generator = gen(8), dtype = dt }))
+  end
+  local cases = {
+    { "an MLP (linear, relu, gelu, cross_entropy)", mlp, { 5, 6 } },
+    { "a CNN (conv2d, relu, max_pool2d, flatten, linear)", cnn, { 4, 1, 4, 4 } },
+  }
+
+  for _, dt in ipairs(dtypes) do
+    for _, case in ipairs(cases) do
+      it("gives the Lua rules' gradients, to the bit: " .. case[1] .. " (" .. dt .. ")", function()
+        -- three steps of SGD with kept gradients, the input requiring grad
+        -- too and used twice (its gradients add up), then fresh gradients
+        local function run(lua)
+          local m = case[2](dt)
+          local x = randn(case[3], 9, dt):requires_grad_()
+          local y = ({ 1, 3, 2, 1, 3 })
+          y[case[3][1] + 1] = nil
+          local params = m:parameters()
+          local opt = optim.SGD(params, { lr = 0.1, momentum = 0.9 })
+          local seen, calls = {}, 0
+          local function step()
+            local h = x:reshape(x:shape()):view(x:shape())
+            local loss = nn.cross_entropy(m(h), y) + nn.cross_entropy(m(x), y)
+            loss:backward()
+            seen[#seen + 1] = grads_of(params)
+            seen[#seen + 1] = x.grad:totable()
+            opt:step()
+          end
+          local function all()
+            for _ = 1, 3 do
+              opt:zero_grad(false)
+              x.grad = nil
+              step()
+            end
+            opt:zero_grad()
+            x.grad = nil
+            step()
+          end
+          if lua then calls = through_lua_rules(all) else all() end
+          return seen, calls
+        end
+        local c_grads, c_calls = run(false)
+        local lua_grads, lua_calls = run(true)
+        assert.are.equal(0, c_calls)
+        assert.is_true(lua_calls > 0)
+        assert.are.same(lua_grads, c_grads)
+        assert.is_true(c_grads[1][1][1][1] ~= 0 or c_grads[1][1][1][2] ~= 0)
+      end)
+    end
+  end
+
+  it("checks the versions of ops kept in user values: an argument, the result", function()
+    local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+    local x = randn({ 4, 3 }, 3)
+    local h = lin(x)
+    local r = h:relu()
+    pbt.no_grad(function() h:add_(1) end)
+    local ok, err = pcall(function() r:sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("backward: argument 1 of 'relu' was changed in place after 'relu' used it",
+      tostring(err), 1, true)
+    r = lin(x):relu()
+    pbt.no_grad(function() r:mul_(2) end)
+    ok, err = pcall(function() r:sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("backward: the result of 'relu' was changed in place after it was computed",
+      tostring(err), 1, true)
+    -- the weight, changed by a step before backward
+    local loss = lin(x):sum()
+    pbt.no_grad(function() lin.weight:mul_(2) end)
+    ok, err = pcall(function() loss:backward() end)
+    assert.is_false(ok)
+    assert.matches("backward: argument 2 of 'linear' was changed in place", tostring(err), 1, true)
+  end)
+
+  it("names a released argument of a built-in op", function()
+    local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+    local x = randn({ 4, 3 }, 3)
+    local loss = lin(x):relu():sum()
+    getmetatable(x).__close(x) -- released
+    local ok, err = pcall(function() loss:backward() end)
+    assert.is_false(ok)
+    assert.are.equal("backward: argument 1 of 'linear' has been released", tostring(err))
+  end)
+end)
+
 describe("pbt.nn argument errors name the function and the argument", function()
   local pbt = require("pbt")
   local nn, T = pbt.nn, pbt.tensor

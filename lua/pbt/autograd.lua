@@ -64,7 +64,6 @@ local function shape_str(s) return "[" .. table.concat(s, ",") .. "]" end
 M.shape_str = shape_str -- "[3,4]" for a shape table (one home: optim and nn use it)
 
 local core_same_shape, needs_grad = core.same_shape, core.needs_grad
-local check_versions = core.check_versions
 -- ops whose rule reads no tensor's values (shapes at most): an in-place
 -- change of their arguments after the op leaves their gradient right, as
 -- PyTorch leaves them unchecked
@@ -365,8 +364,8 @@ rules.astype = function(n, g) return g:astype(n.args[1]:dtype()) end
 -- ---- backward ------------------------------------------------------------------------
 
 -- The nodes reachable from t, each after the nodes of its arguments
--- (core.graph, a depth-first walk in C).
-local graph = core.graph
+-- (core.graph, a depth-first walk in C; backward's order).
+local graph, core_backward = core.graph, core.backward
 local is_leaf = T.is_leaf
 
 -- Ops whose rule returns tensors it has just made, each used once (no view
@@ -382,6 +381,23 @@ M.fresh = fresh
 -- a script puts in rules[op] is called as it is, with the usual contract.
 local in_place = {}
 M.in_place = in_place
+
+-- Built-in rules that backward runs in C straight from their kernels,
+-- without making the op's node table (see core.backward_env in
+-- csrc/lpbt_autograd.c for the kinds): builtin[op] = { rule, kind, kernel
+-- [, run] }, taken while rules[op] is still `rule`.
+local builtin = {}
+local kinds = { unary = true, loss = true, linear = true, conv2d = true, max_pool2d = true,
+  shape = true }
+
+--- autograd.builtin(op, kind, kernel [, run]): backward calls `kernel` in C
+-- for the nodes of `op` as the kind says, while rules[op] is the rule it is
+-- now (and in_place[op].run is `run`).  For pbt's own rules.
+function M.builtin(op, kind, kernel, run)
+  if not kinds[kind] then error("autograd.builtin: unknown kind '" .. tostring(kind) .. "'", 2) end
+  if not rules[op] then error("autograd.builtin: no rule for '" .. tostring(op) .. "'", 2) end
+  builtin[op] = { rules[op], kind, kernel, run }
+end
 
 local function accumulate(t, g, owned)
   local have = t.grad
@@ -427,61 +443,15 @@ function M.backward(t, grad)
       :format(grad:dtype(), shape_str(grad:shape()), t:dtype(), shape_str(t:shape())), 2)
   end
   if is_leaf(t) then accumulate(t, grad) return end
-  local order
-  -- the rules run with recording off (they do not yield: no coroutine of
-  -- pbt.no_grad's is needed here)
+  -- the walk, in C (core.backward): the rules run with recording off (they
+  -- do not yield: no coroutine of pbt.no_grad's is needed here)
   local prev = set_grad_enabled(false)
-  local ok, err = pcall(function()
-    local grads = { [t] = grad }
-    order = graph(t)
-    for k = #order, 1, -1 do
-      local node = order[k]
-      local out = node.out
-      local g = grads[out]
-      grads[out] = nil
-      if g then
-        local rule = rules[node.op]
-        if not rule then error("backward: no gradient rule for '" .. node.op .. "'", 0) end
-        local ip = in_place[node.op]
-        if ip and rawequal(rule, ip.rule) then rule = ip.run end
-        if not reads_no_values[node.op] then check_versions(node) end
-        local n, g1, g2, g3, gs = node.n, nil, nil, nil, nil
-        if n <= 3 then g1, g2, g3 = rule(node, g)
-        else
-          gs = pack(rule(node, g))
-          g1, g2, g3 = gs[1], gs[2], gs[3]
-        end
-        local owned = fresh[node.op]
-        for i = 1, n do
-          local x, gi = node[i], nil
-          if i == 1 then gi = g1 elseif i == 2 then gi = g2 elseif i == 3 then gi = g3
-          else gi = gs[i] end
-          if gi and needs_grad(x) then
-            if not is_tensor(gi) then
-              error(("backward: the rule of '%s' gave a %s for its argument %d (a pbt.Tensor " ..
-                "or nil expected)"):format(node.op, type(gi), i), 0)
-            end
-            if not core_same_shape(gi, x) then
-              error(("backward: the rule of '%s' gave a grad of shape %s for its argument " ..
-                "%d of shape %s"):format(node.op, shape_str(gi:shape()), i,
-                shape_str(x:shape())), 0)
-            end
-            if not is_leaf(x) then
-              local have = grads[x]
-              grads[x] = have and have + gi or gi
-            else
-              accumulate(x, gi, owned)
-            end
-          end
-        end
-      end
-    end
-  end)
+  local ok, err = pcall(core_backward, t, grad)
   set_grad_enabled(prev)
   if not ok then
     -- Ctrl-C as it is (pbt.shared, which tells it, needs this module)
     if type(err) == "string" and err:find("interrupted!$") then error(err, 0) end
-    error(order and released_in(order) or err, 0)
+    error(released_in(graph(t)) or err, 0)
   end
 end
 
@@ -601,5 +571,11 @@ function M.gradcheck(fn, inputs, eps, tol)
   return true
 end
 
+M.builtin("relu", "unary", relu_backward)
+for _, op in ipairs({ "view", "reshape", "flatten", "squeeze", "unsqueeze" }) do
+  M.builtin(op, "shape", T.reshape)
+end
+core.backward_env({ rules = rules, fresh = fresh, in_place = in_place,
+  reads_no_values = reads_no_values, builtin = builtin, add_ = T.add_, clone = T.clone })
 core.autograd(node_mt)
 return M

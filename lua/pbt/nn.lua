@@ -86,6 +86,12 @@ for _, op in ipairs({ "linear", "conv2d", "max_pool2d", "cross_entropy", "bce_wi
                       "gelu", "layer_norm", "dropout" }) do
   autograd.fresh[op] = true
 end
+-- backward calls these kernels from C, as the rules above would
+autograd.builtin("linear", "linear", C.linear_backward, autograd.in_place.linear.run)
+autograd.builtin("conv2d", "conv2d", C.conv2d_backward)
+autograd.builtin("max_pool2d", "max_pool2d", C.max_pool2d_backward)
+autograd.builtin("cross_entropy", "loss", C.cross_entropy_backward)
+autograd.builtin("gelu", "unary", C.gelu_backward)
 
 -- ---- argument helpers ------------------------------------------------------------
 
