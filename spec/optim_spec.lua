@@ -837,6 +837,16 @@ describe("pbt.optim", function()
           assert.is_not_nil(q1.grad) -- zero_grad() too
         end)
 
+        it(name .. ": zero_grad(false) refuses a grad it cannot write before zeroing any",
+          function()
+            local q1, q2 = param(P0), param(P0)
+            local opt = optim[name]({ q1, q2 }, { lr = 0.1 })
+            q1.grad, q2.grad = T.ones(2), T.ones(1):expand(2)
+            local msg = error_of(opt.zero_grad, opt, false)
+            assert.is_truthy(msg:find("zero_: cannot write into an expanded tensor", 1, true), msg)
+            assert.are.same({ 1, 1 }, q1.grad:totable())
+          end)
+
         it(name .. " names a released state buffer before updating anything", function()
           local q1, q2 = param(P0), param(P0)
           local opt = optim[name]({ q1, q2 }, { lr = 0.1, momentum = name ~= "Adam" and

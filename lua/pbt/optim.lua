@@ -16,7 +16,8 @@ local C = core.optim
 local T = core.tensor
 
 local zeros_like = T.zeros_like
-local sgd_step, adam_step, rmsprop_step = C.sgd_step, C.adam_step, C.rmsprop_step
+local sgd_steps, adam_step, rmsprop_step = C.sgd_steps, C.adam_step, C.rmsprop_step
+local zero_grads = C.zero_grads
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local math_type, fmt = math.type, string.format
 
@@ -169,18 +170,12 @@ end
 -- PyTorch, a kept zero gradient is still a gradient: a parameter that the
 -- next backward does not reach is updated with it (momentum, weight decay).
 function Optimizer:zero_grad(set_to_none)
-  local name, grads = self.name, {}
   if set_to_none ~= nil and type(set_to_none) ~= "boolean" then
-    error(fmt("%s: zero_grad's set_to_none must be a boolean, got %s", name, type(set_to_none)), 0)
+    error(fmt("%s: zero_grad's set_to_none must be a boolean, got %s", self.name,
+              type(set_to_none)), 0)
   end
-  for i, p in ipairs(self.params) do -- all checked before any is changed
-    if set_to_none == false then grads[i] = grad_of(name, i, p) or false
-    elseif released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
-  end
-  for i, p in ipairs(self.params) do
-    if set_to_none ~= false then p.grad = nil
-    elseif grads[i] then grads[i]:zero_() end
-  end
+  -- in C: every parameter (and kept grad) checked before any is changed
+  zero_grads(self.name, self.params, set_to_none ~= false)
 end
 
 --- opt:materialize(): makes every parameter's state now, as the first
@@ -372,24 +367,14 @@ end
 
 local function sgd_update(self)
   validate(getmetatable(self), self)
-  local lr, mom, damp, wd, nest = self.lr, self.momentum, self.dampening,
-                                  self.weight_decay, self.nesterov
-  local state = self.state
-  each_grad(self, function(p, g, st, i)
-    local buf, init = nil, false
-    if mom ~= 0 then
-      buf = st and st.momentum_buffer
-      if not buf then buf, init = zeros_like(p), true
-      elseif st.momentum_buffer_ready == false then init = true end
-    end
-    sgd_step(p, g, buf, init, lr, mom, damp, wd, nest)
-    if not st then st = { step = 0 }; state[i] = st end
-    st.step = st.step + 1
-    if init then
-      st.momentum_buffer = buf
-      if st.momentum_buffer_ready == false then st.momentum_buffer_ready = true end
-    end
-  end)
+  -- each_grad's loop and the update below, in one C call: the checks of
+  -- every parameter, grad and buffer first, then for each parameter with a
+  -- grad (buf = st.momentum_buffer, made by zeros_like(p) on its first
+  -- step; init when it was just made or momentum_buffer_ready is false):
+  --   sgd_step(p, g, buf, init, lr, momentum, dampening, weight_decay, nesterov)
+  --   st.step = st.step + 1, st.momentum_buffer = buf, momentum_buffer_ready = true
+  sgd_steps(self.name, self.params, self.state, zeros_like, self.lr, self.momentum,
+            self.dampening, self.weight_decay, self.nesterov)
 end
 
 M.SGD = class("SGD", {
