@@ -589,6 +589,30 @@ static void call_kernel(lua_State *L, int kind, int kernel, int out, int tab, in
 /* g1 + g2 (the tensors at the top; popped), by the tensors' __add. */
 static void add_top(lua_State *L) { lua_arith(L, LUA_OPADD); }
 
+/* The gradients that the walk made itself (a built-in kernel's results,
+ * sums of them) and that nothing else holds are kept in the table at
+ * owned: once used up they are released at once, so that the next result
+ * of their size reuses their memory while it is still in cache (the
+ * collector would free them many steps later). */
+static void set_owned(lua_State *L, int owned, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, owned);
+}
+
+/* Releases the tensor at idx if the walk owns it. */
+static void release_owned(lua_State *L, int owned, int idx) {
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, owned) != LUA_TNIL) {
+    lua_pushvalue(L, idx);
+    lua_pushnil(L);
+    lua_rawset(L, owned);
+    pbt_tensor_release((pbt_tensor *)lua_touserdata(L, idx));
+  }
+  lua_pop(L, 1);
+}
+
 /* core.backward(t, grad): the walk of pbt.autograd's backward (which checks
  * t and grad, sets grad mode off and calls it under pcall): each recorded
  * op from the end of t's order whose result got a gradient gives the
@@ -597,7 +621,8 @@ static void add_top(lua_State *L) { lua_arith(L, LUA_OPADD); }
  * runs). */
 static int m_backward(lua_State *L) {
   lpbt_lib *b = lpbt_lib_of(L);
-  enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, ORDER, GRADS, TOP };
+  enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, ORDER, GRADS, OWNED,
+         TOP };
   lua_Integer k;
   lpbt_check_tensor(L, T);
   lpbt_check_tensor(L, GRAD);
@@ -617,11 +642,12 @@ static int m_backward(lua_State *L) {
   lua_pushvalue(L, T);
   lua_pushvalue(L, GRAD);
   lua_rawset(L, GRADS);
+  lua_createtable(L, 0, 8); /* the walk's own gradients (set_owned) */
   for (k = (lua_Integer)lua_rawlen(L, ORDER); k >= 1; k--) {
     enum { OUT = TOP, G, NODE, OP, RULE, ENTRY, IP };
     int n, tab, kind = K_LUA, kept = 0, owned, base, i;
     const char *op;
-    lua_settop(L, GRADS);
+    lua_settop(L, OWNED);
     lua_rawgeti(L, ORDER, k);
     lua_pushvalue(L, OUT);
     if (lua_rawget(L, GRADS) == LUA_TNIL) continue;
@@ -687,6 +713,7 @@ static int m_backward(lua_State *L) {
       lua_rawgeti(L, ENTRY, 3);
       call_kernel(L, kind, lua_gettop(L), OUT, tab, G, n, kept);
       lua_remove(L, base);
+      release_owned(L, OWNED, G); /* used up (a Lua rule might keep it) */
     }
     /* the gradients of the arguments, at base .. base + n - 1 */
     for (i = 1; i <= n; i++) {
@@ -713,22 +740,31 @@ static int m_backward(lua_State *L) {
                              "argument %d of shape %s", op, a, i, s);
       }
       if (lua_getiuservalue(L, x, LPBT_UV_OP) != LUA_TNIL) { /* not a leaf: add up */
+        int have;
         lua_pop(L, 1);
         lua_pushvalue(L, x);
-        lua_pushvalue(L, x);
+        have = lua_gettop(L); /* grads[x], so far */
         if (lua_rawget(L, GRADS) == LUA_TNIL) {
-          lua_pop(L, 1);
+          lua_pushvalue(L, x);
           lua_pushvalue(L, gi);
+          lua_rawset(L, GRADS);
+          if (kind != K_LUA) set_owned(L, OWNED, gi);
         } else {
+          lua_pushvalue(L, x);
+          lua_pushvalue(L, have);
           lua_pushvalue(L, gi);
           add_top(L);
+          set_owned(L, OWNED, -1);
+          lua_rawset(L, GRADS);
+          release_owned(L, OWNED, have);
+          if (kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
         }
-        lua_rawset(L, GRADS);
       } else if (lua_pop(L, 1), lua_getiuservalue(L, x, LPBT_UV_GRAD) != LUA_TNIL) {
         lua_pushvalue(L, ADD_); /* have:add_(g) */
         lua_insert(L, -2);
         lua_pushvalue(L, gi);
         lua_call(L, 2, 0);
+        if (kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
       } else {
         lua_pop(L, 1);
         if (owned) {
@@ -739,6 +775,7 @@ static int m_backward(lua_State *L) {
           lua_call(L, 1, 1);
         }
         lua_setfield(L, x, "grad"); /* through __newindex: its checks */
+        if (!owned && kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
       }
       lua_settop(L, x - 1);
     }

@@ -973,6 +973,34 @@ describe("backward's walk in C of the built-in rules", function()
     end
   end
 
+  it("releases only the gradients it made and used up: a Lua rule keeps what it is given",
+    function()
+      -- keep_g's rule keeps its gradient (the sum of two linear kernels'
+      -- results for h, made by the walk); the walk must not release it
+      local kept
+      autograd.rules.keep_g = function(_, g)
+        kept = g
+        return g
+      end
+      local ok, err = pcall(function()
+        local lin1 = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+        local lin2 = nn.Linear(3, 2, { generator = gen(3), dtype = "float64" })
+        local x = randn({ 4, 3 }, 3):requires_grad_()
+        local h = pbt.no_grad(function() return x * 1 end)
+        autograd.record("keep_g", 1, h, x)
+        local loss = (lin1(h):relu() + lin2(h)):sum()
+        loss:backward()
+        -- d loss / dh = relu'(lin1 h) W1 + W2, row by row
+        local mask = pbt.no_grad(function() return lin1(h):gt(0):astype("float64") end)
+        local want = mask:matmul(lin1.weight:detach()) + T.ones(4, 2, { dtype = "float64" })
+          :matmul(lin2.weight:detach())
+        assert.are.same(want:totable(), kept:totable())
+        assert.are.same(want:totable(), x.grad:totable())
+      end)
+      autograd.rules.keep_g = nil
+      assert(ok, err)
+    end)
+
   it("checks the versions of ops kept in user values: an argument, the result", function()
     local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
     local x = randn({ 4, 3 }, 3)
