@@ -504,8 +504,12 @@ static void push_rg(lua_State *L, int idx) {
 /* The kept .grad of a leaf x (at idx) that requires grad, else nil. */
 static void push_kept(lua_State *L, int idx) {
   lpbt_tensor *u = test_tensor(L, idx);
-  if (!u || !u->requires_grad || lua_getiuservalue(L, idx, LPBT_UV_OP) != LUA_TNIL) {
-    if (u) lua_pop(L, 1);
+  if (!u || !u->requires_grad) {
+    lua_pushnil(L);
+    return;
+  }
+  if (lua_getiuservalue(L, idx, LPBT_UV_OP) != LUA_TNIL) { /* not a leaf */
+    lua_pop(L, 1);
     lua_pushnil(L);
     return;
   }
@@ -686,7 +690,10 @@ static int m_backward(lua_State *L) {
       }
       lua_pop(L, 1);
     }
-    if (kind == K_MAXPOOL && !lua_istable(L, NODE)) kind = K_LUA;
+    if (kind == K_MAXPOOL) { /* the kernel reads outs[2] */
+      if (!lua_istable(L, NODE) || lpbt_rawfield(L, NODE, "outs") != LUA_TTABLE) kind = K_LUA;
+      if (lua_istable(L, NODE)) lua_pop(L, 1);
+    }
     if (kind == K_LUA && !lua_istable(L, NODE)) { /* rule(node, g) needs the table */
       lpbt_push_node(L, OUT);
       lua_replace(L, NODE);
@@ -703,8 +710,13 @@ static int m_backward(lua_State *L) {
     owned = lua_toboolean(L, -1);
     lua_pop(L, 1);
     base = lua_gettop(L) + 1;
+    luaL_checkstack(L, n + 8, "backward");
     if (kind == K_LUA) {
-      luaL_checkstack(L, n + 4, "backward");
+      /* the rule may keep g or hand it on (add's rule gives it to both
+       * arguments): no longer the walk's to release */
+      lua_pushvalue(L, G);
+      lua_pushnil(L);
+      lua_rawset(L, OWNED);
       lua_pushvalue(L, RULE);
       lua_pushvalue(L, NODE);
       lua_pushvalue(L, G);
@@ -728,6 +740,8 @@ static int m_backward(lua_State *L) {
         lua_pop(L, 1);
         continue;
       }
+      if (!ux->t.storage)
+        return luaL_error(L, "backward: argument %d of '%s' has been released", i, op);
       if (!(tg = lpbt_test_tensor(L, gi)))
         return luaL_error(L, "backward: the rule of '%s' gave a %s for its argument %d (a "
                              "pbt.Tensor or nil expected)", op, luaL_typename(L, gi), i);

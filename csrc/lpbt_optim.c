@@ -137,7 +137,11 @@ static int m_sgd_steps(lua_State *L) {
     lua_rawgeti(L, PARAMS, i);
     param_at(L, name, TOP, i);
     grad_at(L, name, TOP, i);
-    if (lua_geti(L, STATE, i) == LUA_TTABLE) {
+    lua_geti(L, STATE, i);
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+      return opt_error(L, "%s: state[%d] must be a table, got %s", name, (int)i,
+                       luaL_typename(L, -1));
+    if (lua_istable(L, -1)) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         const pbt_tensor *b = lpbt_test_tensor(L, -1);
@@ -162,8 +166,13 @@ static int m_sgd_steps(lua_State *L) {
     if (!(g = grad_at(L, name, P, i))) continue;
     lua_geti(L, STATE, i); /* ST: the parameter's state (nil before its first step) */
     if (o.momentum != 0) {
-      if (!lua_istable(L, ST) || !lua_toboolean(L, (lua_getfield(L, ST, "momentum_buffer"), -1))) {
-        lua_settop(L, ST);
+      int have = 0;
+      if (lua_istable(L, ST)) {
+        lua_getfield(L, ST, "momentum_buffer");
+        have = lua_toboolean(L, BUF);
+        if (!have) lua_pop(L, 1);
+      }
+      if (!have) {
         lua_pushvalue(L, ZEROS);
         lua_pushvalue(L, P);
         lua_call(L, 1, 1);
@@ -173,7 +182,9 @@ static int m_sgd_steps(lua_State *L) {
         init = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
         lua_pop(L, 1);
       }
-      buf = lpbt_check_tensor(L, BUF);
+      if (!(buf = lpbt_test_tensor(L, BUF)))
+        return opt_error(L, "%s: the momentum_buffer of params[%d] is not a pbt.Tensor (got %s)",
+                         name, (int)i, luaL_typename(L, BUF));
     }
     LPBT_CHECK(L, "sgd_step", pbt_sgd_step(p, g, buf, init, &o, &err), &err);
     pbt_tensor_bump_version(p);

@@ -915,18 +915,51 @@ describe("backward's walk in C of the built-in rules", function()
     return out
   end
 
-  local function mlp(dt)
-    return nn.Sequential(nn.Linear(6, 8, { generator = gen(4), dtype = dt }), nn.ReLU(),
-      nn.Linear(8, 8, { generator = gen(5), dtype = dt }), nn.GELU(),
-      nn.Linear(8, 3, { generator = gen(6), dtype = dt }))
+  -- Each model: a module (or a function of x) and the parameters to train.
+  local function trainable(m)
+    local out = {}
+    for _, p in ipairs(m:parameters()) do
+      if p.requires_grad then out[#out + 1] = p end
+    end
+    return m, out
   end
-  local function cnn(dt)
-    return nn.Sequential(nn.Conv2d(1, 2, 3, { padding = 1, generator = gen(7), dtype = dt }),
-      nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3, { generator = gen(8), dtype = dt }))
+  local function mlp(dt)
+    return trainable(nn.Sequential(nn.Linear(6, 8, { generator = gen(4), dtype = dt }), nn.ReLU(),
+      nn.Linear(8, 8, { generator = gen(5), dtype = dt }), nn.GELU(),
+      nn.Linear(8, 3, { generator = gen(6), dtype = dt })))
+  end
+  local function cnn(dt, bias)
+    return trainable(nn.Sequential(
+      nn.Conv2d(1, 2, 3, { padding = 1, generator = gen(7), dtype = dt, bias = bias }),
+      nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+      nn.Linear(8, 3, { generator = gen(8), dtype = dt, bias = bias })))
+  end
+  local function residual(dt) -- h2 = h1 + relu(l2(h1)): add's rule hands g to both
+    local l1 = nn.Linear(6, 8, { generator = gen(4), dtype = dt })
+    local l2 = nn.Linear(8, 8, { generator = gen(5), dtype = dt })
+    local l3 = nn.Linear(8, 3, { generator = gen(6), dtype = dt })
+    local seq = nn.Sequential(l1, l2, l3)
+    return function(x)
+      local h1 = l1(x)
+      return l3(h1 + l2(h1):relu())
+    end, seq:parameters()
+  end
+  local function frozen(which)
+    return function(dt)
+      local m = nn.Sequential(nn.Linear(6, 8, { generator = gen(4), dtype = dt }), nn.ReLU(),
+        nn.Linear(8, 3, { generator = gen(6), dtype = dt }))
+      m[1][which]:requires_grad_(false)
+      m[3][which]:requires_grad_(false)
+      return trainable(m)
+    end
   end
   local cases = {
     { "an MLP (linear, relu, gelu, cross_entropy)", mlp, { 5, 6 } },
     { "a CNN (conv2d, relu, max_pool2d, flatten, linear)", cnn, { 4, 1, 4, 4 } },
+    { "a CNN without biases", function(dt) return cnn(dt, false) end, { 4, 1, 4, 4 } },
+    { "a residual block (add between built-in ops)", residual, { 5, 6 } },
+    { "linear layers with frozen weights", frozen("weight"), { 5, 6 } },
+    { "linear layers with frozen biases", frozen("bias"), { 5, 6 } },
   }
 
   for _, dt in ipairs(dtypes) do
@@ -935,11 +968,10 @@ describe("backward's walk in C of the built-in rules", function()
         -- three steps of SGD with kept gradients, the input requiring grad
         -- too and used twice (its gradients add up), then fresh gradients
         local function run(lua)
-          local m = case[2](dt)
+          local m, params = case[2](dt)
           local x = randn(case[3], 9, dt):requires_grad_()
           local y = ({ 1, 3, 2, 1, 3 })
           y[case[3][1] + 1] = nil
-          local params = m:parameters()
           local opt = optim.SGD(params, { lr = 0.1, momentum = 0.9 })
           local seen, calls = {}, 0
           local function step()
@@ -968,7 +1000,10 @@ describe("backward's walk in C of the built-in rules", function()
         assert.are.equal(0, c_calls)
         assert.is_true(lua_calls > 0)
         assert.are.same(lua_grads, c_grads)
-        assert.is_true(c_grads[1][1][1][1] ~= 0 or c_grads[1][1][1][2] ~= 0)
+        for i = 1, #c_grads[1] do -- every parameter got a gradient
+          assert.is_table(c_grads[1][i])
+          assert.is_table(c_grads[#c_grads - 1][i])
+        end
       end)
     end
   end
@@ -985,17 +1020,20 @@ describe("backward's walk in C of the built-in rules", function()
       local ok, err = pcall(function()
         local lin1 = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
         local lin2 = nn.Linear(3, 2, { generator = gen(3), dtype = "float64" })
-        local x = randn({ 4, 3 }, 3):requires_grad_()
+        local lin0 = nn.Linear(3, 3, { generator = gen(4), dtype = "float64", bias = false })
+        local x0 = randn({ 4, 3 }, 3):requires_grad_()
+        local x = lin0(x0) -- a built-in op gets keep_g's gradient next
         local h = pbt.no_grad(function() return x * 1 end)
         autograd.record("keep_g", 1, h, x)
         local loss = (lin1(h):relu() + lin2(h)):sum()
         loss:backward()
-        -- d loss / dh = relu'(lin1 h) W1 + W2, row by row
+        -- d loss / dh = relu'(lin1 h) W1 + W2, row by row; d loss / dx0 = that W0
         local mask = pbt.no_grad(function() return lin1(h):gt(0):astype("float64") end)
         local want = mask:matmul(lin1.weight:detach()) + T.ones(4, 2, { dtype = "float64" })
           :matmul(lin2.weight:detach())
         assert.are.same(want:totable(), kept:totable())
-        assert.are.same(want:totable(), x.grad:totable())
+        local want0 = want:matmul(lin0.weight:detach())
+        assert.is_true(T.allclose(want0, x0.grad, 1e-12, 1e-12))
       end)
       autograd.rules.keep_g = nil
       assert(ok, err)
@@ -1023,6 +1061,54 @@ describe("backward's walk in C of the built-in rules", function()
     ok, err = pcall(function() loss:backward() end)
     assert.is_false(ok)
     assert.matches("backward: argument 2 of 'linear' was changed in place", tostring(err), 1, true)
+  end)
+
+  it("calls a script's in_place.linear.run as it is, with the kept gradients", function()
+    local ip = autograd.in_place.linear
+    local run, calls = ip.run, 0
+    ip.run = function(n, g)
+      calls = calls + 1
+      return run(n, g)
+    end
+    local ok, err = pcall(function()
+      local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+      local x = T.tensor({ { 1, 2, 3 }, { -4, 0.5, 2 } }, { dtype = "float64" })
+      lin(x):sum():backward()
+      local gw = lin.weight.grad
+      lin:zero_grad(false)
+      lin(x):sum():backward()
+      assert.is_true(rawequal(gw, lin.weight.grad))
+      assert.are.same({ { -3, 2.5, 5 }, { -3, 2.5, 5 } }, gw:totable())
+      assert.are.same({ 2, 2 }, lin.bias.grad:totable())
+    end)
+    ip.run = run
+    assert(ok, err)
+    assert.are.equal(2, calls)
+  end)
+
+  it("names a released leaf argument", function()
+    local a = randn({ 3 }, 1):requires_grad_()
+    local b = randn({ 3 }, 2)
+    local y = (a + b):relu():sum()
+    getmetatable(a).__close(a)
+    local ok, err = pcall(function() y:backward() end)
+    assert.is_false(ok)
+    assert.are.equal("backward: argument 1 of 'add' has been released", tostring(err))
+    -- a built-in op's leaf argument, given a fresh gradient
+    local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+    local loss = lin(randn({ 4, 3 }, 3)):sum()
+    getmetatable(lin.bias).__close(lin.bias)
+    ok, err = pcall(function() loss:backward() end)
+    assert.is_false(ok)
+    assert.are.equal("backward: argument 3 of 'linear' has been released", tostring(err))
+    -- and one that has a .grad the kernel cannot add into (a column: stride 2)
+    lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+    loss = lin(randn({ 4, 3 }, 3)):sum()
+    lin.bias.grad = T.zeros(2, 2, { dtype = "float64" }):select(2, 1)
+    getmetatable(lin.bias).__close(lin.bias)
+    ok, err = pcall(function() loss:backward() end)
+    assert.is_false(ok)
+    assert.are.equal("backward: argument 3 of 'linear' has been released", tostring(err))
   end)
 
   it("names a released argument of a built-in op", function()

@@ -709,6 +709,22 @@ describe("pbt.optim", function()
       assert_values(buf, { 0.9 * 0.5 + 0.25, 0.9 * -1.0 + 2.0 }, "float64")
     end)
 
+    it("SGD: steps only the parameters that have a gradient; a bad state is named", function()
+      local pa, pb = param(P0, "float64"), param(P0, "float64")
+      local opt = optim.SGD({ pa, pb }, { lr = 0.1, momentum = 0.9 })
+      pb.grad = T(G[1], { dtype = "float64" })
+      opt:step()
+      assert.is_nil(opt.state[1])
+      assert.are.same(P0, flat(pa))
+      assert.are.equal(1, opt.state[2].step)
+      assert_values(pb, { 1 - 0.1 * 0.5, -2 + 0.1 * 1.0 }, "float64")
+      opt.state[2].momentum_buffer = 3
+      assert.are.equal("SGD: the momentum_buffer of params[2] is not a pbt.Tensor (got number)",
+        error_of(opt.step, opt))
+      opt.state[2] = "x"
+      assert.are.equal("SGD: state[2] must be a table, got string", error_of(opt.step, opt))
+    end)
+
     it("SGD: without momentum the buffer waits, unready and left out of state_dict()", function()
       local pa, pb = param(P0, "float64"), param(P0, "float64")
       local a = optim.SGD({ pa }, { lr = 0.1 })

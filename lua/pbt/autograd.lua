@@ -451,7 +451,12 @@ function M.backward(t, grad)
   if not ok then
     -- Ctrl-C as it is (pbt.shared, which tells it, needs this module)
     if type(err) == "string" and err:find("interrupted!$") then error(err, 0) end
-    error(released_in(graph(t)) or err, 0)
+    -- a tensor of the graph that was released, named (the walk's error else)
+    local found, named = pcall(function() return released_in(graph(t)) end)
+    if not found and type(named) == "string" and named:find("interrupted!$") then
+      error(named, 0)
+    end
+    error(found and named or err, 0)
   end
 end
 
