@@ -48,7 +48,13 @@ pbt_status pbt_linear(pbt_tensor *out, const pbt_tensor *x,
   shape[0] = x->shape[0], shape[1] = w->shape[0];
   s = pbt_tensor_empty(out, x->dtype, 2, shape, err);
   if (s) return s;
-  if (b) { /* every row of out starts as b */
+  if (b && b->stride[0] == 1) { /* every row of out starts as b (out is new: contiguous) */
+    size_t bytes = (size_t)shape[1] * pbt_dtype_size(out->dtype);
+    char *dst = (char *)pbt_tensor_data(out);
+    const char *src = (const char *)pbt_tensor_data(b);
+    int64_t r;
+    for (r = 0; r < shape[0] && bytes; r++) memcpy(dst + (size_t)r * bytes, src, bytes);
+  } else if (b) {
     pbt_tensor row = *b;
     row.ndim = 2, row.shape[0] = shape[0], row.shape[1] = shape[1];
     row.stride[0] = 0, row.stride[1] = b->stride[0];

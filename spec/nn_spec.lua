@@ -432,6 +432,11 @@ describe("pbt.nn", function()
       assert_close({ 6.5, -0.5 }, nn.linear(T.tensor({ 1, 1, 1 }, { dtype = "float64" }), w, b))
       assert_close({ { { 6.5, -0.5 }, { -0.5, -1.5 } } }, nn.linear(x:reshape(1, 2, 3), w, b))
       assert_close({ { 6.5, -0.5 }, { -0.5, -1.5 } }, nn.linear(x:t():contiguous():t(), w, b))
+      -- a bias that is a column of a matrix (stride 2), and one in a narrowed storage
+      local bcol = T.tensor({ { 0.5, 9 }, { -0.5, 9 } }, { dtype = "float64" }):select(2, 1)
+      assert_close({ { 6.5, -0.5 }, { -0.5, -1.5 } }, nn.linear(x, w, bcol))
+      local bnar = T.tensor({ 9, 0.5, -0.5 }, { dtype = "float64" }):narrow(1, 2, 2)
+      assert_close({ { 6.5, -0.5 }, { -0.5, -1.5 } }, nn.linear(x, w, bnar))
       assert.has_error(function() nn.linear(T.zeros(2, 4), T.zeros(3, 3)) end,
         "linear: input of shape [2,4] does not fit weight of shape [3,3]")
     end)
