@@ -366,32 +366,62 @@ static int push_arg(lua_State *L, int out, int tab, int i) {
   return lua_getiuservalue(L, out, LPBT_UV_ARG + i - 1);
 }
 
+/* The walk's working tables, kept for the next backward (a registry
+ * array of five: the order, the walk's stack and next arguments, the
+ * gradients, the walk's own gradients), so that a training step makes no
+ * new tables for the collector.  A backward takes the whole set (a nested
+ * one, run by a Lua rule, makes its own) and gives it back emptied; after
+ * a walk of more than SCRATCH_MAX results it is left to the collector
+ * (its tables keep their size). */
+static const char scratch_key = 's';
+#define SCRATCH_MAX 1024
+enum { S_ORDER = 1, S_STACK, S_NEXT, S_GRADS, S_OWNED, S_N = S_OWNED };
+
+/* Pushes the spare set of working tables (taking it out of the registry),
+ * or (none spare, or fresh) a new one. */
+static void take_scratch(lua_State *L, int fresh) {
+  int i;
+  if (!fresh && lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &scratch_key);
+    return;
+  }
+  if (!fresh) lua_pop(L, 1);
+  lua_createtable(L, S_N, 0);
+  for (i = 1; i <= S_N; i++) {
+    if (i == S_GRADS || i == S_OWNED) lua_createtable(L, 0, 8);
+    else lua_createtable(L, 16, 0);
+    lua_rawseti(L, -2, i);
+  }
+}
+
 /* Pushes an array of the tensors that the tensor at root was computed from
  * through recorded ops (root among them, unless it is a leaf), each after
  * those of its arguments: backward runs their ops from the end.  A
  * depth-first walk with its stack in two tables; tensors met are marked
- * with the walk's number. */
-static void push_order(lua_State *L, lpbt_lib *b, int root) {
+ * with the walk's number.  The tables come from the working set at set
+ * (take_scratch); the stack and next-argument tables are left empty. */
+static void push_order(lua_State *L, lpbt_lib *b, int root, int set) {
   lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, root);
-  lua_Integer norder = 0, depth = 0;
+  lua_Integer norder = 0, depth = 0, deepest = 0, i;
   uint64_t walk = ++b->walk; /* from 1: a new tensor's mark is 0 */
   int order, stack, next;
   root = lua_absindex(L, root);
   luaL_checkstack(L, 8, "backward");
-  lua_createtable(L, 16, 0);
+  lua_rawgeti(L, set, S_ORDER);
   order = lua_gettop(L);
   if (open_node(L, root) < 0) {
     lua_pop(L, 1);
     return;
   }
   lua_pop(L, 1);
-  lua_createtable(L, 16, 0); /* the stack of results */
+  lua_rawgeti(L, set, S_STACK); /* the stack of results */
   stack = order + 1;
-  lua_createtable(L, 16, 0); /* the next argument of each */
+  lua_rawgeti(L, set, S_NEXT); /* the next argument of each */
   next = order + 2;
   u->mark = walk;
   lua_pushvalue(L, root);
-  lua_rawseti(L, stack, ++depth);
+  lua_rawseti(L, stack, deepest = ++depth);
   lua_pushinteger(L, 1);
   lua_rawseti(L, next, depth);
   while (depth > 0) {
@@ -417,6 +447,7 @@ static void push_order(lua_State *L, lpbt_lib *b, int root) {
           lua_rawseti(L, stack, ++depth);
           lua_pushinteger(L, 1);
           lua_rawseti(L, next, depth);
+          if (depth > deepest) deepest = depth;
           pushed = 1;
           break;
         }
@@ -431,6 +462,10 @@ static void push_order(lua_State *L, lpbt_lib *b, int root) {
     }
     lua_settop(L, next);
   }
+  for (i = 1; i <= deepest; i++) { /* the stack is empty; next too, now */
+    lua_pushnil(L);
+    lua_rawseti(L, next, i);
+  }
   lua_settop(L, order);
 }
 
@@ -442,12 +477,13 @@ static int m_graph(lua_State *L) {
   lpbt_check_tensor(L, 1);
   if (!b) return luaL_error(L, "graph: the module's state is gone");
   lua_settop(L, 1);
-  push_order(L, b, 1);
-  n = (lua_Integer)lua_rawlen(L, 2);
+  take_scratch(L, 1); /* 2: new tables (the order is the result) */
+  push_order(L, b, 1, 2);
+  n = (lua_Integer)lua_rawlen(L, 3);
   for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    lpbt_push_node(L, 3);
-    lua_rawseti(L, 2, i);
+    lua_rawgeti(L, 3, i);
+    lpbt_push_node(L, 4);
+    lua_rawseti(L, 3, i);
     lua_pop(L, 1);
   }
   return 1;
@@ -625,8 +661,8 @@ static void release_owned(lua_State *L, int owned, int idx) {
  * runs). */
 static int m_backward(lua_State *L) {
   lpbt_lib *b = lpbt_lib_of(L);
-  enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, ORDER, GRADS, OWNED,
-         TOP };
+  enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, SET, ORDER, GRADS,
+         OWNED, TOP };
   lua_Integer k;
   lpbt_check_tensor(L, T);
   lpbt_check_tensor(L, GRAD);
@@ -641,12 +677,13 @@ static int m_backward(lua_State *L) {
   lpbt_rawfield(L, ENV, "builtin");
   lpbt_rawfield(L, ENV, "add_");
   lpbt_rawfield(L, ENV, "clone");
-  push_order(L, b, T);
-  lua_createtable(L, 0, 8); /* the gradients of the results not yet run */
+  take_scratch(L, 0);
+  push_order(L, b, T, SET);
+  lua_rawgeti(L, SET, S_GRADS); /* the gradients of the results not yet run */
   lua_pushvalue(L, T);
   lua_pushvalue(L, GRAD);
   lua_rawset(L, GRADS);
-  lua_createtable(L, 0, 8); /* the walk's own gradients (set_owned) */
+  lua_rawgeti(L, SET, S_OWNED); /* the walk's own gradients (set_owned) */
   for (k = (lua_Integer)lua_rawlen(L, ORDER); k >= 1; k--) {
     enum { OUT = TOP, G, NODE, OP, RULE, ENTRY, IP };
     int n, tab, kind = K_LUA, kept = 0, owned, base, i;
@@ -794,6 +831,19 @@ static int m_backward(lua_State *L) {
       lua_settop(L, x - 1);
     }
   }
+  lua_settop(L, OWNED); /* the working tables kept, emptied, for the next backward */
+  if ((k = (lua_Integer)lua_rawlen(L, ORDER)) > SCRATCH_MAX) return 0;
+  for (; k >= 1; k--) {
+    lua_pushnil(L);
+    lua_rawseti(L, ORDER, k);
+  }
+  for (k = GRADS; k <= OWNED; k++) { /* empty, unless an entry was missed */
+    lua_pushnil(L);
+    if (lua_next(L, (int)k)) return 0;
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) != LUA_TNIL) return 0; /* a nested one's */
+  lua_pushvalue(L, SET);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &scratch_key);
   return 0;
 }
 

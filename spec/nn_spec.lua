@@ -1044,6 +1044,49 @@ describe("backward's walk in C of the built-in rules", function()
       assert(ok, err)
     end)
 
+  it("keeps its working tables between calls: an error mid-walk or a backward inside a rule "
+    .. "leaves nothing behind", function()
+    local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
+    local x = randn({ 4, 3 }, 3)
+    local function grads()
+      lin:zero_grad()
+      lin(x):relu():sum():backward()
+      return { lin.weight.grad:totable(), lin.bias.grad:totable() }
+    end
+    local want = grads()
+    -- a rule that a script wrapped around an op: `wrap` records y = h (a copy) as op `name`
+    local function wrap(name, h)
+      local y = pbt.no_grad(function() return h * 1 end)
+      autograd.record(name, 1, y, h)
+      return y
+    end
+    local inner
+    autograd.rules.boom = function() error("boom", 0) end
+    autograd.rules.nested = function(_, g)
+      local z = T.ones(2, { dtype = "float64" }):requires_grad_()
+      local prev = pbt.set_grad_enabled(true) -- rules run with recording off
+      local zz = (z * 3):sum()
+      pbt.set_grad_enabled(prev)
+      zz:backward()
+      inner = z.grad:totable()
+      return g
+    end
+    local ok, err = pcall(function()
+      -- relu's kernel has made a gradient for y when boom's rule raises
+      local ok2, err2 = pcall(function() wrap("boom", lin(x)):relu():sum():backward() end)
+      assert.is_false(ok2)
+      assert.are.equal("boom", err2)
+      assert.are.same(want, grads())
+      lin:zero_grad()
+      wrap("nested", lin(x)):relu():sum():backward()
+      assert.are.same({ 3, 3 }, inner)
+      assert.are.same(want, { lin.weight.grad:totable(), lin.bias.grad:totable() })
+      assert.are.same(want, grads())
+    end)
+    autograd.rules.boom, autograd.rules.nested = nil, nil
+    assert(ok, err)
+  end)
+
   it("checks the versions of ops kept in user values: an argument, the result", function()
     local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
     local x = randn({ 4, 3 }, 3)
