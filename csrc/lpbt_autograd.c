@@ -304,14 +304,9 @@ static int m_record(lua_State *L) {
   return 0;
 }
 
-/* The tensor at idx, or NULL (no error). */
+/* The tensor at idx (its binding's fields too), or NULL (no error). */
 static lpbt_tensor *test_tensor(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  int same;
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  same = lua_rawequal(L, -1, LPBT_UPV_TENSOR_META);
-  lua_pop(L, 1);
-  return same ? (lpbt_tensor *)p : NULL;
+  return (lpbt_tensor *)(void *)lpbt_test_tensor(L, idx);
 }
 
 /* core.needs_grad(x) -> true for a tensor that requires grad (anything
