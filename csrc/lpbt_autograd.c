@@ -516,9 +516,11 @@ static int m_backward_env(lua_State *L) {
                                      "builtin", "add_", "clone", NULL};
   int i;
   luaL_checktype(L, 1, LUA_TTABLE);
-  for (i = 0; need[i]; i++) {
-    if (lpbt_rawfield(L, 1, need[i]) == LUA_TNIL)
-      return luaL_error(L, "backward_env: env.%s is missing", need[i]);
+  for (i = 0; need[i]; i++) { /* five tables (read raw by the walk), two functions */
+    int want = i < 5 ? LUA_TTABLE : LUA_TFUNCTION;
+    if (lpbt_rawfield(L, 1, need[i]) != want)
+      return luaL_error(L, "backward_env: env.%s must be a %s, got %s", need[i],
+                        lua_typename(L, want), luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   lua_settop(L, 1);
@@ -777,7 +779,9 @@ static int m_backward(lua_State *L) {
       if (!(tg = lpbt_test_tensor(L, gi)))
         return luaL_error(L, "backward: the rule of '%s' gave a %s for its argument %d (a "
                              "pbt.Tensor or nil expected)", op, luaL_typename(L, gi), i);
-      tg = lpbt_check_tensor(L, gi);
+      if (!tg->storage)
+        return luaL_error(L, "backward: the rule of '%s' gave a released tensor for its "
+                             "argument %d", op, i);
       if (!pbt_shape_equal(tg->ndim, tg->shape, ux->t.ndim, ux->t.shape)) {
         char a[96], s[96];
         pbt_format_shape(a, sizeof a, tg->ndim, tg->shape);

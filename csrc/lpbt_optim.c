@@ -11,7 +11,9 @@
  * They write p and the buffers directly: the optimizer's kernel is the
  * sanctioned way to modify a parameter that requires grad.
  *
- * And two loops over an optimizer's parameters, one call a step:
+ * And loops over an optimizer's parameters, one call a step:
+ *   check_params(name, params, state)  every parameter, grad and state
+ *             buffer checked (the optimizers' steps call it first)
  *   sgd_steps(name, params, state, zeros_like, lr, momentum, dampening,
  *             weight_decay, nesterov)
  *   zero_grads(name, params, set_to_none) */
@@ -112,6 +114,49 @@ static pbt_tensor *grad_at(lua_State *L, const char *name, int idx, lua_Integer 
   return g;
 }
 
+/* Checks every parameter of params (a table at params), its grad and the
+ * tensors of its state (state[i], a table or nil; the table at state):
+ * raises "<name>: ..." naming the first one that is not a tensor, has been
+ * released or is not a table.  Returns #params. */
+static lua_Integer check_all(lua_State *L, const char *name, int params, int state) {
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, params);
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 6, "check_params");
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, params, i);
+    param_at(L, name, top + 1, i);
+    grad_at(L, name, top + 1, i);
+    lua_geti(L, state, i);
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+      opt_error(L, "%s: state[%d] must be a table, got %s", name, (int)i, luaL_typename(L, -1));
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        const pbt_tensor *b = lpbt_test_tensor(L, -1);
+        if (b && !b->storage) {
+          lua_pushvalue(L, -2);
+          opt_error(L, "%s: the %s of params[%d] has been released", name,
+                    luaL_tolstring(L, -1, NULL), (int)i);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, top);
+  }
+  return n;
+}
+
+/* optim's check_params(name, params, state): check_all, for the steps
+ * written in Lua (lua/pbt/optim.lua's each_grad). */
+static int m_check_params(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  check_all(L, name, 2, 3);
+  return 0;
+}
+
 /* optim's sgd_steps: SGD's step of every parameter that has a .grad, as
  * lua/pbt/optim.lua describes it, once every parameter, grad and state
  * buffer has been checked (a bad one updates nothing): the momentum buffer
@@ -132,29 +177,7 @@ static int m_sgd_steps(lua_State *L) {
   o.nesterov = lua_toboolean(L, 9);
   lua_settop(L, 9);
   luaL_checkstack(L, 12, "sgd_steps");
-  n = (lua_Integer)lua_rawlen(L, PARAMS);
-  for (i = 1; i <= n; i++) { /* every check before any change */
-    lua_rawgeti(L, PARAMS, i);
-    param_at(L, name, TOP, i);
-    grad_at(L, name, TOP, i);
-    lua_geti(L, STATE, i);
-    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
-      return opt_error(L, "%s: state[%d] must be a table, got %s", name, (int)i,
-                       luaL_typename(L, -1));
-    if (lua_istable(L, -1)) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        const pbt_tensor *b = lpbt_test_tensor(L, -1);
-        if (b && !b->storage) {
-          lua_pushvalue(L, -2);
-          return opt_error(L, "%s: the %s of params[%d] has been released", name,
-                            luaL_tolstring(L, -1, NULL), (int)i);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_settop(L, 9);
-  }
+  n = check_all(L, name, PARAMS, STATE); /* every check before any change */
   for (i = 1; i <= n; i++) {
     enum { P = TOP, G, ST, BUF };
     pbt_tensor *p, *g, *buf = NULL;
@@ -251,6 +274,7 @@ static int m_zero_grads(lua_State *L) {
 }
 
 const luaL_Reg lpbt_optim_module[] = {{"sgd_step", m_sgd_step},
+                                      {"check_params", m_check_params},
                                       {"sgd_steps", m_sgd_steps},
                                       {"zero_grads", m_zero_grads},
                                       {"adam_step", m_adam_step},

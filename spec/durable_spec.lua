@@ -124,6 +124,9 @@ describe("durable runs", function()
     -- between leaves no run, and the next start makes it
     local dir = tmpname()
     os.execute("rm -rf " .. dir .. " && mkdir -p " .. dir)
+    -- no run.db is no start, and asking makes none
+    assert.is_false(runstore.started(dir))
+    assert.is_false(runstore.exists(dir))
     assert.has_error(function()
       runstore.create(dir, { name = "run", seed = "1" }, function() error("no first checkpoint", 0) end)
     end, "no first checkpoint")

@@ -1159,6 +1159,32 @@ describe("backward's walk in C of the built-in rules", function()
     assert.are.equal("backward: argument 3 of 'linear' has been released", tostring(err))
   end)
 
+  it("refuses a setting of the wrong kind and a rule that gives a released tensor", function()
+    local core = require("pbt.core")
+    local ok, err = pcall(core.backward_env, { rules = {}, fresh = {}, in_place = {},
+      reads_no_values = {}, builtin = 5, add_ = T.add_, clone = T.clone })
+    assert.is_false(ok)
+    assert.matches("backward_env: env.builtin must be a table, got number", err, 1, true)
+    ok, err = pcall(core.backward_env, { rules = {} })
+    assert.is_false(ok)
+    assert.matches("backward_env: env.fresh must be a table, got nil", err, 1, true)
+    autograd.rules.gone = function(n)
+      local r = n.args[1]:clone()
+      getmetatable(r).__close(r)
+      return r
+    end
+    ok, err = pcall(function()
+      local x = randn({ 3 }, 1):requires_grad_()
+      local y = pbt.no_grad(function() return x * 1 end)
+      autograd.record("gone", 1, y, x)
+      y:sum():backward()
+    end)
+    autograd.rules.gone = nil
+    assert.is_false(ok)
+    assert.are.equal("backward: the rule of 'gone' gave a released tensor for its argument 1",
+      tostring(err))
+  end)
+
   it("names a released argument of a built-in op", function()
     local lin = nn.Linear(3, 2, { generator = gen(2), dtype = "float64" })
     local x = randn({ 4, 3 }, 3)

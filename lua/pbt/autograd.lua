@@ -420,6 +420,10 @@ local function released_in(order)
   end
 end
 
+-- Ctrl-C's error, handed on as it is (pbt.shared, which has the same test,
+-- needs this module).
+local function interrupted(e) return type(e) == "string" and e:find("interrupted!$") ~= nil end
+
 function M.backward(t, grad)
   if not is_tensor(t) then
     error(("calling 'backward' on bad self (pbt.Tensor expected, got %s)"):format(type(t)), 2)
@@ -449,13 +453,10 @@ function M.backward(t, grad)
   local ok, err = pcall(core_backward, t, grad)
   set_grad_enabled(prev)
   if not ok then
-    -- Ctrl-C as it is (pbt.shared, which tells it, needs this module)
-    if type(err) == "string" and err:find("interrupted!$") then error(err, 0) end
+    if interrupted(err) then error(err, 0) end
     -- a tensor of the graph that was released, named (the walk's error else)
     local found, named = pcall(function() return released_in(graph(t)) end)
-    if not found and type(named) == "string" and named:find("interrupted!$") then
-      error(named, 0)
-    end
+    if not found and interrupted(named) then error(named, 0) end
     error(found and named or err, 0)
   end
 end

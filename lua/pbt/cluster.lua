@@ -47,10 +47,7 @@ M.RETRY = 300  -- seconds a worker keeps retrying a store it lost
 
 local function fail(fmt, ...) error("experiment: " .. fmt:format(...), 0) end
 
-local function message(err)
-  local ok, s = try(tostring, err)
-  return ok and s or "an error that cannot be printed"
-end
+local message = shared.message
 
 --- Sleeps in short slices (Ctrl-C, a hook, is seen between them).
 local function sleep(seconds)
@@ -105,12 +102,16 @@ end
 
 -- Whether err came from a store that is gone (a lost connection, a
 -- server that does not answer, a database locked beyond the busy timeout).
+-- Whether c has a store whose connection answers.
+local function connected(c)
+  if not c.store then return false end
+  local ok, yes = try(c.store.db.connected, c.store.db)
+  return ok and yes
+end
+
 local function store_lost(c, err)
   local msg = message(err)
-  if not c.store then return true end
-  local ok, connected = pcall(c.store.db.connected, c.store.db)
-  if not ok and is_interrupt(connected) then error(connected, 0) end
-  if not ok or not connected then return true end
+  if not connected(c) then return true end
   return msg:find("database is locked", 1, true) ~= nil or msg:find("database is busy", 1, true) ~= nil
 end
 
@@ -147,7 +148,7 @@ end
 local function retrying(c, what, fn, ...)
   local wait, t0 = 0.1, clock()
   while true do
-    local ok, a, b = pcall(function(...)
+    local ok, a, b = try(function(...)
       if not c.store then reconnect(c) end
       return fn(c, ...)
     end, ...)
@@ -155,7 +156,6 @@ local function retrying(c, what, fn, ...)
       if wait > 0.1 then c.log(("pbt worker %s: the store answers again"):format(c.owner)) end
       return a, b
     end
-    if is_interrupt(a) then error(a, 0) end
     if not store_lost(c, a) then error(a, 0) end
     if clock() - t0 >= c.retry then
       fail("the store %s did not answer for %.0f s (%s): %s", c.shown, clock() - t0, what, message(a))
@@ -178,8 +178,7 @@ local IDENTITY = { "name", "population", "mode", "sync", "window", "budget", "sp
 -- joins it (checked against e); returns its identity.
 local function create_or_join(c, e, opts)
   local s, db = c.store, c.store.db
-  local ok, err = pcall(s.ensure_schema, s)
-  if not ok and is_interrupt(err) then error(err, 0) end
+  local ok, err = try(s.ensure_schema, s)
   if not ok then
     -- two workers made the tables at once (PostgreSQL): they exist now
     if not try(db.exec, db, "SELECT run FROM runs LIMIT 1") then error(err, 0) end
@@ -604,16 +603,14 @@ function M.work(e, opts)
     -- that does not answer now is retried at the turn's end (the lease may
     -- run out meanwhile: then the turn is dropped)
     if clock() - last_beat < c.lease / 3 then return true end
-    local ok, err, changed = pcall(function()
+    local ok, _, changed = try(function()
       if not c.store then reconnect(c) end
       return c.store.db:exec(beat_sql, c.lease, c.run, i, c.owner)
     end)
-    if not ok and is_interrupt(err) then error(err, 0) end
     if not ok then
       last_beat = clock() -- the next try a third of the lease later
       -- a lost connection is made again at the next beat
-      local okc, connected = try(function() return c.store.db:connected() end)
-      if not okc or not connected then drop_store(c) end
+      if not connected(c) then drop_store(c) end
       return true
     end
     last_beat = clock()

@@ -17,7 +17,6 @@ local worker_mod = require("pbt.worker")
 local shared = require("pbt.shared")
 local explore_hooks = require("pbt.explore").hooks
 
-local is_interrupt = shared.is_interrupt
 
 local M = {}
 
@@ -130,11 +129,9 @@ function M.new(e, pop, G, opts)
   end
   d.rule_failed = rule_failed
   local function rule(what, i, fn, ...)
-    local ok, a = pcall(fn, ...)
+    local ok, a = shared.try(fn, ...)
     if ok then return a end
-    if is_interrupt(a) then error(a, 0) end
-    local okm, msg = shared.try(tostring, a)
-    rule_failed(i, ("the %s rule: %s"):format(what, okm and msg or "an error that cannot be printed"))
+    rule_failed(i, ("the %s rule: %s"):format(what, shared.message(a)))
   end
   local function check_explored(i, h)
     if type(h) ~= "table" then

@@ -17,7 +17,7 @@ local T = core.tensor
 
 local zeros_like = T.zeros_like
 local sgd_steps, adam_step, rmsprop_step = C.sgd_steps, C.adam_step, C.rmsprop_step
-local zero_grads = C.zero_grads
+local zero_grads, check_params = C.zero_grads, C.check_params
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local math_type, fmt = math.type, string.format
 
@@ -25,17 +25,6 @@ local M = {}
 
 local is_tensor = require("pbt.autograd").is_tensor
 local released = core.is_released
-
--- The .grad of params[i] (nil when it has none), after checking that
--- neither it nor the parameter has been released.
-local function grad_of(name, i, p)
-  if released(p) then error(fmt("%s: params[%d] has been released", name, i), 0) end
-  local g = p.grad
-  if g and released(g) then
-    error(fmt("%s: the grad of params[%d] has been released", name, i), 0)
-  end
-  return g
-end
 
 local function num(v)
   if math_type(v) == "integer" then return tostring(v) end
@@ -102,17 +91,11 @@ end
 -- state, nil before its first update), once every parameter, grad and state
 -- buffer has been checked: a bad one updates nothing.
 local function each_grad(self, fn)
-  local name, grads, state = self.name, {}, self.state
+  local state = self.state
+  check_params(self.name, self.params, state) -- C: SGD's step makes the same checks
   for i, p in ipairs(self.params) do
-    grads[i] = grad_of(name, i, p) or false
-    for k, v in pairs(state[i] or {}) do
-      if released(v) then
-        error(fmt("%s: the %s of params[%d] has been released", name, tostring(k), i), 0)
-      end
-    end
-  end
-  for i, p in ipairs(self.params) do
-    if grads[i] then fn(p, grads[i], state[i], i) end
+    local g = p.grad
+    if g then fn(p, g, state[i], i) end
   end
 end
 

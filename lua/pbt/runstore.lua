@@ -74,24 +74,24 @@ function M.exists(dir)
   return f ~= nil
 end
 
---- Whether dir's run.db got as far as its run: false for a store whose
--- creation was killed before its first commit (a database without tables,
--- or pbt's tables, all empty).  Anything else -- another table, a row, a
--- database that cannot be read -- counts as started: M.open says what is
--- wrong with it.
-local TABLES = { meta = true, runs = true, members = true, events = true, scheduler = true }
+--- Whether dir's run.db got as far as its run: false for no run.db and
+-- for a store whose creation was killed before its first commit (a
+-- database without tables, or pbt's tables, all empty).  Anything else --
+-- another table, a row, a database that cannot be read -- counts as
+-- started: M.open says what is wrong with it.
+local TABLES = {} -- pbt's tables, by name
+for _, s in ipairs(SCHEMA) do TABLES[s:match("^CREATE TABLE IF NOT EXISTS (%w+)")] = true end
 function M.started(dir)
-  local db = sql.open(M.path(dir))
+  if not M.exists(dir) then return false end
+  local db <close> = sql.open(M.path(dir))
   if not db then return true end
-  local ok, started = pcall(function()
+  local ok, started = try(function()
     for _, r in ipairs(db:exec("SELECT name FROM sqlite_master WHERE type = 'table'")) do
       if not TABLES[r.name] then return true end
       if db:exec(("SELECT 1 AS x FROM %s LIMIT 1"):format(r.name))[1] then return true end
     end
     return false
   end)
-  db:close()
-  if not ok and is_interrupt(started) then error(started, 0) end
   return not ok or started
 end
 
@@ -278,13 +278,11 @@ function M.open(dir)
     s.db:close()
     if is_interrupt(meta) then error(meta, 0) end
     -- a run.db of format 1 has no runs table: say which format it is
-    local db = sql.open(M.path(dir))
-    local ok1, old = pcall(function()
+    local db <close> = sql.open(M.path(dir))
+    local ok1, old = try(function()
       local rows = db:exec("SELECT value FROM meta WHERE key = 'format'")
       return rows[1] and rows[1].value
     end)
-    if db then db:close() end
-    if not ok1 and is_interrupt(old) then error(old, 0) end
     if ok1 and old and old ~= tostring(M.FORMAT) then
       fail("%s is a run store of format %s; this pbt reads format %d", M.path(dir), tostring(old), M.FORMAT)
     end

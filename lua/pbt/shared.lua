@@ -109,6 +109,13 @@ end
 -- it for fn's own error would swallow it and the run would go on.
 function M.try(fn, ...) return pass_interrupt(pcall(fn, ...)) end
 
+--- shared.message(err): err as a string for a message, whatever it is (an
+-- error object whose __tostring fails gives a fixed text).
+function M.message(err)
+  local ok, msg = M.try(tostring, err)
+  return ok and msg or "an error that cannot be printed"
+end
+
 -- the names this state is loading (a loader asking for its own name would
 -- wait for itself)
 local loading = {}

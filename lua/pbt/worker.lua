@@ -34,10 +34,7 @@ local pack, unpack = string.pack, string.unpack
 
 local M = {}
 
-local function message(err)
-  local ok, msg = try(tostring, err)
-  return ok and msg or "an error that cannot be printed"
-end
+local message = shared.message
 
 -- ---- a member's state ------------------------------------------------------------
 
@@ -263,11 +260,8 @@ function Worker:state_for(i, h)
   if not self.state then
     -- the template: init's state for this member's hyperparameters, with a
     -- generator of its own (the member's weights come from the store)
-    local ok, state = pcall(self.e.init, h, Generator(self.seed * 7 + 3))
-    if not ok then
-      if is_interrupt(state) then error(state, 0) end
-      error("init: " .. message(state), 0)
-    end
+    local ok, state = try(self.e.init, h, Generator(self.seed * 7 + 3))
+    if not ok then error("init: " .. message(state), 0) end
     self.parts = M.parts(state, self.excluded)
     self.tensors = {}
     for k, p in ipairs(self.parts.tensors) do self.tensors[k] = p.tensor end
@@ -292,7 +286,7 @@ function Worker:state_for(i, h)
   local version = pop:version(i)
   if self.member ~= i or self.version ~= version then
     self.member = nil
-    local ok, numbers, version = pcall(pop.load, pop, i, self.tensors, self.g)
+    local ok, numbers, version = try(pop.load, pop, i, self.tensors, self.g)
     if not ok then error("loading the member's state: " .. message(numbers), 0) end
     self.version = version
     write_values(self.parts.values, numbers)
@@ -359,15 +353,11 @@ function Worker:train(task)
     return out
   end
   local h = M.hparams(e, pop, i)
-  local ok, state = pcall(self.state_for, self, i, h)
-  if not ok then
-    if is_interrupt(state) then error(state, 0) end
-    return fail(message(state))
-  end
+  local ok, state = try(self.state_for, self, i, h)
+  if not ok then return fail(message(state)) end
   if e.apply then
-    local ok2, err = pcall(e.apply, state, h)
+    local ok2, err = try(e.apply, state, h)
     if not ok2 then
-      if is_interrupt(err) then error(err, 0) end
       return fail("apply: " .. message(err))
     end
   end
@@ -452,10 +442,9 @@ function Worker:train(task)
         .. (metrics or "") .. "}"
       first = false
     end
-    local okp, perr = pcall(read_values, values, numbers)
-    if okp then okp, perr = pcall(pop.publish, pop, i, tensors, numbers, score, steps, g, data) end
+    local okp, perr = try(read_values, values, numbers)
+    if okp then okp, perr = try(pop.publish, pop, i, tensors, numbers, score, steps, g, data) end
     if not okp then
-      if is_interrupt(perr) then error(perr, 0) end
       return fail("publishing the state: " .. message(perr))
     end
     self.version = self.version + 1
@@ -465,9 +454,8 @@ function Worker:train(task)
       return out
     end
     m.step, m.since, m.score = steps, since, score
-    local okr, is_ready = pcall(e.ready, m)
+    local okr, is_ready = try(e.ready, m)
     if not okr then
-      if is_interrupt(is_ready) then error(is_ready, 0) end
       out.rule = true
       return fail("the ready rule: " .. message(is_ready))
     end
