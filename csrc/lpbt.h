@@ -46,10 +46,15 @@ typedef struct lpbt_tensor {
   int requires_grad;
   int nargs;             /* arguments kept in user values */
   uint64_t mark;         /* the last graph walk that met it (core.graph) */
+  /* LPBT_KEEP, or LPBT_FREE_AFTER_WALK: an output of one layer of an
+   * nn.Sequential that nothing but the graph holds (core.free_after), which
+   * backward releases once its walk has used it (then LPBT_FREED_BY_WALK) */
+  int transient;
   /* the versions (pbt_tensor_version) of the result [0] and of the tensor
    * arguments [1..nargs] when the op was recorded (user-value nodes) */
   uint64_t saved[1 + LPBT_NODE_ARGS];
 } lpbt_tensor;
+enum { LPBT_KEEP = 0, LPBT_FREE_AFTER_WALK, LPBT_FREED_BY_WALK };
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
 
 /* The library's record for one Lua state (lpbt_state.c), in a userdata the
@@ -103,6 +108,11 @@ pbt_tensor *lpbt_push_tensor(lua_State *L);
  * weigh as much as the live storages, it runs a whole collector cycle.
  * Call it once the storage is allocated. */
 void lpbt_gc_hint(lua_State *L, const pbt_tensor *t);
+/* Releases t, a result that the binding knows nothing else holds (a
+ * gradient backward made and used up, a layer's output nn.Sequential
+ * freed): when that frees its storage, its bytes no longer count towards
+ * the next forced collection (they are back in the cache already). */
+void lpbt_release_result(lua_State *L, pbt_tensor *t);
 
 /*
  * Autograd.  A differentiable op, once its nres results are pushed on top of

@@ -317,11 +317,29 @@ static int m_needs_grad(lua_State *L) {
   return 1;
 }
 
-/* core.is_released(x) -> true for a tensor that has been released (closed). */
+/* core.is_released(x) -> true for a tensor that has been released (closed),
+ * and whether a backward's walk released it (core.free_after). */
 static int m_is_released(lua_State *L) {
   lpbt_tensor *u = test_tensor(L, 1);
   lua_pushboolean(L, u && !u->t.storage);
-  return 1;
+  lua_pushboolean(L, u && !u->t.storage && u->transient == LPBT_FREED_BY_WALK);
+  return 2;
+}
+
+/* core.free_after(x, y): x, the output of one layer of an nn.Sequential,
+ * was turned into y by the next layer, and nothing but the graph holds it
+ * (nn.Sequential asks only when each of its layers is a built-in one, which
+ * keeps neither its input nor its output, and never for its own input or
+ * output).  Nothing happens when y is x (an identity layer) or either is
+ * not a tensor.  When neither requires grad no graph holds x either: it is
+ * released now, and the next result of its size reuses its memory.  Else
+ * backward releases it once its walk has used it (unless retain_graph). */
+static int m_free_after(lua_State *L) {
+  lpbt_tensor *x = test_tensor(L, 1), *y = test_tensor(L, 2);
+  if (!x || !y || x == y || !x->t.storage) return 0;
+  if (!x->requires_grad && !y->requires_grad) lpbt_release_result(L, &x->t);
+  else x->transient = LPBT_FREE_AFTER_WALK;
+  return 0;
 }
 
 /* core.same_shape(a, b) -> whether two tensors have the same shape. */
@@ -645,22 +663,25 @@ static void release_owned(lua_State *L, int owned, int idx) {
     lua_pushvalue(L, idx);
     lua_pushnil(L);
     lua_rawset(L, owned);
-    pbt_tensor_release((pbt_tensor *)lua_touserdata(L, idx));
+    lpbt_release_result(L, (pbt_tensor *)lua_touserdata(L, idx));
   }
   lua_pop(L, 1);
 }
 
-/* core.backward(t, grad): the walk of pbt.autograd's backward (which checks
- * t and grad, sets grad mode off and calls it under pcall): each recorded
- * op from the end of t's order whose result got a gradient gives the
- * gradients of its arguments by its rule; an argument that requires grad
- * gets its gradient added (a leaf into .grad, the others until their op
- * runs). */
+/* core.backward(t, grad [, retain_graph]): the walk of pbt.autograd's
+ * backward (which checks t and grad, sets grad mode off and calls it under
+ * pcall): each recorded op from the end of t's order whose result got a
+ * gradient gives the gradients of its arguments by its rule; an argument
+ * that requires grad gets its gradient added (a leaf into .grad, the others
+ * until their op runs).  Once the walk is done, the results in t's order
+ * that core.free_after marked (t itself aside) are released, unless
+ * retain_graph. */
 static int m_backward(lua_State *L) {
   lpbt_lib *b = lpbt_lib_of(L);
   enum { T = 1, GRAD, ENV, RULES, FRESH, INPLACE, RNV, BUILTIN, ADD_, CLONE, SET, ORDER, GRADS,
          OWNED, TOP };
   lua_Integer k;
+  int retain = lua_toboolean(L, 3);
   lpbt_check_tensor(L, T);
   lpbt_check_tensor(L, GRAD);
   if (!b) return luaL_error(L, "backward: the module's state is gone");
@@ -807,14 +828,14 @@ static int m_backward(lua_State *L) {
           set_owned(L, OWNED, -1);
           lua_rawset(L, GRADS);
           release_owned(L, OWNED, have);
-          if (kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
+          if (kind != K_LUA) lpbt_release_result(L, (pbt_tensor *)lua_touserdata(L, gi));
         }
       } else if (lua_pop(L, 1), lua_getiuservalue(L, x, LPBT_UV_GRAD) != LUA_TNIL) {
         lua_pushvalue(L, ADD_); /* have:add_(g) */
         lua_insert(L, -2);
         lua_pushvalue(L, gi);
         lua_call(L, 2, 0);
-        if (kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
+        if (kind != K_LUA) lpbt_release_result(L, (pbt_tensor *)lua_touserdata(L, gi));
       } else {
         lua_pop(L, 1);
         if (owned) {
@@ -825,12 +846,25 @@ static int m_backward(lua_State *L) {
           lua_call(L, 1, 1);
         }
         lua_setfield(L, x, "grad"); /* through __newindex: its checks */
-        if (!owned && kind != K_LUA) pbt_tensor_release((pbt_tensor *)lua_touserdata(L, gi));
+        if (!owned && kind != K_LUA) lpbt_release_result(L, (pbt_tensor *)lua_touserdata(L, gi));
       }
       lua_settop(L, x - 1);
     }
   }
-  lua_settop(L, OWNED); /* the working tables kept, emptied, for the next backward */
+  lua_settop(L, OWNED);
+  if (!retain) { /* the layers' outputs that only the graph held (free_after) */
+    for (k = (lua_Integer)lua_rawlen(L, ORDER) - 1; k >= 1; k--) { /* not t itself */
+      lpbt_tensor *u;
+      lua_rawgeti(L, ORDER, k);
+      u = (lpbt_tensor *)lua_touserdata(L, -1);
+      if (u->transient == LPBT_FREE_AFTER_WALK) {
+        lpbt_release_result(L, &u->t);
+        u->transient = LPBT_FREED_BY_WALK;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  /* the working tables kept, emptied, for the next backward */
   if ((k = (lua_Integer)lua_rawlen(L, ORDER)) > SCRATCH_MAX) return 0;
   for (; k >= 1; k--) {
     lua_pushnil(L);
@@ -858,5 +892,6 @@ const luaL_Reg lpbt_autograd_module[] = {
     {"backward_env", m_backward_env},
     {"needs_grad", m_needs_grad},
     {"is_released", m_is_released},
+    {"free_after", m_free_after},
     {"same_shape", m_same_shape},
     {NULL, NULL}};

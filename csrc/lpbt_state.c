@@ -117,6 +117,15 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
   b->live = st.live_bytes;
 }
 
+void lpbt_release_result(lua_State *L, pbt_tensor *t) {
+  lpbt_lib *b;
+  if (t->storage && pbt_storage_refcount(t->storage) == 1 && (b = lpbt_lib_of(L)) != NULL) {
+    size_t bytes = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
+    if (bytes >> 10 >= 4) b->since = b->since > bytes ? b->since - bytes : 0;
+  }
+  pbt_tensor_release(t);
+}
+
 /* Puts an allocator holder into the registry unless it has one (the module
  * opened again in the same state). */
 void lpbt_state_open(lua_State *L) {
@@ -204,6 +213,7 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
   u->requires_grad = 0;
   u->nargs = 0;
   u->mark = 0;
+  u->transient = LPBT_KEEP;
   t->storage = NULL;
   t->ndim = 0;
   t->offset = 0;

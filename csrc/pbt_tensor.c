@@ -134,9 +134,9 @@ static pbt_storage *block_new(size_t capacity, int stagger) {
 /* ---- allocators ---------------------------------------------------------- */
 
 /* Size classes: 8 per power of two, 2^e (1 + k/8) for k = 1..8, from
- * PBT_ALLOC_MIN_BYTES (2^16) on. */
+ * PBT_ALLOC_MIN_BYTES (2^14) on. */
 #define BIN_STEPS 8
-#define BIN_MIN_LOG 16
+#define BIN_MIN_LOG 14
 #define BIN_COUNT ((64 - BIN_MIN_LOG + 1) * BIN_STEPS)
 
 struct pbt_allocator {

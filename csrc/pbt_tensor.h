@@ -117,7 +117,7 @@ pbt_status pbt_tensor_empty_like(pbt_tensor *dst, const pbt_tensor *src,
  * should call pbt_allocator_set_limit(a, 0) before its release, so that the
  * blocks of those storages go back to the system.
  */
-#define PBT_ALLOC_MIN_BYTES ((size_t)64 << 10)
+#define PBT_ALLOC_MIN_BYTES ((size_t)16 << 10)
 
 typedef struct pbt_allocator pbt_allocator;
 

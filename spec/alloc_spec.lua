@@ -33,7 +33,7 @@ describe("pbt.core", function()
         assert.are.equal("integer", math.type(s[k]), k)
         assert.is_true(s[k] >= 0, k)
       end
-      assert.are.equal(65536, s.min_bytes)
+      assert.are.equal(16384, s.min_bytes)
       assert.are.equal(256 * 1024 * 1024, s.limit)
     end)
 
@@ -59,6 +59,20 @@ describe("pbt.core", function()
       assert.are.equal(before.hits, after.hits)
       assert.are.equal(before.misses, after.misses)
       assert.are.equal(0, small:sum():item())
+    end)
+
+    it("caches results from 16 KiB on (a batch of 32 rows of 256 floats)", function()
+      collect()
+      local x = T.full({ 32, 256 }, 3) -- 32 KiB
+      x = nil -- luacheck: ignore
+      collect()
+      local before = stats()
+      local y = T.empty({ 32, 256 })
+      local after = stats()
+      assert.are.equal(before.hits + 1, after.hits)
+      assert.are.equal(before.misses, after.misses)
+      y:fill_(5)
+      assert.are.equal(5 * 32 * 256, y:sum():item())
     end)
 
     it("reuses blocks in a loop without explicit collections", function()
@@ -101,6 +115,44 @@ describe("pbt.core", function()
       local after = stats()
       assert.are.equal(before.misses, after.misses)
       assert.is_true(after.hits - before.hits >= 100 * 5, "hits " .. (after.hits - before.hits))
+    end)
+
+    it("needs no collector: backward and nn.Sequential free what a step made and used up", function()
+      -- with the collector stopped, a step's results come back only when
+      -- they are released: the gradients backward made (as it used them up)
+      -- and the outputs of the layers inside the Sequential (once the walk
+      -- has used them); the logits and the loss are small (malloc)
+      local nn, optim = pbt.nn, pbt.optim
+      local g = pbt.Generator(2)
+      local model = nn.Sequential(nn.Linear(100, 256, { generator = g }), nn.ReLU(),
+        nn.Linear(256, 256, { generator = g }), nn.ReLU(), nn.Linear(256, 10, { generator = g }))
+      local x = T.rand({ 64, 100 }, { generator = g })
+      local y = T.randint(1, 10, 64, { generator = g })
+      local opt = optim.SGD(model:parameters(), { lr = 0.01 })
+      local function step()
+        opt:zero_grad(false)
+        nn.cross_entropy(model(x), y):backward()
+        opt:step()
+      end
+      step()
+      collectgarbage("stop")
+      local ok, err = pcall(function()
+        step()
+        local before = stats()
+        for _ = 1, 20 do step() end
+        local after = stats()
+        assert.are.equal(before.misses, after.misses)
+        assert.is_true(after.hits - before.hits >= 20 * 6, "hits " .. (after.hits - before.hits))
+        -- and eval under no_grad frees each output once the next layer used it
+        model:eval()
+        pbt.no_grad(function() return model(x) end)
+        before = stats()
+        for _ = 1, 20 do pbt.no_grad(function() return model(x) end) end
+        after = stats()
+        assert.are.equal(before.misses, after.misses)
+      end)
+      collectgarbage("restart")
+      assert(ok, err)
     end)
   end)
 

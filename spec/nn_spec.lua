@@ -1196,6 +1196,144 @@ describe("backward's walk in C of the built-in rules", function()
   end)
 end)
 
+describe("nn.Sequential frees its layers' outputs once backward has used them", function()
+  local released = pbt.core.is_released
+
+  local function mlp(seed)
+    local g = gen(seed or 1)
+    return nn.Sequential(nn.Linear(3, 4, { generator = g, dtype = "float64" }), nn.ReLU(),
+      nn.Linear(4, 4, { generator = g, dtype = "float64" }), nn.Tanh(),
+      nn.Linear(4, 2, { generator = g, dtype = "float64" }))
+  end
+
+  -- the inputs of the ops of out's graph (out = linear(tanh(linear(relu(linear(x))))))
+  local function inside(out)
+    local a2 = out.grad_fn[1] -- tanh's output
+    local h2 = a2.grad_fn[1]
+    local a1 = h2.grad_fn[1]
+    local h1 = a1.grad_fn[1]
+    return { h1, a1, h2, a2 }
+  end
+
+  it("frees the outputs inside, not the input, the result or the loss", function()
+    local m, x = mlp(), randn({ 5, 3 }, 2)
+    local out = m(x)
+    local mids = inside(out)
+    local loss = out:sum()
+    loss:backward()
+    for i, t in ipairs(mids) do
+      local gone, by_walk = released(t)
+      assert.is_true(gone, "output " .. i)
+      assert.is_true(by_walk, "output " .. i)
+    end
+    assert.is_false(released(x))
+    assert.is_false(released(out))
+    assert.is_false(released(loss))
+    assert.are.equal(5 * 2, out:numel()) -- still readable
+    local err = error_of(function() return mids[1] + 1 end)
+    assert.truthy(err:find("released", 1, true), err)
+  end)
+
+  it("gives the gradients of a kept graph, to the bit", function()
+    local m1, m2 = mlp(3), mlp(3)
+    local x = randn({ 5, 3 }, 4)
+    m1(x):sum():backward()
+    m2(x):sum():backward({ retain_graph = true })
+    local p1, p2 = m1:parameters(), m2:parameters()
+    for i = 1, #p1 do assert.are.equal(0, (p1[i].grad - p2[i].grad):abs():max():item()) end
+  end)
+
+  it("names retain_graph when a second backward meets a freed output; with it, the second one adds up", function()
+    local m, x = mlp(5), randn({ 5, 3 }, 6)
+    local loss = m(x):sum()
+    loss:backward()
+    local err = error_of(function() loss:backward() end)
+    assert.truthy(err:find("was freed by an earlier backward", 1, true), err)
+    assert.truthy(err:find("retain_graph = true", 1, true), err)
+
+    -- kept: a second backward gives twice the gradient of one (the graph is
+    -- the same, the sums are of equal terms)
+    local ref, twice = mlp(7), mlp(7)
+    ref(x):sum():backward()
+    local l2 = twice(x):sum()
+    l2:backward(nil, { retain_graph = true })
+    l2:backward()
+    local pr, pt = ref:parameters(), twice:parameters()
+    for i = 1, #pr do assert_close(pr[i].grad * 2, pt[i].grad, 1e-12) end
+    -- then freed: a third one fails
+    assert.truthy(error_of(function() l2:backward() end):find("freed by an earlier backward", 1, true))
+  end)
+
+  it("takes the options table in the place of grad or after it, and checks it", function()
+    local m, x = mlp(8), randn({ 5, 3 }, 9)
+    local out = m(x)
+    out:backward(T.ones_like(out), { retain_graph = true })
+    out:sum():backward({ retain_graph = false })
+    local l = m(x):sum()
+    assert.are.equal("backward: unknown option 'retain_grap' (did you mean 'retain_graph'?)",
+      error_of(function() l:backward({ retain_grap = true }) end):gsub("^.-:%d+: ", ""))
+    assert.are.equal("backward: retain_graph must be a boolean, got number",
+      error_of(function() l:backward(nil, { retain_graph = 1 }) end):gsub("^.-:%d+: ", ""))
+  end)
+
+  it("does not free what a layer of its own may keep, nor what an identity layer hands on", function()
+    local g = gen(10)
+    local Keep = nn.Module:extend("Keep")
+    function Keep:forward(x) self.seen = x return x:relu() end
+    local keep = Keep()
+    local lin = nn.Linear(4, 4, { generator = g, dtype = "float64" })
+    local m = nn.Sequential(nn.Linear(3, 4, { generator = g, dtype = "float64" }), keep, lin,
+      nn.Dropout(0.5))
+    m:eval() -- the last layer hands its input on: the result is lin's output
+    local x = randn({ 5, 3 }, 11)
+    local out = m(x)
+    local after_keep = out.grad_fn[1] -- keep's output, lin's input
+    out:sum():backward()
+    assert.is_false(released(keep.seen)) -- seen by a layer of the script's own
+    assert.is_false(released(after_keep)) -- made by it
+    assert.is_false(released(out)) -- the result, though an identity layer gave it
+    assert.is_true(T.allclose(keep.seen:relu(), after_keep))
+
+    -- a built-in layer with a forward of its own is the script's
+    local lin2 = nn.Linear(3, 4, { generator = g, dtype = "float64" })
+    local kept
+    lin2.forward = function(self, x) kept = x return nn.linear(x, self.weight, self.bias) end
+    local m2 = nn.Sequential(nn.Linear(3, 3, { generator = g, dtype = "float64" }), lin2, nn.ReLU())
+    m2(x):sum():backward()
+    assert.is_false(released(kept))
+
+    -- an identity layer first hands on the Sequential's own input
+    local m3 = nn.Sequential(nn.Dropout(0), nn.Linear(3, 2, { generator = g, dtype = "float64" }))
+    m3(x):sum():backward()
+    assert.is_false(released(x))
+  end)
+
+  it("frees a view of its input (not the input) and a nested Sequential's result", function()
+    local g = gen(12)
+    local x = leaf({ 2, 3, 2 }, 13)
+    local inner = nn.Sequential(nn.Linear(6, 4, { generator = g, dtype = "float64" }), nn.ReLU())
+    local m = nn.Sequential(nn.Flatten(), inner, nn.Linear(4, 1, { generator = g, dtype = "float64" }))
+    local out = m(x)
+    local relu_out = out.grad_fn[1]
+    local view = relu_out.grad_fn[1].grad_fn[1]
+    out:sum():backward()
+    assert.is_true(released(view))
+    assert.is_true(released(relu_out)) -- the inner Sequential's result, inside the outer one
+    assert.is_false(released(x))
+    assert.are.same({ 2, 3, 2 }, x.grad:shape())
+    assert.are.equal(12, x:numel())
+  end)
+
+  it("does not free the tensor backward starts from", function()
+    local m, x = mlp(14), randn({ 5, 3 }, 15)
+    local out = m(x)
+    local a2 = out.grad_fn[1]
+    a2:backward(T.ones_like(a2))
+    assert.is_false(released(a2))
+    assert.is_true(released(a2.grad_fn[1]))
+  end)
+end)
+
 describe("pbt.nn argument errors name the function and the argument", function()
   local pbt = require("pbt")
   local nn, T = pbt.nn, pbt.tensor

@@ -6,6 +6,7 @@
 -- topological order, calling the op's rule from `rules` below.  Rules are
 -- written with tensor ops (C kernels) and run with grad mode off.
 local core = require("pbt.core")
+local options = require("pbt.options")
 local T = core.tensor
 
 local M = {}
@@ -404,8 +405,12 @@ local function accumulate(t, g, owned)
   if have then have:add_(g) else t.grad = owned and g or g:clone() end
 end
 
---- t:backward([grad]): accumulates d(t)/d(leaf) into leaf.grad for every
--- leaf that requires grad.  t must be a scalar unless grad is given.
+--- t:backward([grad] [, {retain_graph = false}]): accumulates d(t)/d(leaf)
+-- into leaf.grad for every leaf that requires grad.  t must be a scalar
+-- unless grad is given.  The outputs of the layers inside an nn.Sequential
+-- (not its own result) are freed once the walk has used them, so that the
+-- next step reuses their memory; retain_graph = true keeps them, for a
+-- second backward through the same graph.
 local released = core.is_released
 
 -- The message of an error raised in backward while a tensor of the graph
@@ -413,7 +418,12 @@ local released = core.is_released
 local function released_in(order)
   for _, node in ipairs(order) do
     for i = 1, node.n do
-      if released(node[i]) then
+      local gone, by_walk = released(node[i])
+      if by_walk then
+        return ("backward: argument %d of '%s' was freed by an earlier backward (an output " ..
+          "of a layer inside an nn.Sequential; backward(grad, {retain_graph = true}) keeps " ..
+          "them for a second backward)"):format(i, node.op)
+      elseif gone then
         return ("backward: argument %d of '%s' has been released"):format(i, node.op)
       end
     end
@@ -424,7 +434,13 @@ end
 -- needs this module).
 local function interrupted(e) return type(e) == "string" and e:find("interrupted!$") ~= nil end
 
-function M.backward(t, grad)
+function M.backward(t, grad, opts)
+  if opts == nil and type(grad) == "table" then grad, opts = nil, grad end
+  options.check("backward", opts, { "retain_graph" }, 3)
+  local retain = opts ~= nil and opts.retain_graph
+  if retain ~= nil and retain ~= false and retain ~= true then
+    error(("backward: retain_graph must be a boolean, got %s"):format(type(retain)), 2)
+  end
   if not is_tensor(t) then
     error(("calling 'backward' on bad self (pbt.Tensor expected, got %s)"):format(type(t)), 2)
   end
@@ -450,7 +466,7 @@ function M.backward(t, grad)
   -- the walk, in C (core.backward): the rules run with recording off (they
   -- do not yield: no coroutine of pbt.no_grad's is needed here)
   local prev = set_grad_enabled(false)
-  local ok, err = pcall(core_backward, t, grad)
+  local ok, err = pcall(core_backward, t, grad, retain)
   set_grad_enabled(prev)
   if not ok then
     if interrupted(err) then error(err, 0) end

@@ -680,10 +680,49 @@ function Sequential:add(m)
   self:add_module(tostring(#self._modules.names + 1), m)
   return self
 end
+-- A layer of one of the built-in classes (as it was defined: no forward of
+-- its own, its class's not replaced; a Sequential whose layers all are)
+-- keeps neither its input nor its output: the outputs of the layers inside
+-- that only such layers have seen are held by the graph alone.  backward
+-- frees them once its walk has used them, or they are freed at once when
+-- no graph holds them (core.free_after), so that the next step's layers
+-- write into memory still in cache.  The Sequential's input and result are
+-- never freed.
+local builtin_forward = {} -- class -> its forward, for the built-in classes (filled below)
+local function builtin(m)
+  local cls = getmetatable(m)
+  local f = builtin_forward[cls]
+  if f == nil or rawget(m, "forward") ~= nil or rawget(cls, "forward") ~= f then return nil end
+  if cls == Sequential then
+    local mods = m._modules
+    for _, name in ipairs(mods.names) do
+      if not builtin(mods[name]) then return nil end
+    end
+  end
+  return f
+end
+local free_after = core.free_after
 function Sequential:forward(x)
   local mods = self._modules
-  for _, name in ipairs(mods.names) do x = mods[name]:forward(x) end
-  return x
+  local names = mods.names
+  local cur, free = x, false -- free: cur is an output that only built-in layers have seen
+  for i = 1, #names do
+    local m = mods[names[i]]
+    local f = builtin(m)
+    local y
+    if f then
+      y = f(m, cur)
+      if not rawequal(y, cur) then -- (an identity layer hands cur on as it is)
+        if free then free_after(cur, y) end
+        free = not rawequal(y, x)
+      end
+    else
+      y = m:forward(cur)
+      free = false -- the layer may keep its input or its output
+    end
+    cur = y
+  end
+  return cur
 end
 function Sequential:__len() return #self._modules.names end
 
@@ -755,6 +794,11 @@ end
 function Embedding:forward(idx) return nn.embedding(idx, self.weight) end
 function Embedding:extra_repr()
   return ("%d, %d"):format(self.num_embeddings, self.embedding_dim)
+end
+
+for _, cls in ipairs({ Linear, Conv2d, MaxPool2d, Flatten, Sequential, nn.ReLU, nn.Tanh,
+    nn.Sigmoid, nn.GELU, Dropout, LayerNorm, Embedding }) do
+  builtin_forward[cls] = rawget(cls, "forward")
 end
 
 return nn
