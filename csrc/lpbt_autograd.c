@@ -328,9 +328,9 @@ static int m_is_released(lua_State *L) {
 
 /* core.free_after(x, y): x, the output of one layer of an nn.Sequential,
  * was turned into y by the next layer, and nothing but the graph holds it
- * (nn.Sequential asks only when each of its layers is a built-in one, which
- * keeps neither its input nor its output, and never for its own input or
- * output).  Nothing happens when y is x (an identity layer) or either is
+ * (nn.Sequential asks only for an output that only built-in layers, which
+ * keep neither their input nor their output, have seen, and never for its
+ * own input or result).  Nothing happens when y is x (an identity layer) or either is
  * not a tensor.  When neither requires grad no graph holds x either: it is
  * released now, and the next result of its size reuses its memory.  Else
  * backward releases it once its walk has used it (unless retain_graph). */
@@ -514,11 +514,15 @@ static int m_graph(lua_State *L) {
  *   "linear"      kernel(g, x, w, rg(x), rg(w), rg(b) [, kept grad of w, of b])
  *   "conv2d"      kernel(g, a1, a2, a4, a5, a6, a7, a8, rg(a1), rg(a2), rg(a3))
  *   "max_pool2d"  kernel(g, outs[2], a1)
- *   "shape"       g reshaped to a1's shape (kernel: the reshape function) */
+ *   "shape"       g reshaped to a1's shape (kernel: the reshape function)
+ *   "lua"         pbt's own Lua rule, called as rule(node, g) (no kernel):
+ *                 it keeps neither g nor its results, which are new
+ *                 tensors, so that the walk releases them once used up as
+ *                 it does a kernel's */
 static const char env_key = 'b';
-enum { K_LUA, K_UNARY, K_LOSS, K_LINEAR, K_CONV2D, K_MAXPOOL, K_SHAPE };
+enum { K_LUA, K_UNARY, K_LOSS, K_LINEAR, K_CONV2D, K_MAXPOOL, K_SHAPE, K_OWN_LUA };
 static const char *const kind_names[] = {"unary", "loss", "linear", "conv2d", "max_pool2d",
-                                         "shape", NULL};
+                                         "shape", "lua", NULL};
 
 /* The kind named s (K_LUA for anything else: the rule runs as it is). */
 static int kind_of(const char *s) {
@@ -697,6 +701,15 @@ static int m_backward(lua_State *L) {
   lpbt_rawfield(L, ENV, "clone");
   take_scratch(L, 0);
   push_order(L, b, T, SET);
+  /* a graph that an earlier backward freed (free_after) is refused before
+   * any gradient is added anywhere (pbt.autograd names the tensor) */
+  for (k = (lua_Integer)lua_rawlen(L, ORDER); k >= 1; k--) {
+    int freed;
+    lua_rawgeti(L, ORDER, k);
+    freed = ((lpbt_tensor *)lua_touserdata(L, -1))->transient == LPBT_FREED_BY_WALK;
+    lua_pop(L, 1);
+    if (freed) return luaL_error(L, "backward: the graph was freed by an earlier backward");
+  }
   lua_rawgeti(L, SET, S_GRADS); /* the gradients of the results not yet run */
   lua_pushvalue(L, T);
   lua_pushvalue(L, GRAD);
@@ -749,7 +762,8 @@ static int m_backward(lua_State *L) {
       if (!lua_istable(L, NODE) || lpbt_rawfield(L, NODE, "outs") != LUA_TTABLE) kind = K_LUA;
       if (lua_istable(L, NODE)) lua_pop(L, 1);
     }
-    if (kind == K_LUA && !lua_istable(L, NODE)) { /* rule(node, g) needs the table */
+    if ((kind == K_LUA || kind == K_OWN_LUA) && !lua_istable(L, NODE)) {
+      /* rule(node, g) needs the table */
       lpbt_push_node(L, OUT);
       lua_replace(L, NODE);
     }
@@ -776,6 +790,14 @@ static int m_backward(lua_State *L) {
       lua_pushvalue(L, NODE);
       lua_pushvalue(L, G);
       lua_call(L, 2, n);
+    } else if (kind == K_OWN_LUA) {
+      int same = 0;
+      lua_pushvalue(L, RULE);
+      lua_pushvalue(L, NODE);
+      lua_pushvalue(L, G);
+      lua_call(L, 2, n);
+      for (i = 0; i < n; i++) same |= lua_rawequal(L, base + i, G);
+      if (!same) release_owned(L, OWNED, G); /* used up */
     } else {
       lua_rawgeti(L, ENTRY, 3);
       call_kernel(L, kind, lua_gettop(L), OUT, tab, G, n, kept);
@@ -860,6 +882,22 @@ static int m_backward(lua_State *L) {
       if (u->transient == LPBT_FREE_AFTER_WALK) {
         lpbt_release_result(L, &u->t);
         u->transient = LPBT_FREED_BY_WALK;
+        /* and the op's other results (a dropout's mask, a pooling's indices,
+         * a layer norm's statistics): the layer handed on its first only */
+        if (lua_getiuservalue(L, -1, LPBT_UV_GRAD_FN) == LUA_TTABLE &&
+            lpbt_rawfield(L, -1, "outs") == LUA_TTABLE) {
+          lua_Integer j, nouts = (lua_Integer)lua_rawlen(L, -1);
+          for (j = 2; j <= nouts; j++) {
+            lpbt_tensor *o;
+            lua_rawgeti(L, -1, j);
+            if ((o = test_tensor(L, -1)) != NULL && o != u && o->t.storage) {
+              lpbt_release_result(L, &o->t);
+              o->transient = LPBT_FREED_BY_WALK;
+            }
+            lua_pop(L, 1);
+          }
+        }
+        lua_settop(L, OWNED + 1);
       }
       lua_pop(L, 1);
     }

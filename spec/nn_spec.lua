@@ -890,7 +890,7 @@ describe("backward's walk in C of the built-in rules", function()
   local autograd = require("pbt.autograd")
   local optim = require("pbt.optim")
   local ops = { "linear", "relu", "gelu", "cross_entropy", "conv2d", "max_pool2d", "flatten",
-    "view", "reshape" }
+    "view", "reshape", "dropout", "layer_norm", "tanh", "sigmoid" }
 
   -- Runs fn with every built-in rule of ops behind a wrapper: rules[op] is
   -- then not the built-in one, so backward makes the node table and calls
@@ -965,6 +965,12 @@ describe("backward's walk in C of the built-in rules", function()
     { "a residual block (add between built-in ops)", residual, { 5, 6 } },
     { "linear layers with frozen weights", frozen("weight"), { 5, 6 } },
     { "linear layers with frozen biases", frozen("bias"), { 5, 6 } },
+    { "pbt's own Lua rules (dropout, layer_norm, tanh, sigmoid)", function(dt)
+      return trainable(nn.Sequential(nn.Linear(6, 8, { generator = gen(4), dtype = dt }),
+        nn.Dropout(0.3, { generator = gen(11) }), nn.LayerNorm(8, { dtype = dt }), nn.Tanh(),
+        nn.Linear(8, 8, { generator = gen(5), dtype = dt }), nn.Sigmoid(),
+        nn.Linear(8, 3, { generator = gen(6), dtype = dt })))
+    end, { 5, 6 } },
   }
 
   for _, dt in ipairs(dtypes) do
@@ -1264,6 +1270,21 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     assert.truthy(error_of(function() l2:backward() end):find("freed by an earlier backward", 1, true))
   end)
 
+  it("refuses a second backward through a freed graph before it adds any gradient", function()
+    local m, x = mlp(16), randn({ 5, 3 }, 17)
+    local w = leaf({ 3 }, 18)
+    -- mul's rule runs first: without the check before the walk, w.grad and
+    -- the last layer's gradients were added to before the freed output was met
+    local loss = m(x):sum() * (w * w):sum()
+    loss:backward()
+    local before = { w.grad:clone() }
+    for _, p in ipairs(m:parameters()) do before[#before + 1] = p.grad:clone() end
+    local err = error_of(function() loss:backward() end)
+    assert.truthy(err:find("was freed by an earlier backward", 1, true), err)
+    assert.are.same(before[1]:totable(), w.grad:totable())
+    for i, p in ipairs(m:parameters()) do assert.are.same(before[i + 1]:totable(), p.grad:totable()) end
+  end)
+
   it("takes the options table in the place of grad or after it, and checks it", function()
     local m, x = mlp(8), randn({ 5, 3 }, 9)
     local out = m(x)
@@ -1274,6 +1295,9 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
       error_of(function() l:backward({ retain_grap = true }) end):gsub("^.-:%d+: ", ""))
     assert.are.equal("backward: retain_graph must be a boolean, got number",
       error_of(function() l:backward(nil, { retain_graph = 1 }) end):gsub("^.-:%d+: ", ""))
+    -- a table of numbers is a mistaken grad, not options
+    assert.are.equal("bad argument #1 to 'backward' (pbt.Tensor expected, got table)",
+      error_of(function() out:backward({ 1, 1 }) end):gsub("^.-:%d+: ", ""))
   end)
 
   it("does not free what a layer of its own may keep, nor what an identity layer hands on", function()

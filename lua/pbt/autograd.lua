@@ -389,11 +389,13 @@ M.in_place = in_place
 -- [, run] }, taken while rules[op] is still `rule`.
 local builtin = {}
 local kinds = { unary = true, loss = true, linear = true, conv2d = true, max_pool2d = true,
-  shape = true }
+  shape = true, lua = true }
 
 --- autograd.builtin(op, kind, kernel [, run]): backward calls `kernel` in C
 -- for the nodes of `op` as the kind says, while rules[op] is the rule it is
--- now (and in_place[op].run is `run`).  For pbt's own rules.
+-- now (and in_place[op].run is `run`).  For pbt's own rules.  Kind "lua"
+-- (no kernel): the rule is called as it is, and it keeps neither g nor its
+-- results, which are new tensors: backward releases them once used up.
 function M.builtin(op, kind, kernel, run)
   if not kinds[kind] then error("autograd.builtin: unknown kind '" .. tostring(kind) .. "'", 2) end
   if not rules[op] then error("autograd.builtin: no rule for '" .. tostring(op) .. "'", 2) end
@@ -435,7 +437,10 @@ end
 local function interrupted(e) return type(e) == "string" and e:find("interrupted!$") ~= nil end
 
 function M.backward(t, grad, opts)
-  if opts == nil and type(grad) == "table" then grad, opts = nil, grad end
+  -- (a table with an array part is a mistaken grad, named as such below)
+  if opts == nil and type(grad) == "table" and rawget(grad, 1) == nil then
+    grad, opts = nil, grad
+  end
   options.check("backward", opts, { "retain_graph" }, 3)
   local retain = opts ~= nil and opts.retain_graph
   if retain ~= nil and retain ~= false and retain ~= true then
@@ -594,6 +599,8 @@ function M.gradcheck(fn, inputs, eps, tol)
 end
 
 M.builtin("relu", "unary", relu_backward)
+M.builtin("tanh", "lua")
+M.builtin("sigmoid", "lua")
 for _, op in ipairs({ "view", "reshape", "flatten", "squeeze", "unsqueeze" }) do
   M.builtin(op, "shape", T.reshape)
 end

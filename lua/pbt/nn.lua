@@ -92,6 +92,7 @@ autograd.builtin("conv2d", "conv2d", C.conv2d_backward)
 autograd.builtin("max_pool2d", "max_pool2d", C.max_pool2d_backward)
 autograd.builtin("cross_entropy", "loss", C.cross_entropy_backward)
 autograd.builtin("gelu", "unary", C.gelu_backward)
+for _, op in ipairs({ "dropout", "layer_norm", "bce_with_logits" }) do autograd.builtin(op, "lua") end
 
 -- ---- argument helpers ------------------------------------------------------------
 
@@ -232,11 +233,12 @@ local reductions = { mean = true, sum = true, none = true }
 
 -- opts.reduction of a loss ("mean" by default), checked; errors at the
 -- caller of the loss
+local REDUCTION_OPTS = { reduction = true }
 local function reduction_of(fname, opts)
   if type(opts) == "string" then
     error(("%s: the reduction goes in an options table: {reduction = '%s'}"):format(fname, opts), 3)
   end
-  options.check(fname, opts, { "reduction" }, 4)
+  options.check(fname, opts, REDUCTION_OPTS, 4)
   local r = opts and opts.reduction or "mean"
   if not reductions[r] then
     error(("%s: reduction must be 'mean', 'sum' or 'none', got '%s'"):format(fname, tostring(r)), 3)
@@ -598,8 +600,12 @@ function Linear:init(in_f, out_f, opts)
   if opts.bias ~= false then self.bias = uniform({ out_f }, bound, opts):requires_grad_() end
 end
 function Linear:forward(x)
-  if x:dim() == 2 then return C.linear(x, self.weight, self.bias) end
-  return nn.linear(x, self.weight, self.bias)
+  local p = self._parameters -- (what self.weight finds first, without a call of __index)
+  local w, b = p.weight, p.bias
+  if w == nil then w = self.weight end
+  if b == nil then b = self.bias end
+  if x:dim() == 2 then return C.linear(x, w, b) end
+  return nn.linear(x, w, b)
 end
 function Linear:extra_repr()
   return ("in_features=%d, out_features=%d, bias=%s"):format(self.in_features,
@@ -654,9 +660,13 @@ function MaxPool2d:init(k, opts)
   local ph, pw = pair("MaxPool2d", "padding", opts.padding or 0, 0)
   self.args = { kh, kw, sh, sw, ph, pw }
 end
+local release = getmetatable(T.empty(0)).__close
 function MaxPool2d:forward(x)
   local a = self.args
-  return (C.max_pool2d(x, a[1], a[2], a[3], a[4], a[5], a[6]))
+  local out, indices = C.max_pool2d(x, a[1], a[2], a[3], a[4], a[5], a[6])
+  -- the indices serve backward only: with no graph to keep them, done with
+  if not out.requires_grad then release(indices) end
+  return out
 end
 function MaxPool2d:extra_repr()
   local a = self.args
