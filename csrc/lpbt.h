@@ -43,6 +43,7 @@
 #define LPBT_NODE_ARGS 4 /* arguments an op's result keeps in user values */
 typedef struct lpbt_tensor {
   pbt_tensor t;
+  uint64_t magic; /* LPBT_MAGIC (lpbt_tensor_at) */
   int requires_grad;
   int nargs;             /* arguments kept in user values */
   uint64_t mark;         /* the last graph walk that met it (core.graph) */
@@ -55,6 +56,19 @@ typedef struct lpbt_tensor {
   uint64_t saved[1 + LPBT_NODE_ARGS];
 } lpbt_tensor;
 enum { LPBT_KEEP = 0, LPBT_FREE_AFTER_WALK, LPBT_FREED_BY_WALK };
+
+/* The pbt.Tensor at idx, or NULL: every one is a full userdata of
+ * sizeof(lpbt_tensor) bytes holding LPBT_MAGIC, which no other userdata of
+ * that size holds (their bytes are their own libraries'), so that a tensor
+ * argument is known in two API calls instead of pushing and comparing its
+ * metatable (a fifth of the binding's instructions in a small training
+ * step went to that).  Light userdata have no length. */
+#define LPBT_MAGIC UINT64_C(0x7062742e54656e73) /* "pbt.Tens" */
+static inline lpbt_tensor *lpbt_tensor_at(lua_State *L, int idx) {
+  lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, idx);
+  if (u && lua_rawlen(L, idx) == sizeof(lpbt_tensor) && u->magic == LPBT_MAGIC) return u;
+  return NULL;
+}
 #define LPBT_REQUIRES_GRAD(p) (((const lpbt_tensor *)(const void *)(p))->requires_grad)
 
 /* The library's record for one Lua state (lpbt_state.c), in a userdata the

@@ -26,17 +26,12 @@
 #include "lpbt.h"
 #include "pbt_ops.h"
 
-/* The tensor at idx or NULL: compares metatables with the upvalue instead
- * of looking the name up in the registry (the small-op path). */
+/* The tensor at idx or NULL (a released one raises). */
 static pbt_tensor *to_tensor(lua_State *L, int idx) {
-  pbt_tensor *t = (pbt_tensor *)lua_touserdata(L, idx);
-  int same;
-  if (!t || !lua_getmetatable(L, idx)) return NULL;
-  same = lua_rawequal(L, -1, LPBT_UPV_TENSOR_META);
-  lua_pop(L, 1);
-  if (!same) return NULL;
-  if (!t->storage) luaL_argerror(L, idx, "tensor has been released");
-  return t;
+  lpbt_tensor *u = lpbt_tensor_at(L, idx);
+  if (!u) return NULL;
+  if (!u->t.storage) luaL_argerror(L, idx, "tensor has been released");
+  return &u->t;
 }
 
 /* A tensor (*t set) or a number (*v set) at idx. */

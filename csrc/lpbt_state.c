@@ -7,26 +7,17 @@
 
 /* ---- tensors ------------------------------------------------------------ */
 
-/* The tensor at arg, known by its metatable: first against the running
- * function's upvalue 2 (the tensor metatable, in every function the module
- * registers; nil for any other C function), which spares the registry
- * lookup by name that luaL_testudata makes and that every op paid for each
- * tensor argument; then as luaL_testudata does. */
+/* The tensor at arg (lpbt_tensor_at). */
 static pbt_tensor *tensor_at(lua_State *L, int arg) {
-  void *p = lua_touserdata(L, arg);
-  int same;
-  if (!p || !lua_getmetatable(L, arg)) return NULL;
-  same = lua_rawequal(L, -1, LPBT_UPV_TENSOR_META);
-  lua_pop(L, 1);
-  if (same) return (pbt_tensor *)p;
-  return (pbt_tensor *)luaL_testudata(L, arg, LPBT_TENSOR);
+  lpbt_tensor *u = lpbt_tensor_at(L, arg);
+  return u ? &u->t : NULL;
 }
 
 pbt_tensor *lpbt_test_tensor(lua_State *L, int arg) { return tensor_at(L, arg); }
 
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
   pbt_tensor *t = tensor_at(L, arg);
-  if (!t) t = (pbt_tensor *)luaL_checkudata(L, arg, LPBT_TENSOR); /* raises */
+  if (!t) luaL_typeerror(L, arg, LPBT_TENSOR);
   if (t->storage == NULL) luaL_argerror(L, arg, "tensor has been released");
   return t;
 }
@@ -214,6 +205,7 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
   u->nargs = 0;
   u->mark = 0;
   u->transient = LPBT_KEEP;
+  u->magic = LPBT_MAGIC;
   t->storage = NULL;
   t->ndim = 0;
   t->offset = 0;

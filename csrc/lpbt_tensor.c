@@ -16,8 +16,9 @@ static pbt_dtype opt_dtype_only(lua_State *L, int idx, pbt_dtype def) {
 /* ---- life cycle and metamethods ------------------------------------------ */
 
 static int t_gc(lua_State *L) {
-  pbt_tensor *t = (pbt_tensor *)luaL_checkudata(L, 1, LPBT_TENSOR);
-  pbt_tensor_release(t);
+  lpbt_tensor *u = lpbt_tensor_at(L, 1); /* (not a userdata that debug gave this metatable) */
+  if (!u) luaL_typeerror(L, 1, LPBT_TENSOR);
+  pbt_tensor_release(&u->t);
   return 0;
 }
 
@@ -817,10 +818,12 @@ static void emit(printer *p, int d, int64_t *idx) {
 }
 
 static int t_tostring(lua_State *L) {
-  const pbt_tensor *t = (const pbt_tensor *)luaL_checkudata(L, 1, LPBT_TENSOR);
+  const lpbt_tensor *u = lpbt_tensor_at(L, 1);
+  const pbt_tensor *t = u ? &u->t : NULL;
   printer p;
   int64_t idx[PBT_MAX_DIM];
   char shape[128];
+  if (!t) return luaL_typeerror(L, 1, LPBT_TENSOR);
   if (!t->storage) { /* as io's "file (closed)": printing never raises */
     lua_pushliteral(L, "pbt.Tensor (released)");
     return 1;

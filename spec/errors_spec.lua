@@ -63,7 +63,33 @@ describe("pbt.Tensor misuse", function()
         "bad argument #1 to 'Generator' (integer expected, got string)" },
       { "manual_seed()", function() pbt.manual_seed() end,
         "bad argument #1 to 'manual_seed' (integer expected, got no value)" },
+      { "a:copy_(generator)", function() a:copy_(pbt.Generator(1)) end,
+        "bad argument #1 to 'copy_' (pbt.Tensor expected, got pbt.Generator)" },
     })
+
+    -- a tensor is known by its size and a tag inside, not by its metatable
+    -- alone: another userdata that debug.setmetatable gave the tensor
+    -- metatable is not read as a tensor (its memory is not one)
+    it("a userdata given the tensor metatable by debug.setmetatable", function()
+      local g = pbt.Generator(1)
+      local own = debug.getmetatable(g)
+      debug.setmetatable(g, debug.getmetatable(a))
+      local results = {}
+      for _, f in ipairs({
+        function() return a + g end,
+        function() return g:numel() end,
+        function() return tostring(g) end,
+        function() return a:copy_(g) end,
+      }) do
+        results[#results + 1] = table.pack(pcall(f))
+      end
+      debug.setmetatable(g, own)
+      for i, r in ipairs(results) do
+        assert.is_false(r[1], "case " .. i)
+        assert.truthy(tostring(r[2]):find("pbt.Tensor", 1, true), tostring(r[2]))
+      end
+      assert.is_number(g:uniform()) -- the generator itself is untouched
+    end)
   end)
 
   describe("negative and non-integer sizes", function()
