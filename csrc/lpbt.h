@@ -61,8 +61,8 @@ enum { LPBT_KEEP = 0, LPBT_FREE_AFTER_WALK, LPBT_FREED_BY_WALK };
  * sizeof(lpbt_tensor) bytes holding LPBT_MAGIC, which no other userdata of
  * that size holds (their bytes are their own libraries'), so that a tensor
  * argument is known in two API calls instead of pushing and comparing its
- * metatable (a fifth of the binding's instructions in a small training
- * step went to that).  Light userdata have no length. */
+ * metatable (a tenth of all the instructions of a training step on 2x2
+ * tensors went to that).  Light userdata have no length. */
 #define LPBT_MAGIC UINT64_C(0x7062742e54656e73) /* "pbt.Tens" */
 static inline lpbt_tensor *lpbt_tensor_at(lua_State *L, int idx) {
   lpbt_tensor *u = (lpbt_tensor *)lua_touserdata(L, idx);
@@ -105,6 +105,11 @@ static inline int lpbt_rawfield(lua_State *L, int idx, const char *k) {
   lua_pushstring(L, k);
   return lua_rawget(L, idx);
 }
+
+/* Raises "bad argument #arg" for a value that is not a pbt.Tensor (naming
+ * a userdata that only has the tensor metatable, which debug.setmetatable
+ * can give, as such). */
+int lpbt_not_a_tensor(lua_State *L, int arg);
 
 /* The pbt.Tensor at arg (raises on anything else or a released tensor). */
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);

@@ -15,9 +15,15 @@ static pbt_tensor *tensor_at(lua_State *L, int arg) {
 
 pbt_tensor *lpbt_test_tensor(lua_State *L, int arg) { return tensor_at(L, arg); }
 
+int lpbt_not_a_tensor(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TUSERDATA && luaL_testudata(L, arg, LPBT_TENSOR))
+    return luaL_argerror(L, arg, "not a pbt.Tensor (a userdata given its metatable)");
+  return luaL_typeerror(L, arg, LPBT_TENSOR);
+}
+
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
   pbt_tensor *t = tensor_at(L, arg);
-  if (!t) luaL_typeerror(L, arg, LPBT_TENSOR);
+  if (!t) lpbt_not_a_tensor(L, arg);
   if (t->storage == NULL) luaL_argerror(L, arg, "tensor has been released");
   return t;
 }

@@ -17,7 +17,7 @@ static pbt_dtype opt_dtype_only(lua_State *L, int idx, pbt_dtype def) {
 
 static int t_gc(lua_State *L) {
   lpbt_tensor *u = lpbt_tensor_at(L, 1); /* (not a userdata that debug gave this metatable) */
-  if (!u) luaL_typeerror(L, 1, LPBT_TENSOR);
+  if (!u) return lpbt_not_a_tensor(L, 1);
   pbt_tensor_release(&u->t);
   return 0;
 }
@@ -823,7 +823,7 @@ static int t_tostring(lua_State *L) {
   printer p;
   int64_t idx[PBT_MAX_DIM];
   char shape[128];
-  if (!t) return luaL_typeerror(L, 1, LPBT_TENSOR);
+  if (!t) return lpbt_not_a_tensor(L, 1);
   if (!t->storage) { /* as io's "file (closed)": printing never raises */
     lua_pushliteral(L, "pbt.Tensor (released)");
     return 1;
