@@ -330,8 +330,8 @@ static int m_is_released(lua_State *L) {
  * was turned into y by the next layer, and nothing but the graph holds it
  * (nn.Sequential asks only for an output that only built-in layers, which
  * keep neither their input nor their output, have seen, and never for its
- * own input or result).  Nothing happens when y is x (an identity layer) or either is
- * not a tensor.  When neither requires grad no graph holds x either: it is
+ * own input or result).  Nothing happens when y is x (an identity layer)
+ * or either is not a tensor.  When neither requires grad no graph holds x either: it is
  * released now, and the next result of its size reuses its memory.  Else
  * backward releases it once its walk has used it (unless retain_graph). */
 static int m_free_after(lua_State *L) {

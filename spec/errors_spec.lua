@@ -89,8 +89,8 @@ describe("pbt.Tensor misuse", function()
       end
       -- the binding's check names it (the arithmetic path: not a tensor, not a number)
       for i = 2, 4 do
-        assert.truthy(tostring(results[i][2]):find("not a pbt.Tensor (a userdata given its metatable)",
-          1, true), tostring(results[i][2]))
+        local msg = tostring(results[i][2])
+        assert.truthy(msg:find("not a pbt.Tensor (a userdata given its metatable)", 1, true), msg)
       end
       assert.is_number(g:uniform()) -- the generator itself is untouched
     end)

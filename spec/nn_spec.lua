@@ -1249,7 +1249,7 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     for i = 1, #p1 do assert.are.equal(0, (p1[i].grad - p2[i].grad):abs():max():item()) end
   end)
 
-  it("names retain_graph when a second backward meets a freed output; with it, the second one adds up", function()
+  it("names retain_graph on a second backward; with it, the second one adds up", function()
     local m, x = mlp(5), randn({ 5, 3 }, 6)
     local loss = m(x):sum()
     loss:backward()
@@ -1267,7 +1267,8 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     local pr, pt = ref:parameters(), twice:parameters()
     for i = 1, #pr do assert_close(pr[i].grad * 2, pt[i].grad, 1e-12) end
     -- then freed: a third one fails
-    assert.truthy(error_of(function() l2:backward() end):find("freed by an earlier backward", 1, true))
+    local third = error_of(function() l2:backward() end)
+    assert.truthy(third:find("freed by an earlier backward", 1, true), third)
   end)
 
   it("refuses a second backward through a freed graph before it adds any gradient", function()
@@ -1282,7 +1283,9 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     local err = error_of(function() loss:backward() end)
     assert.truthy(err:find("was freed by an earlier backward", 1, true), err)
     assert.are.same(before[1]:totable(), w.grad:totable())
-    for i, p in ipairs(m:parameters()) do assert.are.same(before[i + 1]:totable(), p.grad:totable()) end
+    for i, p in ipairs(m:parameters()) do
+      assert.are.same(before[i + 1]:totable(), p.grad:totable())
+    end
   end)
 
   it("takes the options table in the place of grad or after it, and checks it", function()
@@ -1300,7 +1303,7 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
       error_of(function() out:backward({ 1, 1 }) end):gsub("^.-:%d+: ", ""))
   end)
 
-  it("does not free what a layer of its own may keep, nor what an identity layer hands on", function()
+  it("keeps what a script's layer may keep and what an identity layer hands on", function()
     local g = gen(10)
     local Keep = nn.Module:extend("Keep")
     function Keep:forward(x) self.seen = x return x:relu() end
@@ -1336,7 +1339,8 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     local g = gen(12)
     local x = leaf({ 2, 3, 2 }, 13)
     local inner = nn.Sequential(nn.Linear(6, 4, { generator = g, dtype = "float64" }), nn.ReLU())
-    local m = nn.Sequential(nn.Flatten(), inner, nn.Linear(4, 1, { generator = g, dtype = "float64" }))
+    local m = nn.Sequential(nn.Flatten(), inner,
+      nn.Linear(4, 1, { generator = g, dtype = "float64" }))
     local out = m(x)
     local relu_out = out.grad_fn[1]
     local view = relu_out.grad_fn[1].grad_fn[1]

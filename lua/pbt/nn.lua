@@ -92,7 +92,9 @@ autograd.builtin("conv2d", "conv2d", C.conv2d_backward)
 autograd.builtin("max_pool2d", "max_pool2d", C.max_pool2d_backward)
 autograd.builtin("cross_entropy", "loss", C.cross_entropy_backward)
 autograd.builtin("gelu", "unary", C.gelu_backward)
-for _, op in ipairs({ "dropout", "layer_norm", "bce_with_logits" }) do autograd.builtin(op, "lua") end
+for _, op in ipairs({ "dropout", "layer_norm", "bce_with_logits" }) do
+  autograd.builtin(op, "lua")
+end
 
 -- ---- argument helpers ------------------------------------------------------------
 
