@@ -305,9 +305,7 @@ static int m_record(lua_State *L) {
 }
 
 /* The tensor at idx (its binding's fields too), or NULL (no error). */
-static lpbt_tensor *test_tensor(lua_State *L, int idx) {
-  return (lpbt_tensor *)(void *)lpbt_test_tensor(L, idx);
-}
+#define test_tensor lpbt_tensor_at
 
 /* core.needs_grad(x) -> true for a tensor that requires grad (anything
  * else: false), without the field lookup of x.requires_grad. */
@@ -331,9 +329,10 @@ static int m_is_released(lua_State *L) {
  * (nn.Sequential asks only for an output that only built-in layers, which
  * keep neither their input nor their output, have seen, and never for its
  * own input or result).  Nothing happens when y is x (an identity layer)
- * or either is not a tensor.  When neither requires grad no graph holds x either: it is
- * released now, and the next result of its size reuses its memory.  Else
- * backward releases it once its walk has used it (unless retain_graph). */
+ * or either is not a tensor.  When neither requires grad no graph holds x
+ * either: it is released now, and the next result of its size reuses its
+ * memory.  Else backward releases it once its walk has used it (unless
+ * retain_graph). */
 static int m_free_after(lua_State *L) {
   lpbt_tensor *x = test_tensor(L, 1), *y = test_tensor(L, 2);
   if (!x || !y || x == y || !x->t.storage) return 0;

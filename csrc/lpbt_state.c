@@ -7,13 +7,10 @@
 
 /* ---- tensors ------------------------------------------------------------ */
 
-/* The tensor at arg (lpbt_tensor_at). */
-static pbt_tensor *tensor_at(lua_State *L, int arg) {
+pbt_tensor *lpbt_test_tensor(lua_State *L, int arg) {
   lpbt_tensor *u = lpbt_tensor_at(L, arg);
   return u ? &u->t : NULL;
 }
-
-pbt_tensor *lpbt_test_tensor(lua_State *L, int arg) { return tensor_at(L, arg); }
 
 int lpbt_not_a_tensor(lua_State *L, int arg) {
   if (lua_type(L, arg) == LUA_TUSERDATA && luaL_testudata(L, arg, LPBT_TENSOR))
@@ -22,7 +19,7 @@ int lpbt_not_a_tensor(lua_State *L, int arg) {
 }
 
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg) {
-  pbt_tensor *t = tensor_at(L, arg);
+  pbt_tensor *t = lpbt_test_tensor(L, arg);
   if (!t) lpbt_not_a_tensor(L, arg);
   if (t->storage == NULL) luaL_argerror(L, arg, "tensor has been released");
   return t;
@@ -82,12 +79,17 @@ static pbt_allocator *state_allocator(lua_State *L) {
  * every big result (a training step of a small MLP spent 10% of its time
  * marking Lua's heap); pacing by the live bytes keeps that cost at one heap
  * traversal per live set allocated, and the garbage near one live set. */
-void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
+/* The bytes of t that count towards the pacing: none under 4 KiB. */
+static size_t paced_bytes(const pbt_tensor *t) {
   size_t bytes = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
-  size_t kb = bytes >> 10, heap;
+  return bytes >> 10 < 4 ? 0 : bytes;
+}
+
+void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
+  size_t bytes = paced_bytes(t), kb = bytes >> 10, heap;
   lpbt_lib *b;
   pbt_allocator_stats st;
-  if (kb < 4 || !lua_gc(L, LUA_GCISRUNNING)) return; /* or the host stopped it */
+  if (!bytes || !lua_gc(L, LUA_GCISRUNNING)) return; /* or the host stopped it */
   b = lpbt_lib_of(L);
   if (!b || !b->a) {
     lua_gc(L, LUA_GCSTEP, kb > 1u << 30 ? 1 << 30 : (int)kb);
@@ -117,8 +119,8 @@ void lpbt_gc_hint(lua_State *L, const pbt_tensor *t) {
 void lpbt_release_result(lua_State *L, pbt_tensor *t) {
   lpbt_lib *b;
   if (t->storage && pbt_storage_refcount(t->storage) == 1 && (b = lpbt_lib_of(L)) != NULL) {
-    size_t bytes = (size_t)pbt_tensor_numel(t) * pbt_dtype_size(t->dtype);
-    if (bytes >> 10 >= 4) b->since = b->since > bytes ? b->since - bytes : 0;
+    size_t bytes = paced_bytes(t);
+    b->since = b->since > bytes ? b->since - bytes : 0;
   }
   pbt_tensor_release(t);
 }

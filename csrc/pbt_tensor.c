@@ -138,6 +138,8 @@ static pbt_storage *block_new(size_t capacity, int stagger) {
 #define BIN_STEPS 8
 #define BIN_MIN_LOG 14
 #define BIN_COUNT ((64 - BIN_MIN_LOG + 1) * BIN_STEPS)
+_Static_assert(PBT_ALLOC_MIN_BYTES == (size_t)1 << BIN_MIN_LOG,
+               "the smallest size class is PBT_ALLOC_MIN_BYTES");
 
 struct pbt_allocator {
   long refcount; /* atomic */

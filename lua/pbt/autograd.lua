@@ -436,12 +436,13 @@ end
 -- needs this module).
 local function interrupted(e) return type(e) == "string" and e:find("interrupted!$") ~= nil end
 
+local BACKWARD_OPTS = { retain_graph = true } -- (made once: backward is on every step's path)
 function M.backward(t, grad, opts)
   -- (a table with an array part is a mistaken grad, named as such below)
   if opts == nil and type(grad) == "table" and rawget(grad, 1) == nil then
     grad, opts = nil, grad
   end
-  options.check("backward", opts, { "retain_graph" }, 3)
+  options.check("backward", opts, BACKWARD_OPTS, 3)
   local retain = opts ~= nil and opts.retain_graph
   if retain ~= nil and retain ~= false and retain ~= true then
     error(("backward: retain_graph must be a boolean, got %s"):format(type(retain)), 2)
