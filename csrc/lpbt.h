@@ -111,6 +111,18 @@ static inline int lpbt_rawfield(lua_State *L, int idx, const char *k) {
  * can give, as such). */
 int lpbt_not_a_tensor(lua_State *L, int arg);
 
+/* The binding's other userdata types (pbt.Generator, pbt.Population,
+ * pbt.Channel, ...): lpbt_newudata makes one with a tag after its size bytes
+ * (rounded up to 16) that names its type, and the tests below accept a
+ * userdata only when it has the type's metatable *and* that tag -- so a
+ * userdata that debug.setmetatable gave another type's metatable (a tensor
+ * with pbt.Generator's, say) is refused instead of read as that type.
+ * lpbt_testudata returns NULL for anything else; lpbt_checkudata raises
+ * "bad argument" (naming such a userdata as one given the metatable). */
+void *lpbt_newudata(lua_State *L, size_t size, int nuv, const char *tname);
+void *lpbt_testudata(lua_State *L, int idx, const char *tname);
+void *lpbt_checkudata(lua_State *L, int idx, const char *tname);
+
 /* The pbt.Tensor at arg (raises on anything else or a released tensor). */
 pbt_tensor *lpbt_check_tensor(lua_State *L, int arg);
 /* The pbt.Tensor at arg, or NULL. */

@@ -12,6 +12,58 @@ int lpbt_raise(lua_State *L, const char *fname, const pbt_error *err) {
   return luaL_error(L, "%s: %s", fname, err->msg);
 }
 
+/* ---- tagged userdata -------------------------------------------------------- */
+
+/* What lpbt_newudata writes after the object: a constant and the type. */
+typedef struct udata_tag {
+  uint64_t magic;
+  uint64_t type; /* FNV-1a of the type's name */
+} udata_tag;
+#define UDATA_MAGIC UINT64_C(0x7062742e74616721) /* "pbt.tag!" */
+
+static uint64_t type_hash(const char *s) {
+  uint64_t h = UINT64_C(14695981039346656037);
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+  return h;
+}
+
+/* Where the tag starts in a userdata of size bytes of object. */
+static size_t tag_offset(size_t size) { return (size + 15) & ~(size_t)15; }
+
+void *lpbt_newudata(lua_State *L, size_t size, int nuv, const char *tname) {
+  size_t off = tag_offset(size);
+  char *p = (char *)lua_newuserdatauv(L, off + sizeof(udata_tag), nuv);
+  udata_tag tag;
+  tag.magic = UDATA_MAGIC;
+  tag.type = type_hash(tname);
+  memset(p, 0, off);
+  memcpy(p + off, &tag, sizeof tag);
+  return p;
+}
+
+/* The tag is read from the end of the block, so only its type's name is
+ * needed: a block made by lpbt_newudata for that name has that type's size. */
+static int has_tag(lua_State *L, int idx, const char *p, const char *tname) {
+  size_t len = lua_rawlen(L, idx);
+  udata_tag tag;
+  if (len < sizeof tag || (len - sizeof tag) % 16) return 0;
+  memcpy(&tag, p + len - sizeof tag, sizeof tag);
+  return tag.magic == UDATA_MAGIC && tag.type == type_hash(tname);
+}
+
+void *lpbt_testudata(lua_State *L, int idx, const char *tname) {
+  char *p = (char *)luaL_testudata(L, idx, tname);
+  return p && has_tag(L, idx, p, tname) ? p : NULL;
+}
+
+void *lpbt_checkudata(lua_State *L, int idx, const char *tname) {
+  char *p = (char *)luaL_testudata(L, idx, tname);
+  if (!p) luaL_typeerror(L, idx, tname);
+  if (!has_tag(L, idx, p, tname))
+    luaL_argerror(L, idx, lua_pushfstring(L, "not a %s (a userdata given its metatable)", tname));
+  return p;
+}
+
 /* ---- numbers and dimensions ---------------------------------------------- */
 
 const char *lpbt_check_path(lua_State *L, int arg) {
@@ -170,7 +222,7 @@ pbt_dtype lpbt_opt_dtype(lua_State *L, int idx, pbt_dtype def) {
 }
 
 pbt_generator *lpbt_check_generator(lua_State *L, int arg) {
-  return (pbt_generator *)luaL_checkudata(L, arg, LPBT_GENERATOR);
+  return (pbt_generator *)lpbt_checkudata(L, arg, LPBT_GENERATOR);
 }
 
 pbt_generator *lpbt_opt_generator(lua_State *L, int idx) {
@@ -178,7 +230,7 @@ pbt_generator *lpbt_opt_generator(lua_State *L, int idx) {
   if (!lua_isnoneornil(L, idx)) {
     luaL_checktype(L, idx, LUA_TTABLE);
     if (lpbt_rawfield(L, idx, "generator") != LUA_TNIL) {
-      g = (pbt_generator *)luaL_testudata(L, -1, LPBT_GENERATOR);
+      g = (pbt_generator *)lpbt_testudata(L, -1, LPBT_GENERATOR);
       if (!g) luaL_argerror(L, idx, "field 'generator' is not a pbt.Generator");
     }
     lua_pop(L, 1); /* the options table keeps it alive */

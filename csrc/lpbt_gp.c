@@ -151,20 +151,20 @@ static void push_array(lua_State *L, const double *v, int64_t n) {
 }
 
 static const pbt_gp *check_gp(lua_State *L, int arg) {
-  lpbt_gp *u = (lpbt_gp *)luaL_checkudata(L, arg, LPBT_GP);
+  lpbt_gp *u = (lpbt_gp *)lpbt_checkudata(L, arg, LPBT_GP);
   if (!u->gp) luaL_argerror(L, arg, "the GP was closed");
   return u->gp;
 }
 
 static int g_gc(lua_State *L) {
-  lpbt_gp *u = (lpbt_gp *)luaL_checkudata(L, 1, LPBT_GP);
+  lpbt_gp *u = (lpbt_gp *)lpbt_checkudata(L, 1, LPBT_GP);
   pbt_gp_free(u->gp);
   u->gp = NULL;
   return 0;
 }
 
 static int g_tostring(lua_State *L) {
-  lpbt_gp *u = (lpbt_gp *)luaL_checkudata(L, 1, LPBT_GP);
+  lpbt_gp *u = (lpbt_gp *)lpbt_checkudata(L, 1, LPBT_GP);
   if (!u->gp) lua_pushliteral(L, "pbt.GP (closed)");
   else
     lua_pushfstring(L, "pbt.GP (%I points of %I values)", (lua_Integer)pbt_gp_size(u->gp),
@@ -250,7 +250,7 @@ static int m_new(lua_State *L) {
   x = read_points(L, 1, "gp.new", "x", &n, &dims);
   if (!lua_isnil(L, 2)) y = read_values(L, 2, n, "gp.new", "y");
   theta = read_theta(L, 3, "gp.new", 1);
-  u = (lpbt_gp *)lua_newuserdatauv(L, sizeof *u, 0);
+  u = (lpbt_gp *)lpbt_newudata(L, sizeof *u, 0, LPBT_GP);
   u->gp = NULL;
   push_meta(L);
   lua_setmetatable(L, -2);
@@ -319,7 +319,7 @@ static int m_ucb_max(lua_State *L) {
   }
   if (lpbt_rawfield(L, 3, "generator") == LUA_TNIL)
     luaL_error(L, "gp.ucb_max: option 'generator' is required (every random draw takes one)");
-  if (!luaL_testudata(L, -1, LPBT_GENERATOR))
+  if (!lpbt_testudata(L, -1, LPBT_GENERATOR))
     luaL_error(L, "gp.ucb_max: option 'generator' must be a pbt.Generator, got %s",
                luaL_typename(L, -1));
   g = lpbt_check_generator(L, lua_gettop(L));

@@ -26,7 +26,7 @@ static const char *const kind_words[] = {"float", "int", "choice", NULL};
 static lpbt_population *push_pop(lua_State *L);
 
 static pbt_population *check_pop(lua_State *L, int arg) {
-  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, arg, LPBT_POPULATION);
+  lpbt_population *u = (lpbt_population *)lpbt_checkudata(L, arg, LPBT_POPULATION);
   if (u->p == NULL) luaL_argerror(L, arg, "population has been released");
   return u->p;
 }
@@ -64,7 +64,7 @@ void lpbt_push_population(lua_State *L, pbt_population *p) {
 }
 
 pbt_population *lpbt_check_population(lua_State *L, int arg, const char *what) {
-  lpbt_population *u = (lpbt_population *)luaL_testudata(L, arg, LPBT_POPULATION);
+  lpbt_population *u = (lpbt_population *)lpbt_testudata(L, arg, LPBT_POPULATION);
   if (!u || !u->p) luaL_error(L, "%s must be a live pbt.Population", what);
   return u->p;
 }
@@ -1016,7 +1016,7 @@ static int p_refcount(lua_State *L) {
 }
 
 static int p_gc(lua_State *L) {
-  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, 1, LPBT_POPULATION);
+  lpbt_population *u = (lpbt_population *)lpbt_checkudata(L, 1, LPBT_POPULATION);
   pbt_population *p = u->p;
   u->p = NULL;
   pbt_population_release(p);
@@ -1024,7 +1024,7 @@ static int p_gc(lua_State *L) {
 }
 
 static int p_tostring(lua_State *L) {
-  lpbt_population *u = (lpbt_population *)luaL_checkudata(L, 1, LPBT_POPULATION);
+  lpbt_population *u = (lpbt_population *)lpbt_checkudata(L, 1, LPBT_POPULATION);
   if (!u->p) lua_pushliteral(L, "pbt.Population (released)");
   else
     lua_pushfstring(L, "pbt.Population of %I members (%d hyperparameters, window %d)",
@@ -1105,7 +1105,7 @@ static void push_meta(lua_State *L) {
 
 /* Pushes an empty pbt.Population userdata. */
 static lpbt_population *push_pop(lua_State *L) {
-  lpbt_population *u = (lpbt_population *)lua_newuserdatauv(L, sizeof *u, 0);
+  lpbt_population *u = (lpbt_population *)lpbt_newudata(L, sizeof *u, 0, LPBT_POPULATION);
   u->p = NULL;
   push_meta(L);
   lua_setmetatable(L, -2);

@@ -4,11 +4,11 @@
 #include "lpbt.h"
 
 static pbt_generator *check_gen(lua_State *L, int arg) {
-  return (pbt_generator *)luaL_checkudata(L, arg, LPBT_GENERATOR);
+  return (pbt_generator *)lpbt_checkudata(L, arg, LPBT_GENERATOR);
 }
 
 pbt_generator *lpbt_push_generator(lua_State *L, uint64_t seed) {
-  pbt_generator *g = (pbt_generator *)lua_newuserdatauv(L, sizeof *g, 0);
+  pbt_generator *g = (pbt_generator *)lpbt_newudata(L, sizeof *g, 0, LPBT_GENERATOR);
   pbt_generator_seed(g, seed);
   luaL_setmetatable(L, LPBT_GENERATOR);
   return g;
@@ -58,9 +58,8 @@ static int g_integer(lua_State *L) {
 
 static int g_clone(lua_State *L) {
   pbt_generator *g = check_gen(L, 1);
-  pbt_generator *c = (pbt_generator *)lua_newuserdatauv(L, sizeof *c, 0);
+  pbt_generator *c = lpbt_push_generator(L, 0);
   memcpy(c, g, sizeof *c);
-  luaL_setmetatable(L, LPBT_GENERATOR);
   return 1;
 }
 

@@ -36,14 +36,14 @@ typedef struct sql_box {
 } sql_box;
 
 static sql_box *check_box(lua_State *L, const char *fname) {
-  sql_box *b = (sql_box *)luaL_checkudata(L, 1, LPBT_SQL);
+  sql_box *b = (sql_box *)lpbt_checkudata(L, 1, LPBT_SQL);
   /* spelt out: luaL_argerror would say "calling 'exec' on bad self" */
   if (!b->db) luaL_error(L, "bad argument #1 to '%s' (database is closed)", fname);
   return b;
 }
 
 static int db_gc(lua_State *L) {
-  sql_box *b = (sql_box *)luaL_checkudata(L, 1, LPBT_SQL);
+  sql_box *b = (sql_box *)lpbt_checkudata(L, 1, LPBT_SQL);
   pbt_sql *db = b->db;
   b->db = NULL;
   pbt_sql_close(db);
@@ -64,7 +64,7 @@ typedef struct stmt_box {
 } stmt_box;
 
 static int stmt_free(lua_State *L) {
-  stmt_box *b = (stmt_box *)luaL_checkudata(L, 1, LPBT_SQL_STMT);
+  stmt_box *b = (stmt_box *)lpbt_checkudata(L, 1, LPBT_SQL_STMT);
   pbt_sql_stmt *s = b->s;
   b->s = NULL;
   pbt_sql_finalize(s);
@@ -72,7 +72,7 @@ static int stmt_free(lua_State *L) {
 }
 
 static stmt_box *push_stmt_box(lua_State *L) {
-  stmt_box *b = (stmt_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  stmt_box *b = (stmt_box *)lpbt_newudata(L, sizeof *b, 0, LPBT_SQL_STMT);
   b->s = NULL;
   if (luaL_newmetatable(L, LPBT_SQL_STMT)) {
     lua_pushcfunction(L, stmt_free);
@@ -94,7 +94,7 @@ static int bindable(lua_State *L, int idx) {
   case LUA_TSTRING:
     return 1;
   case LUA_TUSERDATA:
-    return luaL_testudata(L, idx, LPBT_SQL_BLOB) != NULL;
+    return lpbt_testudata(L, idx, LPBT_SQL_BLOB) != NULL;
   default:
     return 0;
   }
@@ -264,7 +264,7 @@ static int s_open(lua_State *L) {
   sql_box *b;
   pbt_status st;
   pbt_error err;
-  b = (sql_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  b = (sql_box *)lpbt_newudata(L, sizeof *b, 0, LPBT_SQL);
   b->db = NULL;
   b->in_transaction = 0;
   if (luaL_newmetatable(L, LPBT_SQL)) {
@@ -292,7 +292,7 @@ static int s_open(lua_State *L) {
 
 static int s_blob(lua_State *L) {
   luaL_checkstring(L, 1); /* a number becomes a string in place */
-  lua_newuserdatauv(L, 0, 1);
+  lpbt_newudata(L, 0, 1, LPBT_SQL_BLOB);
   luaL_newmetatable(L, LPBT_SQL_BLOB);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);

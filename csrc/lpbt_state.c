@@ -42,7 +42,7 @@ static const char allocator_key = 'a';
 
 
 static int allocator_gc(lua_State *L) {
-  lpbt_lib *b = (lpbt_lib *)luaL_checkudata(L, 1, LPBT_ALLOCATOR);
+  lpbt_lib *b = (lpbt_lib *)lpbt_checkudata(L, 1, LPBT_ALLOCATOR);
   if (b->a) {
     pbt_allocator_set_limit(b->a, 0);
     pbt_allocator_release(b->a);
@@ -134,7 +134,7 @@ void lpbt_state_open(lua_State *L) {
     return;
   }
   lua_pop(L, 1);
-  b = (lpbt_lib *)lua_newuserdatauv(L, sizeof *b, 0);
+  b = (lpbt_lib *)lpbt_newudata(L, sizeof *b, 0, LPBT_ALLOCATOR);
   b->a = NULL;
   b->since = b->live = 0;
   b->big = 0;
@@ -227,13 +227,13 @@ pbt_tensor *lpbt_push_tensor(lua_State *L) {
 /* ---- a Lua-owned byte buffer ---------------------------------------------- */
 
 static int buf_free(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)luaL_checkudata(L, 1, LPBT_BUFFER);
+  pbt_buf *b = (pbt_buf *)lpbt_checkudata(L, 1, LPBT_BUFFER);
   pbt_buf_free(b);
   return 0;
 }
 
 pbt_buf *lpbt_push_buf(lua_State *L) {
-  pbt_buf *b = (pbt_buf *)lua_newuserdatauv(L, sizeof *b, 0);
+  pbt_buf *b = (pbt_buf *)lpbt_newudata(L, sizeof *b, 0, LPBT_BUFFER);
   pbt_buf_init(b);
   if (luaL_newmetatable(L, LPBT_BUFFER)) {
     lua_pushcfunction(L, buf_free);

@@ -59,13 +59,13 @@ typedef struct channel_box {
 } channel_box;
 
 static pbt_channel *check_channel(lua_State *L, int arg) {
-  channel_box *b = (channel_box *)luaL_checkudata(L, arg, LPBT_CHANNEL);
+  channel_box *b = (channel_box *)lpbt_checkudata(L, arg, LPBT_CHANNEL);
   if (!b->c) luaL_argerror(L, arg, "channel has been released");
   return b->c;
 }
 
 static int ch_gc(lua_State *L) {
-  channel_box *b = (channel_box *)luaL_checkudata(L, 1, LPBT_CHANNEL);
+  channel_box *b = (channel_box *)lpbt_checkudata(L, 1, LPBT_CHANNEL);
   pbt_channel *c = b->c;
   b->c = NULL;
   pbt_channel_release(c);
@@ -120,7 +120,7 @@ static void push_channel(lua_State *L, pbt_channel *c) {
                                      {"close", ch_close},
                                      {"pending", ch_pending},
                                      {NULL, NULL}};
-  channel_box *b = (channel_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  channel_box *b = (channel_box *)lpbt_newudata(L, sizeof *b, 0, LPBT_CHANNEL);
   b->c = NULL;
   if (luaL_newmetatable(L, LPBT_CHANNEL)) {
     lua_pushcfunction(L, ch_gc);
@@ -151,7 +151,7 @@ typedef struct shared_box {
 } shared_box;
 
 static int sh_gc(lua_State *L) {
-  shared_box *b = (shared_box *)luaL_checkudata(L, 1, LPBT_SHARED);
+  shared_box *b = (shared_box *)lpbt_checkudata(L, 1, LPBT_SHARED);
   pbt_shared *s = b->s;
   b->s = NULL;
   pbt_shared_release(s);
@@ -160,7 +160,7 @@ static int sh_gc(lua_State *L) {
 
 /* Installs s (retained) as this state's registry. */
 static void install_shared(lua_State *L, pbt_shared *s) {
-  shared_box *b = (shared_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  shared_box *b = (shared_box *)lpbt_newudata(L, sizeof *b, 0, LPBT_SHARED);
   b->s = NULL;
   if (luaL_newmetatable(L, LPBT_SHARED)) {
     lua_pushcfunction(L, sh_gc);
@@ -374,7 +374,7 @@ static void *worker_main(void *arg) {
 }
 
 static pool *check_pool(lua_State *L, int arg) {
-  pool **b = (pool **)luaL_checkudata(L, arg, LPBT_WORKERS);
+  pool **b = (pool **)lpbt_checkudata(L, arg, LPBT_WORKERS);
   if (!*b) luaL_argerror(L, arg, "workers have been released");
   return *b;
 }
@@ -409,7 +409,7 @@ static void pool_free(pool *p) {
 }
 
 static int w_gc(lua_State *L) {
-  pool **b = (pool **)luaL_checkudata(L, 1, LPBT_WORKERS);
+  pool **b = (pool **)lpbt_checkudata(L, 1, LPBT_WORKERS);
   pool *p = *b;
   *b = NULL;
   if (p && !p->joined) pool_interrupt(p);
@@ -456,7 +456,7 @@ static char *field_string(lua_State *L, int idx, const char *name, int required,
 static pbt_channel *option_channel(lua_State *L, const char *name) {
   channel_box *b;
   lpbt_rawfield(L, 1, name);
-  b = (channel_box *)luaL_testudata(L, -1, LPBT_CHANNEL);
+  b = (channel_box *)lpbt_testudata(L, -1, LPBT_CHANNEL);
   if (!b || !b->c) luaL_error(L, "start: option '%s' must be a live pbt.Channel", name);
   pbt_channel_retain(b->c);
   lua_pop(L, 1);
@@ -483,7 +483,7 @@ static int t_start(lua_State *L) {
       (n = lua_tointeger(L, -1)) < 1 || n > 1024)
     luaL_error(L, "start: count must be an integer in 1..1024");
   lua_pop(L, 1);
-  box = (pool **)lua_newuserdatauv(L, sizeof *box, 0);
+  box = (pool **)lpbt_newudata(L, sizeof *box, 0, LPBT_WORKERS);
   *box = NULL;
   if (luaL_newmetatable(L, LPBT_WORKERS)) {
     static const luaL_Reg methods[] = {

@@ -94,6 +94,86 @@ describe("pbt.Tensor misuse", function()
       end
       assert.is_number(g:uniform()) -- the generator itself is untouched
     end)
+
+    -- the other userdata types are known by a tag after their bytes, not by
+    -- their metatable alone: a tensor that debug.setmetatable gave one of
+    -- theirs is refused by each of their methods and metamethods, and its
+    -- own bytes are left as they were (before the tag, g:uniform() on such
+    -- a tensor returned a number read off its header, and a generator
+    -- option wrote a generator's state over it)
+    it("a tensor given another pbt type's metatable by debug.setmetatable", function()
+      local core = require("pbt.core")
+      local threads = core.threads
+      local db_path = os.tmpname()
+      -- one of each type, so that its metatable is in the registry
+      local keep = {
+        pbt.Generator(1),
+        core.gp.new({ { 0.1 }, { 0.5 } }, { 1, 2 },
+          { variance = 1, lengthscale = 1, epsilon = 0.1, noise = 1 }),
+        core.population.new({ size = 1, hparams = {}, window = 2 }),
+        core.sql.open(db_path),
+        core.sql.blob("x"),
+        threads.channel(),
+      }
+      keep[4]:exec("CREATE TABLE t (x)") -- a statement (pbt.SQLStatement)
+      keep[6]:send("x")
+      assert.are.equal("x", keep[6]:receive()) -- a message buffer (pbt.Buffer)
+      threads.shared_get("errors_spec/none") -- the state's registry (pbt.Shared)
+      -- a start that fails after making its handle (pbt.Workers)
+      assert.is_false((pcall(threads.start, { count = 1 })))
+      local names = { "pbt.Generator", "pbt.GP", "pbt.Population", "pbt.SQL", "pbt.SQLStatement",
+        "pbt.SQLBlob", "pbt.Channel", "pbt.Shared", "pbt.Workers", "pbt.Allocator",
+        "pbt.Buffer" }
+      local reg = debug.getregistry()
+      local t = T.tensor({ 1, 2, 3 })
+      local tensor_mt = debug.getmetatable(t)
+      local calls = 0
+      -- the C functions: methods written in Lua (pbt.population adds some)
+      -- reach the memory only through them
+      local function is_c(f) return type(f) == "function" and debug.getinfo(f, "S").what == "C" end
+      for _, name in ipairs(names) do
+        local mt = reg[name]
+        assert.is_table(mt, name)
+        local fns = {}
+        for k, v in pairs(mt) do
+          if is_c(v) and k ~= "__tostring" then fns[#fns + 1] = { k, v } end
+        end
+        if type(mt.__index) == "table" then
+          for k, v in pairs(mt.__index) do
+            if is_c(v) then fns[#fns + 1] = { k, v } end
+          end
+        end
+        assert.is_true(#fns > 0 or name == "pbt.SQLBlob", name) -- (a blob is a marker: no methods)
+        for _, f in ipairs(fns) do
+          debug.setmetatable(t, mt)
+          local ok, msg = pcall(f[2], t)
+          debug.setmetatable(t, tensor_mt)
+          calls = calls + 1
+          assert.is_false(ok, name .. ":" .. f[1])
+          assert.truthy(tostring(msg):find("not a " .. name .. " (a userdata given its metatable)",
+            1, true), name .. ":" .. f[1] .. ": " .. tostring(msg))
+        end
+      end
+      assert.is_true(calls >= 30)
+      assert.are.same({ 1, 2, 3 }, t:totable()) -- its header and data untouched
+      -- as an option or a bound value, it is not taken for one either
+      local ok, msg = pcall(T.rand, 2, { generator = t })
+      assert.is_false(ok)
+      assert.truthy(msg:find("'generator' is not a pbt.Generator", 1, true), msg)
+      debug.setmetatable(t, reg["pbt.SQLBlob"])
+      ok = pcall(keep[4].exec, keep[4], "INSERT INTO t VALUES (?)", t)
+      debug.setmetatable(t, tensor_mt)
+      assert.is_false(ok)
+      -- collected under another type's metatable, its __gc touches nothing
+      local u = T.tensor({ 4, 5 })
+      debug.setmetatable(u, reg["pbt.Population"])
+      u = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      keep[4]:close()
+      os.remove(db_path)
+      assert.is_number(keep[1]:uniform())
+    end)
   end)
 
   describe("negative and non-integer sizes", function()
