@@ -511,6 +511,8 @@ static int m_graph(lua_State *L) {
  *   "unary"       kernel(g, a1)                          -> g1
  *   "loss"        kernel(g, a1, a2, a3)                  -> g1, g2, g3
  *   "linear"      kernel(g, x, w, rg(x), rg(w), rg(b) [, kept grad of w, of b])
+ *   "linear_relu" kernel(g, y, x, w, rg(x), rg(w), rg(b) [, kept grads]), y the
+ *                 op's result (ReLU's gradient is read off it)
  *   "conv2d"      kernel(g, a1, a2, a4, a5, a6, a7, a8, rg(a1), rg(a2), rg(a3))
  *   "max_pool2d"  kernel(g, outs[2], a1)
  *   "shape"       g reshaped to a1's shape (kernel: the reshape function)
@@ -519,9 +521,10 @@ static int m_graph(lua_State *L) {
  *                 tensors, so that the walk releases them once used up as
  *                 it does a kernel's */
 static const char env_key = 'b';
-enum { K_LUA, K_UNARY, K_LOSS, K_LINEAR, K_CONV2D, K_MAXPOOL, K_SHAPE, K_OWN_LUA };
+enum { K_LUA, K_UNARY, K_LOSS, K_LINEAR, K_CONV2D, K_MAXPOOL, K_SHAPE, K_OWN_LUA,
+       K_LINEAR_RELU };
 static const char *const kind_names[] = {"unary", "loss", "linear", "conv2d", "max_pool2d",
-                                         "shape", "lua", NULL};
+                                         "shape", "lua", "linear_relu", NULL};
 
 /* The kind named s (K_LUA for anything else: the rule runs as it is). */
 static int kind_of(const char *s) {
@@ -616,14 +619,21 @@ static void call_kernel(lua_State *L, int kind, int kernel, int out, int tab, in
     for (i = 1; i <= 3; i++) push_arg(L, out, tab, i);
     break;
   case K_LINEAR:
-    for (i = 1; i <= 3; i++) push_arg(L, out, tab, i); /* base+2..base+4: x, w, b */
-    for (i = 0; i < 3; i++) push_rg(L, base + 2 + i);
-    if (kept) {
-      push_kept(L, base + 3);
-      push_kept(L, base + 4);
+  case K_LINEAR_RELU: {
+    int x = base + 2;
+    if (kind == K_LINEAR_RELU) {
+      lua_pushvalue(L, out); /* base+2: y */
+      x++;
     }
-    lua_remove(L, base + 4); /* b */
+    for (i = 1; i <= 3; i++) push_arg(L, out, tab, i); /* x, x+1, x+2: x, w, b */
+    for (i = 0; i < 3; i++) push_rg(L, x + i);
+    if (kept) {
+      push_kept(L, x + 1);
+      push_kept(L, x + 2);
+    }
+    lua_remove(L, x + 2); /* b */
     break;
+  }
   case K_CONV2D:
     for (i = 1; i <= 8; i++) push_arg(L, out, tab, i); /* base+2..base+9 */
     for (i = 0; i < 3; i++) push_rg(L, base + 2 + i);

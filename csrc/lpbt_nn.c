@@ -71,17 +71,21 @@ static void hint3(lua_State *L, pbt_tensor *a, pbt_tensor *b, pbt_tensor *c) {
 
 /* ---- linear ---------------------------------------------------------------- */
 
-static int f_linear(lua_State *L) {
+/* linear(x, w [, b]), and with relu, linear_relu: the product then ReLU in
+ * place, one op (its errors are linear's: a script asked for a Linear) */
+static int linear(lua_State *L, int relu) {
   pbt_tensor *x = lpbt_check_tensor(L, 1), *w = lpbt_check_tensor(L, 2);
   pbt_tensor *b = opt_tensor(L, 3), *out;
   pbt_error err;
   lua_settop(L, 3);
   out = lpbt_push_tensor(L);
-  LPBT_CHECK(L, "linear", pbt_linear(out, x, w, b, &err), &err);
+  LPBT_CHECK(L, "linear", (relu ? pbt_linear_relu : pbt_linear)(out, x, w, b, &err), &err);
   lpbt_gc_hint(L, out);
-  if (RG(x) || RG(w) || RG(b)) lpbt_record(L, "linear", 3, 1);
+  if (RG(x) || RG(w) || RG(b)) lpbt_record(L, relu ? "linear_relu" : "linear", 3, 1);
   return 1;
 }
+static int f_linear(lua_State *L) { return linear(L, 0); }
+static int f_linear_relu(lua_State *L) { return linear(L, 1); }
 
 /* The kept gradient at arg that linear_backward may add into (nil,
  * anything but a tensor, one that requires grad or one the core would
@@ -95,25 +99,34 @@ static pbt_tensor *opt_acc(lua_State *L, int arg, int bias, const pbt_tensor *g,
   return t;
 }
 
-static int f_linear_backward(lua_State *L) {
-  pbt_tensor *g = lpbt_check_tensor(L, 1), *x = lpbt_check_tensor(L, 2);
-  pbt_tensor *w = lpbt_check_tensor(L, 3), *gx, *gw, *gb, *aw = NULL, *ab = NULL;
-  int nx = lua_toboolean(L, 4), nw = lua_toboolean(L, 5), nb = lua_toboolean(L, 6);
+/* linear_backward(g, x, w, rg(x), rg(w), rg(b) [, kept w.grad, kept
+ * b.grad]), and with relu, linear_relu_backward(g, y, x, w, ...): y, the
+ * op's result, comes second and shifts the others by one */
+static int linear_backward(lua_State *L, int relu) {
+  int o = relu ? 1 : 0, acc;
+  pbt_tensor *g = lpbt_check_tensor(L, 1), *y = relu ? lpbt_check_tensor(L, 2) : NULL;
+  pbt_tensor *x = lpbt_check_tensor(L, 2 + o), *w = lpbt_check_tensor(L, 3 + o);
+  pbt_tensor *gx, *gw, *gb, *aw = NULL, *ab = NULL;
+  int nx = lua_toboolean(L, 4 + o), nw = lua_toboolean(L, 5 + o), nb = lua_toboolean(L, 6 + o);
   pbt_error err;
-  lua_settop(L, 8);
-  if (nw && w->ndim == 2) aw = opt_acc(L, 7, 0, g, x, w);
-  if (nb && w->ndim == 2) ab = opt_acc(L, 8, 1, g, x, w);
+  pbt_status s;
+  lua_settop(L, 8 + o);
+  if (nw && w->ndim == 2) aw = opt_acc(L, 7 + o, 0, g, x, w);
+  if (nb && w->ndim == 2) ab = opt_acc(L, 8 + o, 1, g, x, w);
   gx = push_opt(L, nx);
   gw = aw ? (lua_pushnil(L), aw) : push_opt(L, nw);
   gb = ab ? (lua_pushnil(L), ab) : push_opt(L, nb);
-  LPBT_CHECK(L, "linear_backward",
-             pbt_linear_backward_acc(gx, gw, gb, (aw ? PBT_ACC_W : 0) | (ab ? PBT_ACC_B : 0),
-                                     g, x, w, &err), &err);
+  acc = (aw ? PBT_ACC_W : 0) | (ab ? PBT_ACC_B : 0);
+  s = relu ? pbt_linear_relu_backward_acc(gx, gw, gb, acc, g, y, x, w, &err)
+           : pbt_linear_backward_acc(gx, gw, gb, acc, g, x, w, &err);
+  LPBT_CHECK(L, relu ? "linear_relu_backward" : "linear_backward", s, &err);
   if (aw) LPBT_CHANGED(aw);
   if (ab) LPBT_CHANGED(ab);
   hint3(L, gx, aw ? NULL : gw, ab ? NULL : gb);
   return 3;
 }
+static int f_linear_backward(lua_State *L) { return linear_backward(L, 0); }
+static int f_linear_relu_backward(lua_State *L) { return linear_backward(L, 1); }
 
 /* ---- conv2d ------------------------------------------------------------------ */
 
@@ -356,6 +369,8 @@ static int f_dropout(lua_State *L) {
 const luaL_Reg lpbt_nn_module[] = {
     {"linear", f_linear},
     {"linear_backward", f_linear_backward},
+    {"linear_relu", f_linear_relu},
+    {"linear_relu_backward", f_linear_relu_backward},
     {"conv2d", f_conv2d},
     {"conv2d_backward", f_conv2d_backward},
     {"max_pool2d", f_max_pool2d},

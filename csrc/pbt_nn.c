@@ -6,6 +6,7 @@
 #include "pbt_vmath.h"
 
 #include "pbt_linalg.h"
+#include "pbt_ops.h"
 #include "pbt_nn_internal.h"
 
 #define PBT_NN_IMPL "pbt_nn_impl.h"
@@ -136,6 +137,30 @@ pbt_status pbt_linear_backward(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
                                const pbt_tensor *g, const pbt_tensor *x,
                                const pbt_tensor *w, pbt_error *err) {
   return pbt_linear_backward_acc(gx, gw, gb, 0, g, x, w, err);
+}
+
+pbt_status pbt_linear_relu(pbt_tensor *out, const pbt_tensor *x,
+                           const pbt_tensor *w, const pbt_tensor *b,
+                           pbt_error *err) {
+  pbt_status s = pbt_linear(out, x, w, b, err);
+  if (s) return s;
+  s = pbt_unary(out, out, PBT_RELU, err); /* (out is new and contiguous) */
+  if (s) pbt_tensor_release(out);
+  return s;
+}
+
+pbt_status pbt_linear_relu_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
+                                        int acc, const pbt_tensor *g, const pbt_tensor *y,
+                                        const pbt_tensor *x, const pbt_tensor *w,
+                                        pbt_error *err) {
+  pbt_tensor gz;
+  pbt_status s;
+  pbt_tensor_init(&gz);
+  gz.alloc = y->alloc;
+  s = pbt_relu_backward(&gz, g, y, err);
+  if (!s) s = pbt_linear_backward_acc(gx, gw, gb, acc, &gz, x, w, err);
+  pbt_tensor_release(&gz);
+  return s;
 }
 
 /* ---- GELU ------------------------------------------------------------------------ */

@@ -75,6 +75,21 @@ pbt_status pbt_linear_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *g
                                    int acc, const pbt_tensor *g, const pbt_tensor *x,
                                    const pbt_tensor *w, pbt_error *err);
 
+/* A linear layer followed by ReLU, as one op: out = max(x . w^T + b, 0),
+ * the ReLU applied in place on the product (the values and errors of
+ * pbt_linear, then pbt_tensor's relu). */
+pbt_status pbt_linear_relu(pbt_tensor *out, const pbt_tensor *x,
+                           const pbt_tensor *w, const pbt_tensor *b,
+                           pbt_error *err);
+/* Its gradients, from g and its result y: pbt_linear_backward_acc's of
+ * g * (y > 0) (ReLU's gradient, read off the result: y > 0 exactly where
+ * the product was).  The product's gradient is a scratch tensor in y's
+ * storage cache. */
+pbt_status pbt_linear_relu_backward_acc(pbt_tensor *gx, pbt_tensor *gw, pbt_tensor *gb,
+                                        int acc, const pbt_tensor *g, const pbt_tensor *y,
+                                        const pbt_tensor *x, const pbt_tensor *w,
+                                        pbt_error *err);
+
 /* ---- 2-d convolution ---------------------------------------------------- */
 
 typedef struct pbt_conv2d_opts {

@@ -889,15 +889,14 @@ end)
 describe("backward's walk in C of the built-in rules", function()
   local autograd = require("pbt.autograd")
   local optim = require("pbt.optim")
-  local ops = { "linear", "relu", "gelu", "cross_entropy", "conv2d", "max_pool2d", "flatten",
-    "view", "reshape", "dropout", "layer_norm", "tanh", "sigmoid" }
+  local ops = { "linear", "linear_relu", "relu", "gelu", "cross_entropy", "conv2d", "max_pool2d",
+    "flatten", "view", "reshape", "dropout", "layer_norm", "tanh", "sigmoid" }
 
   -- Runs fn with every built-in rule of ops behind a wrapper: rules[op] is
   -- then not the built-in one, so backward makes the node table and calls
   -- the rule in Lua (the walk as it was); returns how many times they ran.
   local function through_lua_rules(fn)
-    local saved, calls, ip = {}, 0, autograd.in_place.linear
-    local ip_rule = ip.rule
+    local saved, calls, ip_rules = {}, 0, {}
     for _, op in ipairs(ops) do
       local r = autograd.rules[op]
       saved[op] = r
@@ -906,10 +905,14 @@ describe("backward's walk in C of the built-in rules", function()
         return r(n, g)
       end
     end
-    ip.rule = autograd.rules.linear -- kept gradients: in_place's run, called from Lua
+    for _, op in ipairs({ "linear", "linear_relu" }) do
+      local ip = autograd.in_place[op]
+      ip_rules[op] = ip.rule
+      ip.rule = autograd.rules[op] -- kept gradients: in_place's run, called from Lua
+    end
     local ok, err = pcall(fn)
     for op, r in pairs(saved) do autograd.rules[op] = r end
-    ip.rule = ip_rule
+    for op, r in pairs(ip_rules) do autograd.in_place[op].rule = r end
     assert(ok, err)
     return calls
   end
@@ -1212,13 +1215,14 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
       nn.Linear(4, 2, { generator = g, dtype = "float64" }))
   end
 
-  -- the inputs of the ops of out's graph (out = linear(tanh(linear(relu(linear(x))))))
+  -- the inputs of the ops of out's graph (out = linear(tanh(linear(linear_relu(x)))):
+  -- the first Linear and its ReLU run as one op)
   local function inside(out)
     local a2 = out.grad_fn[1] -- tanh's output
     local h2 = a2.grad_fn[1]
     local a1 = h2.grad_fn[1]
-    local h1 = a1.grad_fn[1]
-    return { h1, a1, h2, a2 }
+    assert.are.equal("linear_relu", a1.grad_fn.op)
+    return { a1, h2, a2 }
   end
 
   it("frees the outputs inside, not the input, the result or the loss", function()
@@ -1342,8 +1346,9 @@ describe("nn.Sequential frees its layers' outputs once backward has used them", 
     local m = nn.Sequential(nn.Flatten(), inner,
       nn.Linear(4, 1, { generator = g, dtype = "float64" }))
     local out = m(x)
-    local relu_out = out.grad_fn[1]
-    local view = relu_out.grad_fn[1].grad_fn[1]
+    local relu_out = out.grad_fn[1] -- (inner's Linear and ReLU: one op, linear_relu)
+    local view = relu_out.grad_fn[1]
+    assert.are.equal("linear_relu", relu_out.grad_fn.op)
     out:sum():backward()
     assert.is_true(released(view))
     assert.is_true(released(relu_out)) -- the inner Sequential's result, inside the outer one
@@ -1382,4 +1387,116 @@ describe("pbt.nn argument errors name the function and the argument", function()
   for k, c in ipairs(cases) do
     it("case " .. k .. ": " .. c[2], function() assert.has_error(c[1], c[2]) end)
   end
+end)
+
+describe("nn.Sequential runs a Linear and the ReLU after it as one op (linear_relu)", function()
+  local optim = require("pbt.optim")
+  local C = pbt.core.nn
+
+  local function mlp(dt, seed)
+    local g = gen(seed)
+    return nn.Sequential(nn.Linear(6, 8, { generator = g, dtype = dt }), nn.ReLU(),
+      nn.Linear(8, 8, { generator = g, dtype = dt }), nn.ReLU(),
+      nn.Linear(8, 3, { generator = g, dtype = dt }))
+  end
+  -- the same layers called one after the other (no Sequential: nothing fused)
+  local function by_layers(m, x)
+    for i = 1, #m do x = m[i](x) end
+    return x
+  end
+
+  for _, dt in ipairs(dtypes) do
+    it("gives the two layers' values and gradients, to the bit (" .. dt .. ")", function()
+      local function run(fused)
+        local m = mlp(dt, 21)
+        local x = randn({ 5, 6 }, 22, dt):requires_grad_()
+        local opt = optim.SGD(m:parameters(), { lr = 0.1, momentum = 0.9 })
+        local seen = {}
+        for step = 1, 3 do
+          if step < 3 then opt:zero_grad(false) else opt:zero_grad() end -- kept, then fresh
+          x.grad = nil
+          local out = fused and m(x) or by_layers(m, x)
+          if fused then assert.are.equal("linear", out.grad_fn.op) end
+          nn.cross_entropy(out, { 1, 3, 2, 1, 3 }):backward()
+          seen[#seen + 1] = out:totable()
+          seen[#seen + 1] = x.grad:totable()
+          for _, p in ipairs(m:parameters()) do seen[#seen + 1] = p.grad:totable() end
+          opt:step()
+        end
+        return seen
+      end
+      assert.are.same(run(false), run(true))
+    end)
+  end
+
+  it("is one node: the Sequential's hidden layers are linear_relu, its result linear", function()
+    local m = mlp("float64", 23)
+    local out = m(randn({ 2, 6 }, 24))
+    local h2 = out.grad_fn[1]
+    local h1 = h2.grad_fn[1]
+    assert.are.equal("linear_relu", h2.grad_fn.op)
+    assert.are.equal("linear_relu", h1.grad_fn.op)
+    assert.is_nil(h1.grad_fn[1].grad_fn) -- the input
+    -- a Sequential that ends in the pair returns the fused op's result
+    local last = nn.Sequential(nn.Linear(2, 2, { generator = gen(1), dtype = "float64" }),
+      nn.ReLU())(randn({ 3, 2 }, 2))
+    assert.are.equal("linear_relu", last.grad_fn.op)
+  end)
+
+  it("reads ReLU's gradient off its result (worked by hand)", function()
+    -- x = [1, -1]; w = [[1, 0], [0, 1], [1, 1]], b = [0, 0, -1]: the product is
+    -- [1, -1, -1], the result [1, 0, 0]; with an upstream gradient of ones the
+    -- product's gradient is [1, 0, 0], so dw = [[1, -1], [0, 0], [0, 0]],
+    -- db = [1, 0, 0], dx = [1, 0]
+    local lin = nn.Linear(2, 3, { dtype = "float64" })
+    pbt.no_grad(function()
+      lin.weight:copy_(T.tensor({ { 1, 0 }, { 0, 1 }, { 1, 1 } }, { dtype = "float64" }))
+      lin.bias:copy_(T.tensor({ 0, 0, -1 }, { dtype = "float64" }))
+    end)
+    local x = T.tensor({ { 1, -1 } }, { dtype = "float64" }):requires_grad_()
+    local y = nn.Sequential(lin, nn.ReLU())(x)
+    assert.are.same({ { 1, 0, 0 } }, y:totable())
+    y:sum():backward()
+    assert.are.same({ { 1, -1 }, { 0, 0 }, { 0, 0 } }, lin.weight.grad:totable())
+    assert.are.same({ 1, 0, 0 }, lin.bias.grad:totable())
+    assert.are.same({ { 1, 0 } }, x.grad:totable())
+  end)
+
+  it("passes gradcheck (x, weight and bias)", function()
+    check(function(x, w, b) return C.linear_relu(x, w, b) end,
+      { leaf({ 4, 3 }, 25), leaf({ 5, 3 }, 26), leaf({ 5 }, 27) })
+    check(function(x, w) return C.linear_relu(x, w) end, { leaf({ 4, 3 }, 28), leaf({ 5, 3 }, 29) })
+  end)
+
+  it("is not used where the two layers would not be built-in ones on a 2-d input", function()
+    local function last_op(m, x) return m(x).grad_fn.op end
+    local g = gen(30)
+    local x2, x3 = randn({ 4, 3 }, 31), randn({ 2, 4, 3 }, 32)
+    local function lin() return nn.Linear(3, 3, { generator = g, dtype = "float64" }) end
+    -- a ReLU with a forward of its own
+    local r = nn.ReLU()
+    r.forward = function(_, x) return x:relu() end
+    assert.are.equal("relu", last_op(nn.Sequential(lin(), r), x2))
+    -- a subclass of Linear
+    local MyLinear = nn.Linear:extend("MyLinear")
+    local my = MyLinear(3, 3, { generator = g, dtype = "float64" })
+    assert.are.equal("relu", last_op(nn.Sequential(my, nn.ReLU()), x2))
+    -- a 3-d input (Linear's batched path)
+    assert.are.equal("relu", last_op(nn.Sequential(lin(), nn.ReLU()), x3))
+    -- the pair the other way round
+    assert.are.equal("linear", last_op(nn.Sequential(nn.ReLU(), lin()), x2))
+    -- under no_grad: the fused values, and nothing recorded
+    local m = nn.Sequential(lin(), nn.ReLU())
+    local want = by_layers(m, x2)
+    local got = pbt.no_grad(function() return m(x2) end)
+    assert.is_nil(got.grad_fn)
+    assert.are.same(want:totable(), got:totable())
+  end)
+
+  it("names the Linear in its errors", function()
+    local m = nn.Sequential(nn.Linear(3, 2, { generator = gen(1) }), nn.ReLU())
+    local err = error_of(function() return m(T.zeros(4, 5)) end)
+    assert.truthy(err:find("linear: input of shape [4,5] does not fit weight of shape [2,3]", 1,
+      true), err)
+  end)
 end)

@@ -388,8 +388,8 @@ M.in_place = in_place
 -- csrc/lpbt_autograd.c for the kinds): builtin[op] = { rule, kind, kernel
 -- [, run] }, taken while rules[op] is still `rule`.
 local builtin = {}
-local kinds = { unary = true, loss = true, linear = true, conv2d = true, max_pool2d = true,
-  shape = true, lua = true }
+local kinds = { unary = true, loss = true, linear = true, linear_relu = true, conv2d = true,
+  max_pool2d = true, shape = true, lua = true }
 
 --- autograd.builtin(op, kind, kernel [, run]): backward calls `kernel` in C
 -- for the nodes of `op` as the kind says, while rules[op] is the rule it is

@@ -58,6 +58,21 @@ autograd.in_place.linear = {
       nb and kept_grad(b) or nil)
   end,
 }
+-- A Linear and the ReLU after it in an nn.Sequential run as one op (see
+-- Sequential.forward): ReLU's gradient is read off the op's result, n.out.
+rules.linear_relu = function(n, g)
+  local x, w, b = n.args[1], n.args[2], n.args[3]
+  return C.linear_relu_backward(g, n.out, x, w, rg(x), rg(w), rg(b))
+end
+autograd.in_place.linear_relu = {
+  rule = rules.linear_relu,
+  run = function(n, g)
+    local x, w, b = n.args[1], n.args[2], n.args[3]
+    local nw, nb = rg(w), rg(b)
+    return C.linear_relu_backward(g, n.out, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
+      nb and kept_grad(b) or nil)
+  end,
+}
 rules.conv2d = function(n, g)
   local a = n.args
   return C.conv2d_backward(g, a[1], a[2], a[4], a[5], a[6], a[7], a[8],
@@ -82,12 +97,14 @@ rules.layer_norm = function(n, g)
 end
 rules.dropout = function(n, g) return g * n.outs[2] end
 -- the C backward kernels return new tensors: a leaf keeps them as its grad
-for _, op in ipairs({ "linear", "conv2d", "max_pool2d", "cross_entropy", "bce_with_logits",
-                      "gelu", "layer_norm", "dropout" }) do
+for _, op in ipairs({ "linear", "linear_relu", "conv2d", "max_pool2d", "cross_entropy",
+                      "bce_with_logits", "gelu", "layer_norm", "dropout" }) do
   autograd.fresh[op] = true
 end
 -- backward calls these kernels from C, as the rules above would
 autograd.builtin("linear", "linear", C.linear_backward, autograd.in_place.linear.run)
+autograd.builtin("linear_relu", "linear_relu", C.linear_relu_backward,
+  autograd.in_place.linear_relu.run)
 autograd.builtin("conv2d", "conv2d", C.conv2d_backward)
 autograd.builtin("max_pool2d", "max_pool2d", C.max_pool2d_backward)
 autograd.builtin("cross_entropy", "loss", C.cross_entropy_backward)
@@ -601,11 +618,16 @@ function Linear:init(in_f, out_f, opts)
   self.weight = uniform({ out_f, in_f }, bound, opts):requires_grad_()
   if opts.bias ~= false then self.bias = uniform({ out_f }, bound, opts):requires_grad_() end
 end
-function Linear:forward(x)
-  local p = self._parameters -- (what self.weight finds first, without a call of __index)
+-- A Linear's weight and bias (what self.weight finds first, without a call of __index).
+local function linear_params(m)
+  local p = m._parameters
   local w, b = p.weight, p.bias
-  if w == nil then w = self.weight end
-  if b == nil then b = self.bias end
+  if w == nil then w = m.weight end
+  if b == nil then b = m.bias end
+  return w, b
+end
+function Linear:forward(x)
+  local w, b = linear_params(self)
   if x:dim() == 2 then return C.linear(x, w, b) end
   return nn.linear(x, w, b)
 end
@@ -713,17 +735,31 @@ local function builtin(m)
   end
   return f
 end
+-- A built-in Linear on a 2-d input followed by a built-in ReLU runs as one
+-- op, linear_relu (C.linear_relu: ReLU in place on the product while it is
+-- in cache, one node and one result instead of two): the same values and
+-- gradients, bit for bit, as the two layers one after the other.
 local free_after = core.free_after
+local linear_relu = C.linear_relu
 function Sequential:forward(x)
   local mods = self._modules
   local names = mods.names
   local cur, free = x, false -- free: cur is an output that only built-in layers have seen
-  for i = 1, #names do
+  local i, n = 1, #names
+  while i <= n do
     local m = mods[names[i]]
     local f = builtin(m)
     local y
     if f then
-      y = f(m, cur)
+      local nxt = f == Linear.forward and i < n and mods[names[i + 1]]
+      if nxt and getmetatable(nxt) == nn.ReLU and builtin(nxt) and is_tensor(cur)
+          and cur:dim() == 2 then
+        local w, b = linear_params(m)
+        y = linear_relu(cur, w, b)
+        i = i + 1
+      else
+        y = f(m, cur)
+      end
       if not rawequal(y, cur) then -- (an identity layer hands cur on as it is)
         if free then free_after(cur, y) end
         free = not rawequal(y, x)
@@ -733,6 +769,7 @@ function Sequential:forward(x)
       free = false -- the layer may keep its input or its output
     end
     cur = y
+    i = i + 1
   end
   return cur
 end
