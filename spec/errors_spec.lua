@@ -136,7 +136,7 @@ describe("pbt.Tensor misuse", function()
         assert.is_table(mt, name)
         local fns = {}
         for k, v in pairs(mt) do
-          if is_c(v) and k ~= "__tostring" then fns[#fns + 1] = { k, v } end
+          if is_c(v) then fns[#fns + 1] = { k, v } end
         end
         if type(mt.__index) == "table" then
           for k, v in pairs(mt.__index) do
@@ -157,15 +157,37 @@ describe("pbt.Tensor misuse", function()
       assert.is_true(calls >= 30)
       assert.are.same({ 1, 2, 3 }, t:totable()) -- its header and data untouched
       -- as an option or a bound value, it is not taken for one either
-      local ok, msg = pcall(T.rand, 2, { generator = t })
-      assert.is_false(ok)
+      local function disguised(name, fn, ...)
+        debug.setmetatable(t, reg[name])
+        local ok, msg = pcall(fn, ...)
+        debug.setmetatable(t, tensor_mt)
+        assert.is_false(ok, name)
+        return tostring(msg)
+      end
+      local msg = disguised("pbt.Generator", T.rand, 2, { generator = t })
       assert.truthy(msg:find("'generator' is not a pbt.Generator", 1, true), msg)
-      debug.setmetatable(t, reg["pbt.SQLBlob"])
-      ok = pcall(keep[4].exec, keep[4], "INSERT INTO t VALUES (?)", t)
-      debug.setmetatable(t, tensor_mt)
-      assert.is_false(ok)
+      local gp2 = core.gp.new({ { 0, 0.1 }, { 1, 0.5 } }, { 1, 2 },
+        { variance = 1, lengthscale = 1, epsilon = 0.1, noise = 1 })
+      msg = disguised("pbt.Generator", core.gp.ucb_max, gp2, gp2,
+        { fixed = { 0.5 }, kappa = 1, generator = t })
+      assert.truthy(msg:find("option 'generator' must be a pbt.Generator", 1, true), msg)
+      local start = { count = 1, module = "none", path = "", cpath = "", population = keep[3],
+        tasks = keep[6], results = keep[6] }
+      for _, opt in ipairs({ { "population", "pbt.Population" }, { "tasks", "pbt.Channel" },
+          { "results", "pbt.Channel" } }) do
+        local was = start[opt[1]]
+        start[opt[1]] = t
+        msg = disguised(opt[2], threads.start, start)
+        start[opt[1]] = was
+        assert.truthy(msg:find("option '" .. opt[1] .. "' must be a live " .. opt[2], 1, true),
+          msg)
+      end
+      disguised("pbt.SQLBlob", keep[4].exec, keep[4], "INSERT INTO t VALUES (?)", t)
+      assert.are.same({ 1, 2, 3 }, t:totable())
       -- collected under another type's metatable, its __gc touches nothing
+      -- (and its own __gc does not run: its storage is released first)
       local u = T.tensor({ 4, 5 })
+      tensor_mt.__close(u)
       debug.setmetatable(u, reg["pbt.Population"])
       u = nil -- luacheck: ignore
       collectgarbage()

@@ -1493,6 +1493,51 @@ describe("nn.Sequential runs a Linear and the ReLU after it as one op (linear_re
     assert.are.same(want:totable(), got:totable())
   end)
 
+  it("is not used while a script replaced what the two layers run", function()
+    local autograd = require("pbt.autograd")
+    local function straight_through(_, g) return g end -- a rule of the script's own
+    local lin = nn.Linear(2, 2, { dtype = "float64" })
+    pbt.no_grad(function()
+      lin.weight:copy_(T.eye(2, { dtype = "float64" }))
+      lin.bias:zero_()
+    end)
+    local m = nn.Sequential(lin, nn.ReLU())
+    local x = T.tensor({ { 1, -1 } }, { dtype = "float64" }):requires_grad_()
+    local function grad_of_x()
+      x.grad = nil
+      m(x):sum():backward()
+      return x.grad:totable()
+    end
+    assert.are.same({ { 1, 0 } }, grad_of_x()) -- ReLU's own gradient
+    local function with(tbl, key, value, fn)
+      local was = tbl[key]
+      tbl[key] = value
+      local ok, err = pcall(fn)
+      tbl[key] = was
+      assert(ok, err)
+    end
+    -- relu's rule replaced: it is called, as for the layers one by one
+    with(autograd.rules, "relu", straight_through, function()
+      local out = m(x)
+      assert.are.equal("relu", out.grad_fn.op)
+      assert.are.same({ { 1, 1 } }, grad_of_x())
+    end)
+    -- linear's rule, its run for kept gradients, the tensors' relu
+    local calls = 0
+    local function counted(f) return function(...) calls = calls + 1; return f(...) end end
+    with(autograd.rules, "linear", counted(autograd.rules.linear), function()
+      assert.are.equal("relu", m(x).grad_fn.op)
+    end)
+    with(autograd.in_place.linear, "run", counted(autograd.in_place.linear.run), function()
+      assert.are.equal("relu", m(x).grad_fn.op)
+    end)
+    with(pbt.core.Tensor, "relu", counted(pbt.core.Tensor.relu), function()
+      assert.are.equal("relu", m(x).grad_fn.op)
+    end)
+    assert.are.equal(1, calls) -- (the tensors' relu, called by ReLU's forward)
+    assert.are.equal("linear_relu", m(x).grad_fn.op) -- all back: fused again
+  end)
+
   it("names the Linear in its errors", function()
     local m = nn.Sequential(nn.Linear(3, 2, { generator = gen(1) }), nn.ReLU())
     local err = error_of(function() return m(T.zeros(4, 5)) end)

@@ -39,40 +39,33 @@ local fmt_shape = autograd.shape_str
 
 local function rg(t) return t ~= nil and t.requires_grad end
 
-rules.linear = function(n, g)
-  local x, w, b = n.args[1], n.args[2], n.args[3]
-  return C.linear_backward(g, x, w, rg(x), rg(w), rg(b))
-end
--- In backward (while rules.linear is the one above), a leaf's kept .grad
+-- The rule of linear (kernel C.linear_backward) or of linear_relu (kernel
+-- C.linear_relu_backward, with_out: a Linear and the ReLU after it in an
+-- nn.Sequential run as one op, see Sequential.forward, and ReLU's gradient is
+-- read off the op's result, n.out), and its run for kept gradients: in
+-- backward (while rules[op] is the rule made here), a leaf's kept .grad
 -- (opt:zero_grad(false) keeps it) is handed to the kernel, which adds the
 -- weight's and bias's gradients into it in place (the GEMM with beta = 1)
 -- when it fits, and then returns nil for them.
 local is_leaf = core.tensor.is_leaf
 local function kept_grad(t) return is_leaf(t) and t.grad or nil end
-autograd.in_place.linear = {
-  rule = rules.linear,
-  run = function(n, g)
+local function linear_rules(op, kernel, with_out)
+  local function call(n, g, kw, kb)
     local x, w, b = n.args[1], n.args[2], n.args[3]
-    local nw, nb = rg(w), rg(b)
-    return C.linear_backward(g, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
-      nb and kept_grad(b) or nil)
-  end,
-}
--- A Linear and the ReLU after it in an nn.Sequential run as one op (see
--- Sequential.forward): ReLU's gradient is read off the op's result, n.out.
-rules.linear_relu = function(n, g)
-  local x, w, b = n.args[1], n.args[2], n.args[3]
-  return C.linear_relu_backward(g, n.out, x, w, rg(x), rg(w), rg(b))
+    if with_out then return kernel(g, n.out, x, w, rg(x), rg(w), rg(b), kw, kb) end
+    return kernel(g, x, w, rg(x), rg(w), rg(b), kw, kb)
+  end
+  rules[op] = function(n, g) return call(n, g) end
+  autograd.in_place[op] = {
+    rule = rules[op],
+    run = function(n, g)
+      local w, b = n.args[2], n.args[3]
+      return call(n, g, rg(w) and kept_grad(w) or nil, rg(b) and kept_grad(b) or nil)
+    end,
+  }
 end
-autograd.in_place.linear_relu = {
-  rule = rules.linear_relu,
-  run = function(n, g)
-    local x, w, b = n.args[1], n.args[2], n.args[3]
-    local nw, nb = rg(w), rg(b)
-    return C.linear_relu_backward(g, n.out, x, w, rg(x), nw, nb, nw and kept_grad(w) or nil,
-      nb and kept_grad(b) or nil)
-  end,
-}
+linear_rules("linear", C.linear_backward, false)
+linear_rules("linear_relu", C.linear_relu_backward, true)
 rules.conv2d = function(n, g)
   local a = n.args
   return C.conv2d_backward(g, a[1], a[2], a[4], a[5], a[6], a[7], a[8],
@@ -739,8 +732,20 @@ end
 -- op, linear_relu (C.linear_relu: ReLU in place on the product while it is
 -- in cache, one node and one result instead of two): the same values and
 -- gradients, bit for bit, as the two layers one after the other.
+-- It does so only while what the two layers would run is pbt's own: a
+-- script that replaced the rule of linear or of relu (or linear's run for
+-- kept gradients) or the tensors' relu gets the layers one by one.
 local free_after = core.free_after
 local linear_relu = C.linear_relu
+local ReLU -- (the class, made below)
+local linear_rule, relu_rule, linear_ip = rules.linear, rules.relu, autograd.in_place.linear
+local linear_run, tensor_methods = linear_ip.run, core.Tensor
+local relu_method = tensor_methods.relu
+local function pair_is_pbts()
+  local ip = autograd.in_place.linear
+  return rules.linear == linear_rule and rules.relu == relu_rule and ip == linear_ip
+    and ip.rule == linear_rule and ip.run == linear_run and tensor_methods.relu == relu_method
+end
 function Sequential:forward(x)
   local mods = self._modules
   local names = mods.names
@@ -752,8 +757,8 @@ function Sequential:forward(x)
     local y
     if f then
       local nxt = f == Linear.forward and i < n and mods[names[i + 1]]
-      if nxt and getmetatable(nxt) == nn.ReLU and builtin(nxt) and is_tensor(cur)
-          and cur:dim() == 2 then
+      if nxt and getmetatable(nxt) == ReLU and builtin(nxt) and is_tensor(cur)
+          and cur:dim() == 2 and pair_is_pbts() then
         local w, b = linear_params(m)
         y = linear_relu(cur, w, b)
         i = i + 1
@@ -781,6 +786,7 @@ local function activation(name, fn)
   nn[name] = cls
 end
 activation("ReLU", function(x) return x:relu() end)
+ReLU = nn.ReLU
 activation("Tanh", function(x) return x:tanh() end)
 activation("Sigmoid", function(x) return x:sigmoid() end)
 activation("GELU", C.gelu)
