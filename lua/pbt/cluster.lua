@@ -100,8 +100,6 @@ end
 
 -- ---- the store, reached again when it goes away ---------------------------------------
 
--- Whether err came from a store that is gone (a lost connection, a
--- server that does not answer, a database locked beyond the busy timeout).
 -- Whether c has a store whose connection answers.
 local function connected(c)
   if not c.store then return false end
@@ -109,9 +107,11 @@ local function connected(c)
   return ok and yes
 end
 
+-- Whether err came from a store that is gone (a lost connection, a
+-- server that does not answer, a database locked beyond the busy timeout).
 local function store_lost(c, err)
-  local msg = message(err)
   if not connected(c) then return true end
+  local msg = message(err)
   return msg:find("database is locked", 1, true) ~= nil or msg:find("database is busy", 1, true) ~= nil
 end
 
